@@ -1,0 +1,142 @@
+"""The effect contract.
+
+An instance is made for one sample rate and channel count and is stateful:
+``process`` takes and returns float32 arrays shaped ``(channels, frames)`` for any
+number of frames, keeping state between calls, so a stream cut into blocks of any
+size sounds the same as the whole signal processed at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import msgspec
+import numpy as np
+
+from fxhost_sdk.params import FieldError, Params, convert
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class Effect(ABC):
+    """Base class of every fxhost effect.
+
+    Subclasses set the class attributes and implement :meth:`process`; most also
+    override :meth:`prepare` (allocate state) and :meth:`apply_params` (push new
+    parameter values into the DSP between blocks).
+    """
+
+    #: Stable identifier used in chains and URLs: lower case, digits and ``_``.
+    name: ClassVar[str]
+    #: The effect's own version; bump it when its sound changes.
+    version: ClassVar[str]
+    #: One line saying what it does.
+    summary: ClassVar[str]
+    #: The parameter struct: a :class:`Params` subclass with a default for every field.
+    Params: ClassVar[type[Params]]
+
+    def __init__(self, sample_rate: float, channels: int, params: Params | Mapping[str, Any] | None = None):
+        if not (isinstance(sample_rate, int | float) and math.isfinite(sample_rate) and sample_rate > 0):
+            raise FieldError("sample_rate", f"must be a positive number, got {sample_rate!r}")
+        if not (isinstance(channels, int) and channels >= 1):
+            raise FieldError("channels", f"must be a positive integer, got {channels!r}")
+        self.sample_rate = float(sample_rate)
+        self.channels = channels
+        self._params = self.check_params(self.Params() if params is None else params)
+        self.prepare()
+        self.apply_params(self._params)
+
+    # -- parameters ---------------------------------------------------------------
+
+    @classmethod
+    def check_params(cls, params: Params | Mapping[str, Any], path: str = "params") -> Params:
+        """Validate ``params`` (a Params instance or a mapping) against ``cls.Params``.
+
+        Raises :class:`FieldError` naming the field, e.g. ``params.room_size``.
+        """
+        if isinstance(params, msgspec.Struct) and not isinstance(params, cls.Params):
+            raise FieldError(path, f"expected {cls.Params.__name__}, got {type(params).__name__}")
+        return convert(params, cls.Params, path)
+
+    @property
+    def params(self) -> Params:
+        return self._params
+
+    def set_params(self, params: Params | Mapping[str, Any]) -> None:
+        """Change parameters between blocks (live automation). Invalid values are refused
+        with :class:`FieldError` and leave the effect unchanged."""
+        checked = self.check_params(params)
+        self.apply_params(checked)
+        self._params = checked
+
+    def apply_params(self, params: Params) -> None:  # noqa: B027 - optional hook
+        """Push validated parameters into the DSP. Called at construction and on every
+        :meth:`set_params`; the default does nothing (``process`` reads ``self.params``)."""
+
+    # -- processing ---------------------------------------------------------------
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Allocate state for ``self.sample_rate`` and ``self.channels``. Called at
+        construction (before :meth:`apply_params`) and by the default :meth:`reset`."""
+
+    @abstractmethod
+    def process(self, block: np.ndarray) -> np.ndarray:
+        """Process one block: float32 ``(channels, frames)`` in, the same shape out.
+
+        ``frames`` may be anything from 0 up; state carries over to the next call.
+        Do not keep a reference to ``block``: the caller may reuse its memory.
+        """
+
+    def reset(self) -> None:
+        """Clear all state (delay lines, envelopes, LFO phases), keeping parameters, so
+        the next ``process`` sounds as on a fresh instance."""
+        self.prepare()
+        self.apply_params(self._params)
+
+    @property
+    def latency(self) -> int:
+        """Frames by which the output lags the input (0 for most effects)."""
+        return 0
+
+    @property
+    def tail_seconds(self) -> float:
+        """How long the output rings after the input stops, with the current parameters,
+        until it falls below -60 dBFS. ``math.inf`` means it never stops (a frozen
+        reverb); hosts then cap the tail with a setting."""
+        return 0.0
+
+
+def effect_class_problems(cls: object) -> list[str]:
+    """What makes ``cls`` unusable as an effect class, in plain words (empty if fine)."""
+    if not (isinstance(cls, type) and issubclass(cls, Effect)):
+        return [f"{cls!r} is not a subclass of fxhost_sdk.Effect"]
+    problems = []
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        problems.append(
+            f"{cls.__qualname__}.name must be a string of lower-case letters, digits and '_' "
+            f"starting with a letter, got {name!r}"
+        )
+    for attr in ("version", "summary"):
+        value = getattr(cls, attr, None)
+        if not isinstance(value, str) or not value.strip():
+            problems.append(f"{cls.__qualname__}.{attr} must be a non-empty string, got {value!r}")
+    summary = getattr(cls, "summary", "")
+    if isinstance(summary, str) and "\n" in summary.strip():
+        problems.append(f"{cls.__qualname__}.summary must be one line")
+    params = getattr(cls, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, Params)):
+        problems.append(f"{cls.__qualname__}.Params must be a subclass of fxhost_sdk.Params, got {params!r}")
+    else:
+        try:
+            convert({}, params, "params")
+        except FieldError as error:
+            problems.append(f"{cls.__qualname__}.Params needs a valid default for every field ({error})")
+    if getattr(cls, "__abstractmethods__", None):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        problems.append(f"{cls.__qualname__} does not implement {missing}")
+    return problems

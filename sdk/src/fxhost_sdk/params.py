@@ -1,0 +1,87 @@
+"""Parameter structs and the one conversion that validates them.
+
+An effect's parameters are a :class:`Params` subclass whose fields carry
+``msgspec.Meta`` constraints (built with :func:`param`) and defaults. That struct is
+the single source of the parameter schema: JSON Schema, validation and docs.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    """Base class for an effect's parameters: frozen, keyword-only, unknown fields refused."""
+
+
+def param(
+    *,
+    description: str,
+    ge: float | None = None,
+    le: float | None = None,
+    unit: str | None = None,
+    scale: Literal["linear", "log"] = "linear",
+) -> msgspec.Meta:
+    """Constraints and documentation of one parameter, for use in ``Annotated[...]``.
+
+    ``unit`` ("dB", "s", "Hz", ...) and ``scale`` are hints for user interfaces; they
+    appear in the JSON Schema as ``x-unit`` and ``x-scale``.
+    """
+    hints: dict[str, Any] = {"scale": scale}
+    if unit:
+        hints["unit"] = unit
+    return msgspec.Meta(
+        ge=ge,
+        le=le,
+        description=description,
+        extra=hints,
+        extra_json_schema={f"x-{k}": v for k, v in hints.items()},
+    )
+
+
+class FieldError(ValueError):
+    """A value refused by validation, with the path of the failing field.
+
+    ``str(error)`` reads ``chains.vocal.steps[1].params.room_size: Expected float <= 1.0``.
+    """
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.DOTALL)
+_FIELD = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$")
+
+
+def field_error(error: msgspec.ValidationError, path: str = "") -> FieldError:
+    """Turn msgspec's message (``... - at `$.a[1]```) into a FieldError rooted at ``path``."""
+    match = _AT.match(str(error))
+    assert match is not None  # the pattern matches any string
+    message, at = match["msg"], match["at"] or ""
+    full = path + at
+    field = _FIELD.match(message)
+    if field:
+        full = f"{full}.{field['field']}" if full else field["field"]
+        message = "unknown field" if field["what"] == "contains unknown" else "required field missing"
+    return FieldError(full, message.replace("`", ""))
+
+
+def convert(value: Any, target: type[T], path: str = "", *, strict: bool = True) -> T:
+    """Validate ``value`` (builtins: dicts, lists, numbers...) into ``target``.
+
+    Raises :class:`FieldError` naming the failing field, prefixed with ``path``.
+    ``strict=False`` accepts strings for numbers, as query strings need.
+    """
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.to_builtins(value)
+    try:
+        return msgspec.convert(value, target, strict=strict)
+    except msgspec.ValidationError as error:
+        raise field_error(error, path) from None
