@@ -40,9 +40,12 @@ class Effect(ABC):
     Params: ClassVar[type[Params]]
 
     def __init__(self, sample_rate: float, channels: int, params: Params | Mapping[str, Any] | None = None):
-        if not (isinstance(sample_rate, int | float) and math.isfinite(sample_rate) and sample_rate > 0):
+        # bool is an int in Python; True as a sample rate or channel count is a mistake.
+        if isinstance(sample_rate, bool) or not (
+            isinstance(sample_rate, int | float) and math.isfinite(sample_rate) and sample_rate > 0
+        ):
             raise FieldError("sample_rate", f"must be a positive number, got {sample_rate!r}")
-        if not (isinstance(channels, int) and channels >= 1):
+        if isinstance(channels, bool) or not (isinstance(channels, int) and channels >= 1):
             raise FieldError("channels", f"must be a positive integer, got {channels!r}")
         self.sample_rate = float(sample_rate)
         self.channels = channels
@@ -133,7 +136,10 @@ def effect_class_problems(cls: object) -> list[str]:
         problems.append(f"{cls.__qualname__}.Params must be a subclass of fxhost_sdk.Params, got {params!r}")
     else:
         try:
-            convert({}, params, "params")
+            convert({}, params, "params")  # a field with no default
+            # msgspec never checks defaults against their own constraints; a round
+            # trip through builtins does.
+            convert(params(), params, "params")
         except FieldError as error:
             problems.append(f"{cls.__qualname__}.Params needs a valid default for every field ({error})")
     if getattr(cls, "__abstractmethods__", None):

@@ -65,7 +65,7 @@ def field_error(error: msgspec.ValidationError, path: str = "") -> FieldError:
     match = _AT.match(str(error))
     assert match is not None  # the pattern matches any string
     message, at = match["msg"], match["at"] or ""
-    full = path + at
+    full = (path + at) if path else at.removeprefix(".")
     field = _FIELD.match(message)
     if field:
         full = f"{full}.{field['field']}" if full else field["field"]
