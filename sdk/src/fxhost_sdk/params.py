@@ -16,7 +16,9 @@ T = TypeVar("T")
 
 
 class Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
-    """Base class for an effect's parameters: frozen, keyword-only, unknown fields refused."""
+    """Base class for an effect's parameters. Subclasses inherit ``frozen`` and the
+    refusal of unknown fields; ``kw_only`` is per class in msgspec, so construct them
+    with keywords (``Params(room_size=0.3)``)."""
 
 
 def param(

@@ -1,0 +1,292 @@
+"""The ``fxhost`` command line: serve, render, plugins, chains, validate.
+
+Errors are one line on stderr and a non-zero exit, never a traceback
+(set ``FXHOST_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import click
+import msgspec
+import soundfile as sf
+from fxhost_sdk import FieldError
+
+from fxhost.audiofile import AudioFormatError, open_input
+from fxhost.config import ConfigError
+from fxhost.registry import Registry, load_registry
+from fxhost.runtime import Runtime, load_config_of, load_runtime
+from fxhost.settings import Settings, load_settings
+
+#: Files at least this long (in seconds) get a progress bar when stderr is a terminal.
+PROGRESS_MIN_SECONDS = 10.0
+
+# Errors a user can cause and fix; anything else is a bug in fxhost or a plugin.
+USER_ERRORS = (FieldError, ConfigError, AudioFormatError, sf.LibsndfileError, OSError, KeyError)
+
+
+class Context:
+    """Settings, then plugins and chains loaded only by the commands that need them."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @functools.cached_property
+    def runtime(self) -> Runtime:
+        return load_runtime(self.settings)
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        """The plugins alone: listing them must work even when a chain is broken."""
+        return load_registry(load_config_of(self.settings))
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="The plugins and chains file (default: $FXHOST_PLUGINS_CONFIG or ./plugins.toml).",
+)
+@click.version_option(package_name="fxhost")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """fxhost: an audio effects host. Effects are plugins; chains come from plugins.toml."""
+    settings = load_settings()
+    if config_path is not None:
+        settings = msgspec.structs.replace(settings, plugins_config=config_path)
+    logging.basicConfig(level=settings.log_level.upper(), format="fxhost: %(levelname)s: %(message)s")
+    ctx.obj = Context(settings)
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on (default: $FXHOST_HOST or 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default: $FXHOST_PORT or 8000).")
+@pass_context
+def serve(context: Context, host: str | None, port: int | None) -> None:
+    """Start the HTTP server."""
+    import uvicorn
+
+    from fxhost.app import create_app
+
+    settings = context.settings
+    runtime = context.runtime
+    for plugin in runtime.registry.failed:
+        click.echo(f"fxhost: plugin {plugin.name!r} failed: {plugin.error}", err=True)
+    uvicorn.run(
+        create_app(runtime),
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        log_level=settings.log_level,
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_context
+def plugins(context: Context, as_json: bool) -> None:
+    """List installed plugins, their effects, and what failed to load."""
+    from rich.console import Console
+    from rich.table import Table
+
+    logging.getLogger("fxhost.registry").setLevel(logging.ERROR)  # the table says it all
+    registry = context.registry
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(registry.view())).decode())
+        return
+    table = Table(title="plugins")
+    for column in ("plugin", "source", "version", "status", "effects / problem"):
+        table.add_column(column)
+    for info in registry.plugins:
+        detail = ", ".join(info.effects) if info.status == "loaded" else (info.error or "")
+        rejected = [f"rejected {r.name}: {'; '.join(r.reasons)}" for r in info.rejected]
+        detail = "\n".join([d for d in [detail, *rejected] if d])
+        version = info.version or ""
+        style = {"failed": "red", "disabled": "dim"}.get(info.status, "")
+        table.add_row(info.name, info.source, version, info.status, detail, style=style)
+    Console(width=200).print(table)
+    for warning in registry.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_context
+def chains(context: Context, as_json: bool) -> None:
+    """List the named chains of plugins.toml."""
+    from rich.console import Console
+    from rich.table import Table
+
+    found = list(context.runtime.chains.values())
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(found)).decode())
+        return
+    table = Table(title=f"chains ({context.runtime.config.display_name})")
+    for column in ("chain", "steps", "description"):
+        table.add_column(column)
+    for chain in found:
+        steps = " -> ".join(step.effect for step in chain.steps)
+        table.add_row(chain.name, steps, chain.description)
+    Console(width=200).print(table)
+
+
+def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
+    """``["room_size=0.8", "freeze_mode=true"]`` -> a params mapping; values are TOML
+    literals (numbers, booleans, quoted strings), anything else a plain string."""
+    params: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise FieldError("--set", f"expected KEY=VALUE, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        params[key] = value
+    return params
+
+
+@cli.command()
+@click.argument("effect")
+@click.option("--sample-rate", type=float, default=48000, show_default=True)
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="A parameter to test with (repeatable)."
+)
+@pass_context
+def validate(context: Context, effect: str, sample_rate: float, assignments: tuple[str, ...]) -> None:
+    """Run the SDK's conformance validator on an installed effect."""
+    from fxhost_sdk.testing import check_effect
+
+    info = context.registry.get(effect)
+    report = check_effect(info.cls, sample_rate=sample_rate, params=parse_assignments(assignments) or None)
+    click.echo(str(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
+@click.option("--chain", "chain_name", metavar="NAME", help="A chain from plugins.toml.")
+@click.option("--effect", metavar="NAME", help="A single effect instead of a chain.")
+@click.option(
+    "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="A parameter of --effect (repeatable)."
+)
+@click.option("--no-tail", is_flag=True, help="Cut the output at the input's length.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal, for long files)."
+)
+@pass_context
+def render(
+    context: Context,
+    input_path: str,
+    output_path: str,
+    chain_name: str | None,
+    effect: str | None,
+    assignments: tuple[str, ...],
+    no_tail: bool,
+    progress: bool | None,
+) -> None:
+    """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension)."""
+    from fxhost.render import render_file
+
+    if (chain_name is None) == (effect is None):
+        raise click.UsageError("give exactly one of --chain NAME or --effect NAME")
+    if assignments and effect is None:
+        raise click.UsageError("--set applies to --effect; a chain's parameters live in plugins.toml")
+    runtime = context.runtime
+    if chain_name is not None:
+        steps = runtime.chain_steps(chain_name)
+    else:
+        assert effect is not None
+        runtime.registry.get(effect)  # a clear "unknown effect" before anything else
+        steps = runtime.effect_steps(effect, parse_assignments(assignments))
+    if not os.path.exists(input_path):
+        raise FileNotFoundError(f"{input_path}: no such file")
+
+    with open_input(input_path) as probe:
+        seconds = probe.frames / probe.samplerate
+    show = sys.stderr.isatty() and seconds >= PROGRESS_MIN_SECONDS if progress is None else progress
+    with progress_bar(show) as update:
+        result = render_file(
+            input_path,
+            output_path,
+            steps,
+            tail=not no_tail,
+            max_tail_seconds=runtime.settings.max_tail_seconds,
+            progress=update,
+        )
+    seconds_out = result.output_frames / result.input.sample_rate
+    click.echo(
+        f"{output_path}: {result.output_frames} frames ({seconds_out:.2f} s, "
+        f"tail {result.tail_frames} frames), "
+        f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}",
+        err=True,
+    )
+
+
+@contextlib.contextmanager
+def progress_bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on stderr, or nothing (rich is imported only when shown:
+    it costs a noticeable part of a short render's start-up)."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("rendering"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("render", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    elif isinstance(error, OSError) and error.strerror and error.filename:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split()) if "\n" not in text.strip() else text.strip()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="fxhost", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("fxhost: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        hint = f" (see: {error.ctx.command_path} --help)" if getattr(error, "ctx", None) else ""
+        click.echo(f"fxhost: {error.format_message()}{hint}", err=True)
+        sys.exit(error.exit_code)
+    except USER_ERRORS as error:
+        click.echo(f"fxhost: {_one_line(error)}", err=True)
+        sys.exit(1)
+    except Exception as error:
+        if os.environ.get("FXHOST_DEBUG"):
+            raise
+        click.echo(f"fxhost: internal error: {type(error).__name__}: {_one_line(error)}", err=True)
+        sys.exit(70)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
