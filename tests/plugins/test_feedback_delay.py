@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from fxhost_feedback_delay import FeedbackDelay, fxhost_effects
 from fxhost_sdk import FieldError
+from fxhost_sdk.testing import process_blocks
 
 PATTERNS = {
     "fixed 64": [64],
@@ -22,18 +23,6 @@ PATTERNS = {
 def noise(channels: int, frames: int, seed: int = 0, peak: float = 0.5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.uniform(-peak, peak, (channels, frames)).astype(np.float32)
-
-
-def spans(sizes: list[int], total: int):
-    start, i = 0, 0
-    while start < total:
-        stop = min(total, start + sizes[i % len(sizes)])
-        yield start, stop
-        start, i = stop, i + 1
-
-
-def stream(effect: fxhost_sdk.Effect, x: np.ndarray, sizes: list[int]) -> np.ndarray:
-    return np.concatenate([effect.process(x[:, a:b].copy()) for a, b in spans(sizes, x.shape[1])], 1)
 
 
 def reference(x: np.ndarray, sample_rate: float, delay_seconds=0.25, feedback=0.4, mix=0.35):
@@ -66,7 +55,7 @@ def test_equals_the_per_sample_reference(params, channels):
     expected = reference(x, rate, **params)
     np.testing.assert_allclose(FeedbackDelay(rate, channels, params).process(x), expected, atol=1e-6)
     for name, sizes in PATTERNS.items():
-        out = stream(FeedbackDelay(rate, channels, params), x, sizes)
+        out = process_blocks(FeedbackDelay(rate, channels, params), x, sizes)
         np.testing.assert_allclose(out, expected, atol=1e-6, err_msg=name)
 
 
@@ -76,7 +65,7 @@ def test_block_size_invariance(params):
     whole = FeedbackDelay(48000, 2, params).process(x)
     assert whole.dtype == np.float32 and whole.shape == x.shape and whole.flags.c_contiguous
     for name, sizes in PATTERNS.items():
-        out = stream(FeedbackDelay(48000, 2, params), x, sizes)
+        out = process_blocks(FeedbackDelay(48000, 2, params), x, sizes)
         np.testing.assert_array_equal(out, whole, err_msg=name)
 
 

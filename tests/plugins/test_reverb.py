@@ -14,6 +14,7 @@ import pytest
 from fxhost_pedalboard import PedalboardEffect, Reverb, fxhost_effects
 from fxhost_pedalboard.reverb import freeverb_tail_seconds
 from fxhost_sdk import FieldError, param
+from fxhost_sdk.testing import process_blocks
 
 FIELDS = ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")
 OTHER = {
@@ -44,10 +45,6 @@ def spans(sizes: list[int], total: int):
         stop = min(total, start + sizes[i % len(sizes)])
         yield start, stop
         start, i = stop, i + 1
-
-
-def stream(effect: fxhost_sdk.Effect, x: np.ndarray, sizes: list[int]) -> np.ndarray:
-    return np.concatenate([effect.process(x[:, a:b].copy()) for a, b in spans(sizes, x.shape[1])], 1)
 
 
 def direct(x: np.ndarray, sample_rate: float, **params: float) -> np.ndarray:
@@ -113,7 +110,7 @@ def test_equals_pedalboard_in_one_call_and_block_by_block(sample_rate, channels,
     assert whole.dtype == np.float32 and whole.shape == x.shape
     np.testing.assert_allclose(whole, expected, rtol=0, atol=1e-6)
     for name, sizes in PATTERNS.items():
-        out = stream(Reverb(sample_rate, channels, params), x, sizes)
+        out = process_blocks(Reverb(sample_rate, channels, params), x, sizes)
         np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6, err_msg=name)
 
 
@@ -131,7 +128,7 @@ def test_naive_streaming_of_pedalboard_is_not_immune():
 @pytest.mark.parametrize("channels", [3, 4])
 def test_more_than_two_channels_run_as_stereo_pairs(channels):
     x = noise(channels, 30000)
-    out = stream(Reverb(48000, channels, OTHER), x, PATTERNS["ones then ragged"])
+    out = process_blocks(Reverb(48000, channels, OTHER), x, PATTERNS["ones then ragged"])
     for start in range(0, channels, 2):
         group = slice(start, min(channels, start + 2))
         np.testing.assert_allclose(out[group], direct(x[group], 48000, **OTHER), atol=1e-6)
@@ -169,9 +166,9 @@ def test_live_change_equals_pedalboard_changed_at_the_same_point(change):
     expected = np.concatenate([before, after], 1)
 
     effect = Reverb(rate, 2, OTHER)
-    first = stream(effect, x[:, :at], [1] * 50 + [7, 513, 4096, 2])
+    first = process_blocks(effect, x[:, :at], [1] * 50 + [7, 513, 4096, 2])
     effect.set_params({**OTHER, **change})
-    second = stream(effect, x[:, at:], [3, 9000, 1, 33])
+    second = process_blocks(effect, x[:, at:], [3, 9000, 1, 33])
     np.testing.assert_allclose(np.concatenate([first, second], 1), expected, atol=1e-6)
     # The change was heard.
     assert np.abs(expected[:, at:] - direct(x, rate, **OTHER)[:, at:]).max() > 0.01
@@ -180,12 +177,12 @@ def test_live_change_equals_pedalboard_changed_at_the_same_point(change):
 def test_reset_sounds_like_a_fresh_instance():
     x = noise(2, 30000, seed=3)
     effect = Reverb(44100, 2)
-    stream(effect, noise(2, 20000, seed=4), [5, 9000])
+    process_blocks(effect, noise(2, 20000, seed=4), [5, 9000])
     effect.set_params(OTHER)
-    stream(effect, noise(2, 500, seed=5), [1])
+    process_blocks(effect, noise(2, 500, seed=5), [1])
     effect.reset()
     assert msgspec.to_builtins(effect.params) == OTHER
-    again = stream(effect, x, PATTERNS["ones then ragged"])
+    again = process_blocks(effect, x, PATTERNS["ones then ragged"])
     np.testing.assert_array_equal(again, Reverb(44100, 2, OTHER).process(x))
     np.testing.assert_allclose(again, direct(x, 44100, **OTHER), atol=1e-6)
 
@@ -256,9 +253,7 @@ class Chorus(PedalboardEffect):
     class Params(fxhost_sdk.Params):
         rate_hz: Annotated[float, param(description="LFO rate", ge=0.0, le=100.0, unit="Hz")] = 1.0
         depth: Annotated[float, param(description="depth", ge=0.0, le=1.0)] = 0.25
-        centre_delay_ms: Annotated[
-            float, param(description="delay", ge=1.0, le=100.0, unit="ms")
-        ] = 7.0
+        centre_delay_ms: Annotated[float, param(description="delay", ge=1.0, le=100.0, unit="ms")] = 7.0
         feedback: Annotated[float, param(description="feedback", ge=0.0, le=0.95)] = 0.0
         mix: Annotated[float, param(description="mix", ge=0.0, le=1.0)] = 0.5
 
@@ -275,12 +270,12 @@ def test_fixed_blocks_make_chorus_immune_with_latency(channels):
     assert latency == Chorus.fixed_block_size == 256
     for sizes in [*PATTERNS.values(), [40000]]:
         effect = Chorus(48000, channels, {"rate_hz": 3.0})
-        out = stream(effect, x, sizes)
+        out = process_blocks(effect, x, sizes)
         # The whole-signal output, exactly `latency` frames later.
         np.testing.assert_array_equal(out[:, :latency], 0.0)
         np.testing.assert_allclose(out[:, latency:], expected[:, :-latency], atol=1e-6)
         effect.reset()
-        np.testing.assert_array_equal(stream(effect, x, [1000]), out)
+        np.testing.assert_array_equal(process_blocks(effect, x, [1000]), out)
     # Priming would advance the LFO: the output no longer matches pedalboard.
     primed = PrimedChorus(48000, channels, {"rate_hz": 3.0}).process(x)
     assert np.abs(primed - expected).max() > 0.01
