@@ -1,32 +1,81 @@
-"""Reading and writing audio files with libsndfile (through soundfile).
+"""Reading, writing and resampling audio: the host's one place for audio files.
 
-Input formats are recognised by content, never by file name. The output format is
-the one the output file's extension names.
+**Reading.** :func:`open_input` recognises a file by its content, never by its name,
+and returns an :class:`AudioReader` whose ``info`` describes it and whose
+``blocks()`` / ``read()`` give float32 arrays shaped ``(channels, frames)``.
+libsndfile (through soundfile) is tried first: WAV, FLAC, Ogg Vorbis and Opus, MP3,
+AIFF, W64, RF64, CAF, AU... Only what libsndfile refuses goes to FFmpeg (through
+PyAV): AAC or ALAC in M4A/MP4, Matroska/WebM, raw ADTS AAC and the like.
+
+``info.frames`` is exact, always: it is the number of frames ``blocks()`` yields.
+Where the header's count is exact (PCM containers, FLAC, Ogg) it is used as is.
+Where it is only an estimate it is counted by decoding the whole file once when it
+is opened: MP3 (without a Xing/LAME header its length is guessed from the bit rate)
+and everything read through PyAV (container durations are rounded, estimated or
+absent). For MP4/M4A the count is then cut to the stream's duration from the edit
+list, which drops the encoder's padding at the end (the priming at the start is
+dropped by FFmpeg itself), so an AAC file is as long as the audio it was made from,
+to the millisecond. A file that decodes to fewer frames than that (a truncated FLAC)
+raises :class:`AudioFormatError` from ``blocks()``.
+
+**Writing.** :data:`OUTPUT_FORMATS` lists the formats written, by name, with their
+subtypes, media type and file extension; :func:`encode` writes a whole array to
+bytes, :func:`open_output` gives an :class:`AudioWriter` fed block by block.
+Integer subtypes are clipped to full scale, since libsndfile would wrap around.
+Sample rates, channel counts and subtypes are checked before libsndfile sees them
+(some bad combinations crash it), with errors that name the field.
+
+**Resampling.** :func:`resample` and the streaming :class:`Resampler` use soxr.
+
+Every error about the audio itself is an :class:`AudioFormatError` with a one-line
+message that names the file by its base name (or the name the caller gave), never
+by a path on this machine. A missing or unreadable file is an ``OSError`` as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+import av
 import numpy as np
 import soundfile as sf
+import soxr
 
-# Extensions soundfile does not map by itself, with the subtype they imply.
-_EXTRA_EXTENSIONS = {
-    ".opus": ("OGG", "OPUS"),
-    ".oga": ("OGG", None),
-    ".aif": ("AIFF", None),
-    ".aifc": ("AIFF", None),
-    ".wave": ("WAV", None),
-}
-_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+#: Sample rates outside this range are refused for writing and resampling.
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768_000
+#: libsndfile's own limit.
+MAX_CHANNELS = 1024
+DEFAULT_BLOCK_FRAMES = 4096
+
+OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
+MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+
+_FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+_READ_CHUNK = 65536
 
 
 class AudioFormatError(ValueError):
-    """An audio file that cannot be read, or an output that cannot be written as asked."""
+    """Audio that cannot be read, or an output that cannot be written as asked.
+
+    ``field`` names the offending argument (``"subtype"``, ``"sample_rate"``...) when
+    the error is about one, so that an API can point at the request field.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+# ---------------------------------------------------------------------------------
+# Reading
 
 
 @dataclass(frozen=True)
@@ -34,70 +83,643 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    #: Short upper-case container name: "WAV", "FLAC", "OGG", "MP3", "AIFF", "M4A"...
     format: str
+    #: libsndfile's subtype ("PCM_16", "FLOAT", "VORBIS"...), or the codec for PyAV ("AAC", "ALAC").
     subtype: str
+    #: "libsndfile" or "pyav".
+    decoder: str
+    duration: float = field(init=False)  # seconds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "duration", self.frames / self.sample_rate if self.sample_rate else 0.0)
+
+
+class AudioReader:
+    """An open input. Use as a context manager; ``blocks()`` and ``read()`` start
+    from the beginning each time they are called."""
+
+    info: AudioInfo
+    name: str
+
+    def blocks(self, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """Yield float32 C-contiguous blocks shaped ``(channels, block_frames)``, the
+        last one shorter; ``info.frames`` frames in all."""
+        if block_frames < 1:
+            raise ValueError(f"block_frames must be at least 1, not {block_frames}")
+        return _reblock(self._chunks(), block_frames, self.info.frames, self._truncated)
+
+    def read(self) -> np.ndarray:
+        """All of it, as one float32 ``(channels, frames)`` array."""
+        out = np.empty((self.info.channels, self.info.frames), np.float32)
+        done = 0
+        for block in self.blocks(_READ_CHUNK):
+            out[:, done : done + block.shape[1]] = block
+            done += block.shape[1]
+        return out
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        """Decoded ``(channels, n)`` float32 arrays of any size, from the start; the
+        same whatever block size is asked for, so that blocks of any size hold the
+        very same samples (mpg123's float output depends on the read sizes)."""
+        raise NotImplementedError
+
+    def _truncated(self, done: int) -> AudioFormatError:
+        return AudioFormatError(
+            f"{self.name}: corrupt or truncated {self.info.format} data: "
+            f"it ends after {done} of {self.info.frames} frames"
+        )
+
+
+def open_input(source: str | os.PathLike | BinaryIO, *, display_name: str | None = None) -> AudioReader:
+    """Open audio for reading, recognised by its content whatever its name says.
+
+    ``source`` is a path or a seekable binary file object (kept open: the caller
+    closes it). ``display_name`` is how errors refer to it (default: the file's
+    base name; never a path on this machine).
+    Raises :class:`AudioFormatError` for anything that is not audio fxhost can read.
+    """
+    owned = isinstance(source, (str, os.PathLike))
+    display = _display_name(source, display_name)
+    fileobj: BinaryIO = open(source, "rb", buffering=0) if owned else source  # noqa: SIM115 - the reader owns it
+    try:
+        fileobj.seek(0, io.SEEK_END)
+        if fileobj.tell() == 0:
+            raise AudioFormatError(f"{display}: not audio: the file is empty")
+        reader = _open_sndfile(fileobj, owned, display)
+        return reader if isinstance(reader, AudioReader) else _PyAVReader(fileobj, owned, display, reader)
+    except BaseException:
+        if owned:
+            fileobj.close()
+        raise
+
+
+def probe(source: str | os.PathLike | BinaryIO, *, display_name: str | None = None) -> AudioInfo:
+    """What :func:`open_input` would say about ``source``."""
+    with open_input(source, display_name=display_name) as reader:
+        return reader.info
+
+
+def _display_name(source: object, name: str | None) -> str:
+    if name is None:
+        raw = source if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+        name = Path(os.fsdecode(raw)).name if isinstance(raw, (str, bytes, os.PathLike)) else "audio"
+    return "".join(c if c.isprintable() else "?" for c in name) or "audio"
+
+
+def _open_sndfile(fileobj: BinaryIO, owned: bool, name: str) -> _SndfileReader | str | None:
+    """libsndfile's reader; else why libsndfile refused, when it knew the format
+    but not this file ("Malformed 'fmt ' chunk"), or None.
+
+    libsndfile gets a file descriptor or a file object, never the name: given a
+    name it falls back on the extension when the content says nothing (any bytes
+    named ``.au`` read as 8 kHz mu-law, anything named ``.mp3`` goes to mpg123).
+    """
+    fileobj.seek(0)
+    try:
+        handle = sf.SoundFile(fileobj.fileno(), closefd=False) if owned else sf.SoundFile(fileobj)
+    except sf.LibsndfileError as error:
+        # 1 is "format not recognised"; 7 is what a failed mpg123 open says ("file
+        # does not exist or is not a regular file"), which says nothing either.
+        return None if error.code in (1, 7) else _reason(error)
+    try:
+        return _SndfileReader(handle, fileobj if owned else None, name)
+    except BaseException:
+        handle.close()
+        raise
+
+
+def _reason(error: sf.LibsndfileError) -> str:
+    reason = " ".join(error.error_string.split()).removeprefix("Error : ").rstrip(".")
+    return reason or "unknown libsndfile error"
+
+
+class _SndfileReader(AudioReader):
+    def __init__(self, handle: sf.SoundFile, owned: BinaryIO | None, name: str):
+        self._handle, self._owned, self.name = handle, owned, name
+        frames = handle.frames
+        if handle.subtype.startswith("MPEG_"):  # mpg123's count is an estimate without a Xing/LAME tag
+            frames = sum(chunk.shape[1] for chunk in self._chunks())
+        self.info = AudioInfo(
+            handle.samplerate, handle.channels, frames, handle.format, handle.subtype, "libsndfile"
+        )
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        handle = self._handle
+        try:
+            handle.seek(0)
+            while True:
+                data = handle.read(_READ_CHUNK, dtype="float32", always_2d=True)
+                if not len(data):
+                    return
+                yield np.ascontiguousarray(data.T)
+        except sf.LibsndfileError as error:
+            raise AudioFormatError(
+                f"{self.name}: corrupt or truncated {handle.format} data ({_reason(error)})"
+            ) from None
+
+    def close(self) -> None:
+        self._handle.close()
+        if self._owned is not None:
+            self._owned.close()
+
+
+class _Unnamed:
+    """A file object without a ``name``: FFmpeg's probe scores the name's extension
+    too, and some demuxers (raw PCM, mu-law...) match on nothing else."""
+
+    def __init__(self, fileobj: BinaryIO):
+        self._file = fileobj
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+
+# FFmpeg's demuxer name (first of its aliases) -> our short format name.
+_PYAV_FORMATS = {"mov": "M4A", "matroska": "MATROSKA", "asf": "WMA", "aac": "AAC", "wav": "WAV"}
+
+
+class _PyAVReader(AudioReader):
+    def __init__(self, fileobj: BinaryIO, owned: bool, name: str, sndfile_reason: str | None = None):
+        self._file, self._owned, self.name = fileobj, owned, name
+        # libsndfile's reason, when it knew the format, says more than FFmpeg's
+        not_audio = AudioFormatError(f"{name}: not audio fxhost can read ({sndfile_reason})")
+        try:
+            fileobj.seek(0)
+            container = av.open(_Unnamed(fileobj), metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, OSError):
+            if sndfile_reason:
+                raise not_audio from None
+            raise AudioFormatError(f"{name}: not audio fxhost can read (format not recognised)") from None
+        with container:
+            kind = container.format.name.split(",")[0]
+            fmt = _PYAV_FORMATS.get(kind, kind.upper())
+            if kind == "mov" and container.streams.video:
+                fmt = "MP4"
+            stream = container.streams.best("audio")
+            if stream is None:
+                raise AudioFormatError(f"{name}: not audio: no audio stream in this {fmt} file")
+            codec = stream.codec_context.codec.canonical_name.upper()
+            rate = channels = frames = longest = 0
+            try:
+                for frame in container.decode(stream):
+                    shape = (frame.sample_rate, frame.layout.nb_channels)
+                    if not frames:
+                        rate, channels = shape
+                    elif shape != (rate, channels):
+                        raise AudioFormatError(
+                            f"{name}: its {codec} stream changes sample rate or channel count midway"
+                        )
+                    frames += frame.samples
+                    longest = max(longest, frame.samples)
+            except (av.FFmpegError, ValueError) as error:
+                if isinstance(error, AudioFormatError):
+                    raise
+                raise AudioFormatError(f"{name}: corrupt {fmt}/{codec} data after {frames} frames") from None
+            if not frames:
+                if sndfile_reason:
+                    raise not_audio
+                raise AudioFormatError(f"{name}: not audio: its {fmt}/{codec} stream decodes to nothing")
+            if kind == "mov" and stream.duration:
+                # The edit list's duration: without the encoder's padding at the end.
+                declared = round(stream.duration * stream.time_base * rate)
+                if 0 < frames - declared <= 2 * longest:
+                    frames = declared
+        self.info = AudioInfo(rate, channels, frames, fmt, codec, "pyav")
+
+    def _chunks(self) -> Iterator[np.ndarray]:
+        done = 0
+        try:
+            self._file.seek(0)
+            with av.open(_Unnamed(self._file), metadata_errors="ignore") as container:
+                stream = container.streams.best("audio")
+                for frame in container.decode(stream):
+                    chunk = _frame_array(frame)
+                    done += chunk.shape[1]
+                    yield chunk
+        except (av.FFmpegError, OSError):
+            raise AudioFormatError(
+                f"{self.name}: corrupt {self.info.format}/{self.info.subtype} data after {done} frames"
+            ) from None
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+
+def _frame_array(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as float32 ``(channels, samples)``, whatever its sample format."""
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:
+        data = data.reshape(-1, frame.layout.nb_channels).T
+    if data.dtype == np.uint8:
+        data = (data.astype(np.float32) - 128) * np.float32(1 / 128)
+    elif data.dtype.kind == "i":
+        data = data.astype(np.float32) * np.float32(2.0 ** (1 - 8 * data.dtype.itemsize))
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def _reblock(
+    chunks: Iterator[np.ndarray], block_frames: int, total: int, truncated: Callable[[int], Exception]
+) -> Iterator[np.ndarray]:
+    """Chunks of any size as blocks of ``block_frames`` (the last one shorter),
+    ``total`` frames in all: more is cut off, less raises ``truncated(done)``."""
+    pending: list[np.ndarray] = []
+    have = done = 0
+    with contextlib.closing(chunks):  # a decoder stopped early closes its file now
+        for chunk in chunks:
+            chunk = chunk[:, : total - done - have]
+            if chunk.shape[1]:
+                pending.append(chunk)
+                have += chunk.shape[1]
+            while have >= block_frames:
+                joined = pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+                yield np.ascontiguousarray(joined[:, :block_frames])
+                rest = joined[:, block_frames:]
+                pending, have = ([rest] if rest.shape[1] else []), rest.shape[1]
+                done += block_frames
+            if done + have >= total:
+                break
+    if have:
+        yield np.ascontiguousarray(np.concatenate(pending, axis=1))
+        done += have
+    if done < total:
+        raise truncated(done)
+
+
+# ---------------------------------------------------------------------------------
+# Writing
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """A format fxhost writes: ``name`` is how clients ask for it."""
+
+    name: str
+    #: How messages call it.
+    label: str
+    #: libsndfile's major format, which is also what :class:`AudioInfo` reads back.
+    format: str
+    #: Subtypes offered (libsndfile's names).
+    subtypes: tuple[str, ...]
+    default_subtype: str
+    media_type: str
+    #: File extensions, the usual one first.
+    extensions: tuple[str, ...]
+    lossless: bool = True
+    #: The only sample rates the codec does, when it is that picky.
+    sample_rates: tuple[int, ...] = ()
+    max_sample_rate: int = MAX_SAMPLE_RATE
+    max_channels: int = MAX_CHANNELS
 
     @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate
+    def extension(self) -> str:
+        return self.extensions[0]
 
 
-def open_input(path: str | os.PathLike) -> sf.SoundFile:
-    """Open an audio file for reading, whatever its name says."""
-    try:
-        return sf.SoundFile(path)
-    except sf.LibsndfileError as error:
+_PCM = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW")
+_ALAC = ("ALAC_16", "ALAC_20", "ALAC_24", "ALAC_32")
+
+# Left out of the subtypes: those libsndfile cannot write or writes with a wrong
+# length (ADPCM, GSM, G.72x, DWVW, MP3-in-WAV). The limits were found by trying:
+# libsndfile crashes outright on Vorbis above 192 kHz or 255 channels.
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("wav", "WAV", "WAV", ("PCM_U8", *_PCM), "PCM_16", "audio/wav", (".wav", ".wave")),
+        OutputFormat(
+            "flac",
+            "FLAC",
+            "FLAC",
+            ("PCM_S8", "PCM_16", "PCM_24"),
+            "PCM_16",
+            "audio/flac",
+            (".flac",),
+            max_sample_rate=655_350,
+            max_channels=8,
+        ),
+        OutputFormat(
+            "ogg",
+            "Ogg Vorbis",
+            "OGG",
+            ("VORBIS", "OPUS"),
+            "VORBIS",
+            "audio/ogg",
+            (".ogg", ".oga"),
+            lossless=False,
+            max_sample_rate=192_000,
+            max_channels=255,
+        ),
+        OutputFormat(
+            "opus",
+            "Ogg Opus",
+            "OGG",
+            ("OPUS",),
+            "OPUS",
+            "audio/ogg; codecs=opus",
+            (".opus",),
+            lossless=False,
+            sample_rates=OPUS_SAMPLE_RATES,
+            max_sample_rate=48000,
+            max_channels=255,
+        ),
+        OutputFormat(
+            "mp3",
+            "MP3",
+            "MP3",
+            ("MPEG_LAYER_III",),
+            "MPEG_LAYER_III",
+            "audio/mpeg",
+            (".mp3",),
+            lossless=False,
+            sample_rates=MP3_SAMPLE_RATES,
+            max_sample_rate=48000,
+            max_channels=2,
+        ),
+        OutputFormat(
+            "aiff",
+            "AIFF",
+            "AIFF",
+            ("PCM_S8", "PCM_U8", *_PCM),
+            "PCM_16",
+            "audio/aiff",
+            (".aiff", ".aif", ".aifc"),
+        ),
+        OutputFormat("w64", "Wave64", "W64", ("PCM_U8", *_PCM), "PCM_16", "audio/x-w64", (".w64",)),
+        OutputFormat("rf64", "RF64", "RF64", ("PCM_U8", *_PCM), "PCM_16", "audio/x-rf64", (".rf64",)),
+        OutputFormat("caf", "CAF", "CAF", ("PCM_S8", *_PCM, *_ALAC), "PCM_16", "audio/x-caf", (".caf",)),
+        OutputFormat("au", "AU", "AU", ("PCM_S8", *_PCM), "PCM_16", "audio/basic", (".au", ".snd")),
+    )
+}
+
+FORMAT_BY_EXTENSION: dict[str, str] = {ext: f.name for f in OUTPUT_FORMATS.values() for ext in f.extensions}
+
+# Input formats (AudioInfo.format) that no output format writes, with their media type.
+_READ_ONLY_MEDIA_TYPES = {
+    "M4A": "audio/mp4",
+    "MP4": "video/mp4",
+    "AAC": "audio/aac",
+    "MATROSKA": "audio/x-matroska",
+    "WMA": "audio/x-ms-wma",
+}
+
+
+def format_name_of(fmt: str, subtype: str | None = None) -> str | None:
+    """The output format that writes what :class:`AudioInfo` calls ``fmt`` (and
+    ``subtype``): ``"FLAC"`` -> ``"flac"``, ``"OGG"`` with ``"OPUS"`` -> ``"opus"``;
+    None for what fxhost reads but does not write (M4A...)."""
+    fmt = "WAV" if fmt == "WAVEX" else fmt
+    if fmt == "OGG" and subtype == "OPUS":
+        return "opus"
+    return next((f.name for f in OUTPUT_FORMATS.values() if f.format == fmt), None)
+
+
+def media_type_of(fmt: str, subtype: str | None = None) -> str:
+    """The media type of a file that :class:`AudioInfo` calls ``fmt`` (and ``subtype``)."""
+    name = format_name_of(fmt, subtype)
+    if name is not None:
+        return OUTPUT_FORMATS[name].media_type
+    return _READ_ONLY_MEDIA_TYPES.get(fmt, "application/octet-stream")
+
+
+def output_format_named(fmt: str) -> OutputFormat:
+    """The :class:`OutputFormat` called ``fmt`` (any case)."""
+    found = OUTPUT_FORMATS.get(str(fmt).lower())
+    if found is None:
         raise AudioFormatError(
-            f"{Path(path).name}: not audio that libsndfile can read ({error.error_string})"
-        ) from None
-
-
-def info_of(handle: sf.SoundFile) -> AudioInfo:
-    return AudioInfo(handle.samplerate, handle.channels, handle.frames, handle.format, handle.subtype)
-
-
-def read_blocks(handle: sf.SoundFile, block_frames: int) -> Iterator[np.ndarray]:
-    """Yield float32 blocks shaped ``(channels, frames)`` from an open input."""
-    for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-        yield np.ascontiguousarray(block.T)
+            f"format: {fmt!r} is not an output format; use one of {', '.join(OUTPUT_FORMATS)}", "format"
+        )
+    return found
 
 
 def output_format(path: str | os.PathLike, input_subtype: str | None = None) -> tuple[str, str]:
-    """``(format, subtype)`` for writing ``path``: the format from its extension, the
-    input's subtype where the format can hold it (so float input stays float)."""
+    """``(format name, subtype)`` for writing ``path``: the format from its extension,
+    the input's subtype where the format offers it (so float input stays float),
+    else 24-bit for high-resolution input where the format has it, else its default."""
     ext = Path(path).suffix.lower()
-    fmt, subtype = _EXTRA_EXTENSIONS.get(ext, (ext[1:].upper(), None))
-    if not ext or fmt not in sf.available_formats():
+    name = FORMAT_BY_EXTENSION.get(ext)
+    if name is None:
         raise AudioFormatError(
-            f"{Path(path).name}: unknown output format {ext or '(no extension)'!r}; "
-            "use an extension such as .wav, .flac, .ogg, .opus, .mp3, .aiff, .w64"
+            f"{_display_name(path, None)}: unknown output format {ext or '(no extension)'!r}; "
+            f"use an extension such as {', '.join(f.extension for f in OUTPUT_FORMATS.values())}"
         )
+    fmt = OUTPUT_FORMATS[name]
+    if input_subtype in fmt.subtypes:
+        return name, input_subtype
+    if input_subtype in {"PCM_32", *_FLOAT_SUBTYPES} and "PCM_24" in fmt.subtypes:
+        return name, "PCM_24"  # the closest a format without float or 32-bit gets
+    return name, fmt.default_subtype
+
+
+def check_output(fmt: str, subtype: str | None, sample_rate: int, channels: int) -> tuple[OutputFormat, str]:
+    """``(format, subtype)`` after checking that ``fmt`` can hold audio at this
+    rate and channel count, with ``subtype`` or its default; else a field-named
+    :class:`AudioFormatError`."""
+    out = output_format_named(fmt)
     if subtype is None:
-        if input_subtype and sf.check_format(fmt, input_subtype):
-            subtype = input_subtype
-        elif input_subtype in _FLOAT_SUBTYPES and sf.check_format(fmt, "PCM_24"):
-            subtype = "PCM_24"  # the closest a PCM-only format gets to float
-        else:
-            subtype = sf.default_subtype(fmt)
-    return fmt, subtype
+        subtype = out.default_subtype
+    subtype = str(subtype).upper()
+    if subtype not in out.subtypes:
+        raise AudioFormatError(
+            f"subtype: {subtype!r} is not available for {out.name}; use one of {', '.join(out.subtypes)}",
+            "subtype",
+        )
+    check_sample_rate(sample_rate)
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise AudioFormatError(f"channels: expected a whole number from 1, not {channels!r}", "channels")
+    codec = OUTPUT_FORMATS["opus"] if subtype == "OPUS" else out  # Opus in .ogg is still Opus
+    if codec.sample_rates and sample_rate not in codec.sample_rates:
+        raise AudioFormatError(
+            f"sample_rate: {codec.label} only does {_or(codec.sample_rates)} Hz, not {sample_rate}; "
+            "resample first",
+            "sample_rate",
+        )
+    if sample_rate > codec.max_sample_rate:
+        raise AudioFormatError(
+            f"sample_rate: {codec.label} goes up to {codec.max_sample_rate} Hz, not {sample_rate}; "
+            "resample first",
+            "sample_rate",
+        )
+    if channels > codec.max_channels:
+        raise AudioFormatError(
+            f"channels: {codec.label} holds at most {codec.max_channels} channels, not {channels}", "channels"
+        )
+    return out, subtype
+
+
+def check_sample_rate(sample_rate: int, field: str = "sample_rate") -> None:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise AudioFormatError(f"{field}: expected a whole number of Hz, not {sample_rate!r}", field)
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioFormatError(
+            f"{field}: {sample_rate} Hz is out of range; use {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz", field
+        )
+
+
+def _or(values: Iterable[int]) -> str:
+    *rest, last = (str(v) for v in values)
+    return f"{', '.join(rest)} or {last}" if rest else last
+
+
+class AudioWriter:
+    """An output written block by block; use as a context manager. ``target`` is a
+    path or a seekable binary file object (left open)."""
+
+    def __init__(
+        self,
+        target: str | os.PathLike | BinaryIO,
+        sample_rate: int,
+        channels: int,
+        fmt: str,
+        subtype: str | None = None,
+    ):
+        self.format, self.subtype = check_output(fmt, subtype, sample_rate, channels)
+        self.sample_rate, self.channels, self.frames = int(sample_rate), int(channels), 0
+        self._clip = self.subtype not in _FLOAT_SUBTYPES
+        try:
+            self._handle = sf.SoundFile(
+                target,
+                "w",
+                samplerate=self.sample_rate,
+                channels=self.channels,
+                format=self.format.format,
+                subtype=self.subtype,
+            )
+        except sf.LibsndfileError as error:
+            raise AudioFormatError(
+                f"cannot write {self.format.name}/{self.subtype} at {sample_rate} Hz "
+                f"with {channels} channel(s): {_reason(error)}"
+            ) from None
+
+    def write(self, block: np.ndarray) -> None:
+        """Write a ``(channels, frames)`` block; integer subtypes are clipped to full
+        scale first, since libsndfile would otherwise wrap around."""
+        block = _as_audio(block, self.channels)
+        frames = block.T
+        if self._clip:
+            frames = np.clip(frames, -1.0, 1.0)
+        self._handle.write(frames)
+        self.frames += block.shape[1]
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> AudioWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_output(
-    path: str | os.PathLike, sample_rate: int, channels: int, fmt: str, subtype: str
-) -> sf.SoundFile:
-    try:
-        return sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype)
-    except (sf.LibsndfileError, ValueError, TypeError) as error:
+    target: str | os.PathLike | BinaryIO,
+    sample_rate: int,
+    channels: int,
+    fmt: str,
+    subtype: str | None = None,
+) -> AudioWriter:
+    """An :class:`AudioWriter` for output format ``fmt`` (a key of :data:`OUTPUT_FORMATS`)."""
+    return AudioWriter(target, sample_rate, channels, fmt, subtype)
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, subtype: str | None = None) -> bytes:
+    """``audio`` (``(channels, frames)``, or 1-D for mono) as the bytes of a file in
+    output format ``fmt``, with ``subtype`` or the format's default."""
+    audio = _as_audio(audio)
+    buffer = io.BytesIO()
+    with AudioWriter(buffer, sample_rate, audio.shape[0], fmt, subtype) as writer:
+        writer.write(audio)
+    return buffer.getvalue()
+
+
+def _as_audio(audio: np.ndarray, channels: int | None = None) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim == 1:
+        audio = audio[np.newaxis]
+    if audio.ndim != 2 or (channels is not None and audio.shape[0] != channels):
+        want = f"({channels}, frames)" if channels else "(channels, frames)"
+        raise AudioFormatError(f"audio: expected an array shaped {want}, not {audio.shape}", "audio")
+    if audio.dtype.kind != "f":
+        raise AudioFormatError(f"audio: expected floating-point samples, not {audio.dtype}", "audio")
+    return audio
+
+
+# ---------------------------------------------------------------------------------
+# Resampling
+
+
+def _soxr_quality(quality: str) -> str:
+    q = str(quality).upper()
+    if q not in RESAMPLE_QUALITIES:
         raise AudioFormatError(
-            f"{Path(path).name}: cannot write {fmt}/{subtype} "
-            f"at {sample_rate} Hz with {channels} channel(s): {error}"
-        ) from None
+            f"quality: {quality!r} is not a resampling quality; use one of {', '.join(RESAMPLE_QUALITIES)}",
+            "quality",
+        )
+    return q
 
 
-def write_block(handle: sf.SoundFile, block: np.ndarray) -> None:
-    """Write a ``(channels, frames)`` float32 block; integer formats are clipped to
-    full scale first, since libsndfile would otherwise wrap around."""
-    frames = block.T
-    if handle.subtype not in _FLOAT_SUBTYPES:
-        frames = np.clip(frames, -1.0, 1.0)
-    handle.write(frames)
+def resample(audio: np.ndarray, from_rate: int, to_rate: int, quality: str = "HQ") -> np.ndarray:
+    """``audio`` ``(channels, frames)`` resampled with soxr: float32 C-contiguous,
+    ``round(frames * to_rate / from_rate)`` frames. ``quality`` is soxr's: QQ
+    (quick), LQ, MQ, HQ (20-bit, the default) or VHQ (28-bit)."""
+    audio = _as_audio(audio)
+    check_sample_rate(from_rate, "from_rate")
+    check_sample_rate(to_rate, "to_rate")
+    q = _soxr_quality(quality)
+    if from_rate == to_rate:
+        return np.array(audio, dtype=np.float32, order="C")
+    # soxr takes (frames, channels); the transposed view of our layout is its
+    # "split channels" layout, read without a copy.
+    out = soxr.resample(audio.astype(np.float32, copy=False).T, from_rate, to_rate, q)
+    return np.ascontiguousarray(out.T)
+
+
+class Resampler:
+    """Block-by-block resampling (soxr's stream): the concatenated outputs equal
+    :func:`resample` of the concatenated inputs once the last block is passed with
+    ``last=True``. Outputs lag behind inputs by the filter's delay meanwhile."""
+
+    def __init__(self, channels: int, from_rate: int, to_rate: int, quality: str = "HQ"):
+        check_sample_rate(from_rate, "from_rate")
+        check_sample_rate(to_rate, "to_rate")
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise AudioFormatError(f"channels: expected 1 to {MAX_CHANNELS}, not {channels}", "channels")
+        self.from_rate, self.to_rate, self.channels = from_rate, to_rate, channels
+        self.quality = _soxr_quality(quality)
+        self._stream = (
+            None
+            if from_rate == to_rate
+            else soxr.ResampleStream(from_rate, to_rate, channels, "float32", self.quality)
+        )
+
+    def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        """Resample the next ``(channels, frames)`` block; ``last=True`` flushes."""
+        block = _as_audio(block, self.channels)
+        if self._stream is None:
+            return np.array(block, dtype=np.float32, order="C")
+        frames = np.ascontiguousarray(block.T, dtype=np.float32)
+        return np.ascontiguousarray(self._stream.resample_chunk(frames, last).T)
+
+    def flush(self) -> np.ndarray:
+        """What is still inside, once the input has ended: ``process(empty, last=True)``."""
+        return self.process(np.zeros((self.channels, 0), np.float32), last=True)
+
+    def reset(self) -> None:
+        """Forget the past, for a new signal."""
+        if self._stream is not None:
+            self._stream.clear()

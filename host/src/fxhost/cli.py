@@ -20,11 +20,11 @@ import msgspec
 import soundfile as sf
 from fxhost_sdk import FieldError
 
-from fxhost.audiofile import AudioFormatError, open_input
+from fxhost.audiofile import AudioFormatError, probe
 from fxhost.config import ConfigError
 from fxhost.registry import Registry, load_registry
 from fxhost.runtime import Runtime, load_config_of, load_runtime
-from fxhost.settings import Settings, load_settings
+from fxhost.settings import Settings, env_name, load_settings
 
 #: Files at least this long (in seconds) get a progress bar when stderr is a terminal.
 PROGRESS_MIN_SECONDS = 10.0
@@ -73,22 +73,32 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @cli.command()
 @click.option("--host", help="Interface to listen on (default: $FXHOST_HOST or 127.0.0.1).")
 @click.option("--port", type=int, help="Port (default: $FXHOST_PORT or 8000).")
+@click.option("--workers", type=int, help="Server processes (default: $FXHOST_WORKERS or 1).")
 @pass_context
-def serve(context: Context, host: str | None, port: int | None) -> None:
+def serve(context: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Start the HTTP server."""
+    import asyncio
+
     import uvicorn
 
-    from fxhost.app import create_app
+    from fxhost.db import migrate_database
 
     settings = context.settings
-    runtime = context.runtime
+    runtime = context.runtime  # a bad plugins.toml stops here, in one line
     for plugin in runtime.registry.failed:
         click.echo(f"fxhost: plugin {plugin.name!r} failed: {plugin.error}", err=True)
+    # Migrate once, here, so that worker processes starting together do not race.
+    asyncio.run(migrate_database(settings.database_url))
+    # Worker processes read their settings from the environment: pass the CLI's on.
+    os.environ[env_name("plugins_config")] = settings.plugins_config
     uvicorn.run(
-        create_app(runtime),
+        "fxhost.api.app:create_app",
+        factory=True,
         host=host or settings.host,
         port=settings.port if port is None else port,
+        workers=workers or settings.workers,
         log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
     )
 
 
@@ -216,8 +226,7 @@ def render(
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"{input_path}: no such file")
 
-    with open_input(input_path) as probe:
-        seconds = probe.frames / probe.samplerate
+    seconds = probe(input_path).duration
     show = sys.stderr.isatty() and seconds >= PROGRESS_MIN_SECONDS if progress is None else progress
     with progress_bar(show) as update:
         result = render_file(

@@ -41,7 +41,7 @@ def render_file(
     """
     output_path = Path(output_path)
     with audiofile.open_input(input_path) as source:
-        info = audiofile.info_of(source)
+        info = source.info
         fmt, subtype = audiofile.output_format(output_path, info.subtype)
         chain = CompiledChain(steps, info.sample_rate, info.channels)
         tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
@@ -53,9 +53,9 @@ def render_file(
         try:
             done = 0
             with audiofile.open_output(tmp_name, info.sample_rate, info.channels, fmt, subtype) as sink:
-                blocks = audiofile.read_blocks(source, block_frames)
+                blocks = source.blocks(block_frames)
                 for block in render_blocks(chain, blocks, tail_frames=tail_frames, block_frames=block_frames):
-                    audiofile.write_block(sink, block)
+                    sink.write(block)
                     done += block.shape[1]
                     if progress:
                         progress(done, total)
