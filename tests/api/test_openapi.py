@@ -1,0 +1,515 @@
+"""The API description layer: one declaration gives Starlette routes and a valid OpenAPI 3.1 document."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+from urllib.parse import urljoin
+
+import msgspec
+import pytest
+from fxhost.api.openapi import (
+    PROBLEM_JSON,
+    Api,
+    FieldProblem,
+    Problem,
+    ProblemException,
+    Resp,
+    ValidationProblem,
+    decode_json_body,
+    decode_query,
+    problem_resp,
+)
+from openapi_spec_validator import validate
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+# --------------------------------------------------------------------------- a toy API
+
+
+class ReverbParams(msgspec.Struct, forbid_unknown_fields=True):
+    room_size: Annotated[float, msgspec.Meta(ge=0.0, le=1.0, description="Size of the room")] = 0.5
+    wet: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.3
+
+
+class Step(msgspec.Struct, forbid_unknown_fields=True):
+    effect: str
+    params: ReverbParams
+
+
+class Chain(msgspec.Struct, forbid_unknown_fields=True):
+    """An ordered list of effect steps."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern="^[a-z0-9_-]+$")]
+    steps: list[Step]
+
+
+class AssetQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size")] = 20
+    order: Literal["asc", "desc"] = "asc"
+    prefix: Annotated[str | None, msgspec.Meta(description="Name prefix")] = None
+    tag: list[str] = []
+
+
+class Asset(msgspec.Struct):
+    id: int
+    name: str
+    sample_rate: int
+    channels: int
+
+
+class Level(msgspec.Struct):
+    rms_db: float
+    peak_db: float
+
+
+class StreamConfig(msgspec.Struct, tag="config"):
+    sample_rate: int
+    channels: int
+
+
+class StreamError(msgspec.Struct, tag="error"):
+    message: str
+
+
+ASSETS = [Asset(1, "drums", 48000, 2), Asset(2, "vocal", 44100, 1)]
+
+
+def make_api() -> Api:
+    api = Api("toy", "1.2.3", "A toy API.", tags={"assets": "Uploaded audio"})
+
+    @api.get(
+        "/api/assets", summary="List assets", tags=["assets"], query=AssetQuery, responses={200: list[Asset]}
+    )
+    async def list_assets(request: Request) -> Response:
+        try:
+            q = decode_query(request, AssetQuery)
+        except ProblemException as exc:
+            problem = exc.to_problem(instance=request.url.path)
+            return Response(msgspec.json.encode(problem), exc.status, media_type=PROBLEM_JSON)
+        items = [a for a in ASSETS if q.prefix is None or a.name.startswith(q.prefix)][: q.limit]
+        return Response(msgspec.json.encode({"items": items, "tag": q.tag}), media_type="application/json")
+
+    @api.post(
+        "/api/assets",
+        summary="Upload audio",
+        tags=["assets"],
+        raw_body={"audio/*": "An audio file", "multipart/form-data": "An audio file in a form"},
+        responses={
+            201: Resp(Asset, description="Stored"),
+            413: problem_resp("Upload too large"),
+            415: problem_resp("Not audio"),
+        },
+    )
+    async def upload_asset(request: Request) -> Response:
+        return Response(status_code=201)
+
+    @api.get("/api/assets/{asset_id:int}", summary="One asset", tags=["assets"], responses={200: Asset})
+    async def get_asset(request: Request) -> Response:
+        return Response(msgspec.json.encode(ASSETS[0]), media_type="application/json")
+
+    @api.delete(
+        "/api/assets/{asset_id:int}", summary="Delete an asset", tags=["assets"], responses={204: None}
+    )
+    async def delete_asset(request: Request) -> Response:
+        return Response(status_code=204)
+
+    @api.get(
+        "/api/assets/{asset_id:int}/audio",
+        summary="Download audio",
+        tags=["assets"],
+        responses={
+            200: Resp(
+                media_type="audio/*",
+                binary=True,
+                description="The audio",
+                headers={"Content-Disposition": "attachment; filename=..."},
+            )
+        },
+    )
+    async def download_asset(request: Request) -> Response:
+        return Response(b"RIFF", media_type="audio/wav")
+
+    @api.put(
+        "/api/chains/{name}", summary="Save a chain", tags=["chains"], body=Chain, responses={200: Chain}
+    )
+    async def save_chain(request: Request) -> Response:
+        try:
+            chain = decode_json_body(await request.body(), Chain)
+        except ProblemException as exc:
+            return Response(msgspec.json.encode(exc.to_problem()), exc.status, media_type=PROBLEM_JSON)
+        return Response(msgspec.json.encode(chain), media_type="application/json")
+
+    @api.get(
+        "/api/streams/{name}/levels",
+        summary="Level meter",
+        tags=["streams"],
+        responses={200: Resp(Level, media_type="text/event-stream", description="Levels, 10 per second")},
+    )
+    async def stream_levels(request: Request) -> Response:
+        async def events():
+            yield b"data: " + msgspec.json.encode(Level(-20.0, -6.0)) + b"\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @api.websocket(
+        "/api/streams/{name}/ws",
+        summary="Stream audio through a chain",
+        description="Send a config message, then binary PCM frames.",
+        tags=["streams"],
+        client_messages=[StreamConfig],
+        server_messages=[StreamError],
+    )
+    async def stream_ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(websocket.path_params["name"])
+        await websocket.close()
+
+    return api
+
+
+@pytest.fixture(scope="module")
+def api() -> Api:
+    return make_api()
+
+
+@pytest.fixture(scope="module")
+def doc(api: Api) -> dict:
+    return api.document()
+
+
+@pytest.fixture(scope="module")
+def client(api: Api):
+    app = Starlette(routes=api.routes() + api.docs_routes())
+    with TestClient(app) as client:
+        yield client
+
+
+# --------------------------------------------------------------------------- the document
+
+
+def test_document_is_valid_openapi_3_1(doc: dict) -> None:
+    validate(doc)
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"]["title"] == "toy" and doc["info"]["version"] == "1.2.3"
+    assert doc["tags"][0] == {"name": "assets", "description": "Uploaded audio"}
+    assert [t["name"] for t in doc["tags"]] == ["assets", "chains", "streams"]
+
+
+def test_components_hold_the_structs(doc: dict) -> None:
+    schemas = doc["components"]["schemas"]
+    assert {"Chain", "Step", "ReverbParams", "Asset", "Level", "Problem", "FieldProblem"} <= set(schemas)
+    assert "AssetQuery" not in schemas  # inlined as parameters
+    room = schemas["ReverbParams"]["properties"]["room_size"]
+    assert room == {
+        "description": "Size of the room",
+        "type": "number",
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "default": 0.5,
+    }
+    assert schemas["Step"]["properties"]["params"] == {"$ref": "#/components/schemas/ReverbParams"}
+    assert schemas["Chain"]["properties"]["name"]["pattern"] == "^[a-z0-9_-]+$"
+    put = doc["paths"]["/api/chains/{name}"]["put"]
+    assert put["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Chain"
+    }
+    assert put["requestBody"]["required"] is True
+
+
+def test_query_parameters_carry_constraints(doc: dict) -> None:
+    params = {p["name"]: p for p in doc["paths"]["/api/assets"]["get"]["parameters"]}
+    assert set(params) == {"limit", "order", "prefix", "tag"}
+    assert all(p["in"] == "query" and p["required"] is False for p in params.values())
+    assert params["limit"]["description"] == "Page size"
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
+    assert params["order"]["schema"] == {"enum": ["asc", "desc"], "default": "asc"}
+    assert params["prefix"]["description"] == "Name prefix"
+    assert params["tag"]["schema"]["type"] == "array" and params["tag"]["explode"] is True
+
+
+def test_path_parameters(doc: dict) -> None:
+    assert "/api/assets/{asset_id}" in doc["paths"]  # the convertor is not part of the OpenAPI path
+    item = doc["paths"]["/api/assets/{asset_id}"]
+    assert set(item) == {"get", "delete"}
+    (param,) = item["get"]["parameters"]
+    assert param == {
+        "name": "asset_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+    (param,) = doc["paths"]["/api/chains/{name}"]["put"]["parameters"]
+    assert param["schema"] == {"type": "string"}
+
+
+def test_problem_responses_on_every_operation(doc: dict) -> None:
+    problem = doc["components"]["schemas"]["Problem"]
+    assert set(problem["properties"]) == {"type", "title", "status", "detail", "errors", "instance"}
+    assert set(problem["required"]) == {"title", "status", "detail"}
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for status in ("400", "404", "422", "500"):
+                assert op["responses"][status]["content"] == {PROBLEM_JSON: {"schema": ref}}, (path, method)
+            honest = {"413", "415"} & set(op["responses"])
+            assert not honest or op["operationId"] == "upload_asset"
+    upload = doc["paths"]["/api/assets"]["post"]["responses"]
+    assert upload["413"]["description"] == "Upload too large"
+    assert upload["413"]["content"][PROBLEM_JSON]["schema"] == ref
+
+
+def test_bodies_and_responses(doc: dict) -> None:
+    listing = doc["paths"]["/api/assets"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listing == {"type": "array", "items": {"$ref": "#/components/schemas/Asset"}}
+
+    upload = doc["paths"]["/api/assets"]["post"]
+    content = upload["requestBody"]["content"]
+    assert content["audio/*"]["schema"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "An audio file",
+    }
+    form = content["multipart/form-data"]["schema"]
+    assert form["properties"]["file"]["format"] == "binary" and form["required"] == ["file"]
+    assert upload["responses"]["201"]["description"] == "Stored"
+    assert "200" not in upload["responses"]
+
+    audio = doc["paths"]["/api/assets/{asset_id}/audio"]["get"]["responses"]["200"]
+    assert audio["content"] == {"audio/*": {"schema": {"type": "string", "format": "binary"}}}
+    assert "Content-Disposition" in audio["headers"]
+
+    deleted = doc["paths"]["/api/assets/{asset_id}"]["delete"]["responses"]["204"]
+    assert "content" not in deleted
+
+    sse = doc["paths"]["/api/streams/{name}/levels"]["get"]["responses"]["200"]["content"][
+        "text/event-stream"
+    ]
+    assert sse["schema"]["type"] == "string"
+    assert sse["x-event-data"] == {"$ref": "#/components/schemas/Level"}
+
+
+def test_websockets_are_described(doc: dict) -> None:
+    (ws,) = doc["x-websockets"]
+    assert ws["path"] == "/api/streams/{name}/ws" and ws["operationId"] == "stream_ws"
+    assert ws["clientMessages"] == [{"$ref": "#/components/schemas/StreamConfig"}]
+    assert ws["serverMessages"] == [{"$ref": "#/components/schemas/StreamError"}]
+    assert "StreamConfig" in doc["components"]["schemas"]
+    assert "/api/streams/{name}/ws" in doc["info"]["description"]
+
+
+def test_operation_ids_are_unique_and_the_document_is_cached() -> None:
+    api = Api("t", "1")
+
+    @api.get("/a", summary="a")
+    async def handler(request: Request) -> Response: ...
+
+    first = api.document()
+    assert api.document() is first
+    with pytest.raises(ValueError, match="operationId 'handler'"):
+        api.get("/b", summary="b")(handler)
+    with pytest.raises(ValueError, match="operationId 'handler'"):
+        api.post("/c", summary="c", operation_id="handler")(handler)
+    with pytest.raises(ValueError, match="declared twice"):
+        api.get("/a", summary="again", operation_id="other")
+    with pytest.raises(TypeError, match=r"msgspec\.Struct"):
+        api.get("/d", summary="d", query=dict)
+    with pytest.raises(ValueError, match="unknown path convertor"):
+        api.get("/e/{x:nope}", summary="e")
+
+    class BadQuery(msgspec.Struct):
+        name: Annotated[str | None, msgspec.Meta(max_length=3)] = None  # Meta must go on `str`
+
+    with pytest.raises(TypeError, match="GET /f: BadQuery is not a valid msgspec type: Can only set"):
+        api.get("/f", summary="f", query=BadQuery)
+    with pytest.raises(TypeError, match="POST /f: BadQuery is not a valid msgspec type"):
+        api.post("/f", summary="f", body=BadQuery)
+
+    @api.post("/a", summary="post a", operation_id="post_a")
+    async def other(request: Request) -> Response: ...
+
+    assert api.document() is not first
+    assert set(api.document()["paths"]["/a"]) == {"get", "post"}
+    assert [op.operation_id for op in api.operations] == ["handler", "post_a"]
+    assert api.operation("post_a").method == "POST"
+
+
+def test_errors_override_and_security() -> None:
+    api = Api(
+        "t",
+        "1",
+        security_schemes={"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        security=[{"apiKey": []}],
+    )
+
+    @api.get("/health", summary="health", errors=[500], security=[])
+    async def health(request: Request) -> Response: ...
+
+    doc = api.document()
+    validate(doc)
+    op = doc["paths"]["/health"]["get"]
+    assert set(op["responses"]) == {"200", "500"}
+    assert op["security"] == []
+    assert doc["security"] == [{"apiKey": []}]
+    assert "apiKey" in doc["components"]["securitySchemes"]
+
+
+# --------------------------------------------------------------------------- served
+
+
+def test_routes_serve_the_endpoints(client: TestClient) -> None:
+    assert client.get("/api/assets/1").json()["name"] == "drums"
+    assert client.delete("/api/assets/1").status_code == 204
+    assert client.patch("/api/assets/1").status_code == 405
+    assert client.get("/api/assets/1/audio").content == b"RIFF"
+    with client.stream("GET", "/api/streams/main/levels") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert b"rms_db" in r.read()
+    with client.websocket_connect("/api/streams/main/ws") as ws:
+        assert ws.receive_text() == "main"
+
+
+def test_openapi_json_is_served(client: TestClient, doc: dict) -> None:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == msgspec.json.decode(msgspec.json.encode(doc))
+
+
+def test_openapi_json_behind_a_prefix_names_the_server(api: Api) -> None:
+    app = Starlette(routes=api.docs_routes())
+    with TestClient(app, root_path="/fx") as client:
+        assert client.get("/fx/openapi.json").json()["servers"] == [{"url": "/fx"}]
+
+
+@pytest.mark.parametrize(
+    ("page", "assets"),
+    [
+        ("/docs", {"swagger-ui-bundle.js": "javascript", "swagger-ui.css": "text/css"}),
+        ("/redoc", {"redoc.standalone.js": "javascript"}),
+    ],
+)
+def test_docs_pages_work_offline(client: TestClient, page: str, assets: dict[str, str]) -> None:
+    r = client.get(page)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    page_html = r.text
+    assert "http://" not in page_html and "https://" not in page_html
+    assert "//" not in re.sub(r"<script>.*?</script>", "", page_html, flags=re.S).replace("<!doctype", "")
+    assert '"openapi.json"' in page_html  # relative to the page
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page_html)
+    referenced = {url.rsplit("/", 1)[-1]: url for url in urls if not url.startswith("data:")}
+    assert set(referenced) == set(assets)
+    for name, kind in assets.items():
+        url = referenced[name]
+        assert not url.startswith("/") and "://" not in url
+        asset = client.get(urljoin(f"http://testserver{page}", url))
+        assert asset.status_code == 200, url
+        assert kind in asset.headers["content-type"]
+        assert len(asset.content) > 100_000
+        assert b"sourceMappingURL" not in asset.content[-200:]
+    if page == "/docs":
+        assert "validatorUrl: null" in page_html  # no call to validator.swagger.io
+    else:
+        assert "fonts.googleapis" not in page_html
+
+
+def test_vendored_licenses_are_served(client: TestClient) -> None:
+    assert "Apache License" in client.get("/docs/static/swagger-ui/LICENSE").text
+    assert "MIT" in client.get("/docs/static/redoc/LICENSE").text
+
+
+def test_docs_pages_under_other_urls() -> None:
+    api = make_api()
+    app = Starlette(routes=api.docs_routes("/api/openapi.json", docs_url="/api/docs", redoc_url="/api/redoc"))
+    with TestClient(app) as client:
+        page_html = client.get("/api/docs").text
+        assert '"openapi.json"' in page_html
+        assert 'href="../docs/static/swagger-ui/swagger-ui.css"' in page_html
+        assert client.get("/docs/static/swagger-ui/swagger-ui.css").status_code == 200
+        assert client.get("/api/openapi.json").status_code == 200
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def test_json_body_errors_name_the_field() -> None:
+    raw = b'{"name": "vocal", "steps": [{"effect": "reverb", "params": {"room_size": 3}}]}'
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(raw, Chain)
+    exc = info.value
+    assert exc.status == 422
+    assert exc.errors == [FieldProblem("steps[0].params.room_size", "Expected float <= 1.0")]
+    problem = exc.to_problem(instance="/api/chains/vocal")
+    assert problem.errors == exc.errors and problem.status == 422
+    assert "steps[0].params.room_size" in problem.detail
+
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(b'{"name": "v", "steps": [{"effect": "r", "params": {"size": 1}}]}', Chain)
+    assert info.value.errors == [FieldProblem("steps[0].params.size", "unknown field")]
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(b'{"steps": []}', Chain)
+    assert info.value.errors == [FieldProblem("name", "required field missing")]
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(b"[]", Chain)
+    assert info.value.errors == [FieldProblem("", "Expected object, got array")]
+
+    chain = decode_json_body(b'{"name": "v", "steps": [{"effect": "r", "params": {}}]}', Chain)
+    assert chain.steps[0].params.room_size == 0.5
+
+
+def test_invalid_json_is_a_400_saying_where() -> None:
+    with pytest.raises(ProblemException) as info:
+        decode_json_body(b'{"name": "v",\n "steps": [}', Chain)
+    exc = info.value
+    assert not isinstance(exc, ValidationProblem)
+    assert exc.status == 400 and exc.errors is None
+    assert exc.detail.startswith("The request body is not valid JSON: invalid character at line 2, column 12")
+    with pytest.raises(ProblemException, match="ends before the JSON value is complete"):
+        decode_json_body(b'{"name": ', Chain)
+    with pytest.raises(ProblemException, match="body is empty; expected JSON \\(Chain\\)"):
+        decode_json_body(b"  ", Chain)
+
+
+def test_query_decoding(client: TestClient) -> None:
+    with pytest.raises(ValidationProblem, match="limit: Expected int") as info:
+        decode_query({"limit": "abc"}, AssetQuery)
+    assert info.value.errors[0].path == "limit"
+
+    r = client.get("/api/assets", params={"limit": "abc"})
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM_JSON
+    body = r.json()
+    assert body["errors"] == [{"path": "limit", "message": "Expected int, got str"}]
+    assert body["instance"] == "/api/assets" and body["title"]
+    assert "limit: Expected int" in body["detail"]
+
+    assert (
+        client.get("/api/assets", params={"limit": "0"}).json()["errors"][0]["message"] == "Expected int >= 1"
+    )
+    assert client.get("/api/assets", params={"order": "up"}).json()["errors"][0]["path"] == "order"
+    assert client.get("/api/assets", params={"nope": "1"}).json()["errors"][0] == {
+        "path": "nope",
+        "message": "unknown field",
+    }
+    ok = client.get("/api/assets?limit=1&tag=a&tag=b&prefix=d").json()
+    assert ok == {"items": [msgspec.to_builtins(ASSETS[0])], "tag": ["a", "b"]}
+
+
+def test_problem_encoding_omits_unset_members() -> None:
+    problem = ProblemException(404, "no asset 7").to_problem()
+    assert msgspec.json.decode(msgspec.json.encode(problem)) == {
+        "title": "Not Found",
+        "status": 404,
+        "detail": "no asset 7",
+    }
+    assert msgspec.json.decode(msgspec.json.encode(problem), type=Problem).type == "about:blank"
+
+
+def test_save_chain_end_to_end(client: TestClient) -> None:
+    good = {"name": "vocal", "steps": [{"effect": "reverb", "params": {"room_size": 0.9}}]}
+    assert client.put("/api/chains/vocal", json=good).json()["steps"][0]["params"]["room_size"] == 0.9
+    r = client.put("/api/chains/vocal", content=b"{nope")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
