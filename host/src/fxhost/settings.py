@@ -1,7 +1,8 @@
 """Settings from environment variables ``FXHOST_*`` and a ``.env`` file.
 
-Every setting has a working default, so ``fxhost serve`` runs with no configuration.
-The environment wins over ``.env``.
+Every setting has a working default, so ``fxhost serve`` runs with no configuration:
+SQLite and data folders in the working directory, ``plugins.toml`` beside them.
+The environment wins over ``.env``. Lists (CORS origins) are comma-separated.
 """
 
 from __future__ import annotations
@@ -15,13 +16,38 @@ from dotenv import dotenv_values
 from fxhost_sdk import FieldError, convert
 
 PREFIX = "FXHOST_"
+MiB = 1024 * 1024
 
 
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    #: Interface ``fxhost serve`` listens on.
     host: str = "127.0.0.1"
+    #: Port ``fxhost serve`` listens on.
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    #: Server processes (uvicorn workers); they share the database and the data folder.
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    #: tortoise-orm URL: ``sqlite://fxhost.db`` or ``postgres://user@host:5432/db``.
+    database_url: str = "sqlite://fxhost.db"
+    #: Where uploaded audio is stored, as received.
+    uploads_dir: str = "data/uploads"
+    #: Where rendered audio is stored.
+    renders_dir: str = "data/renders"
+    #: Largest request body accepted (uploads, /api/process), in bytes.
+    max_upload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 512 * MiB
+    #: Sample rate used where a client does not say one.
+    default_sample_rate: Annotated[int, msgspec.Meta(ge=1000, le=768000)] = 48000
+    #: Block size, in frames, for streaming where a client does not say one.
+    block_size: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 256
+    #: Memory for decoded audio kept in the LRU cache, in bytes.
+    cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MiB
+    #: Renders run at once (threads; pedalboard releases the GIL).
+    render_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
+    #: Origins allowed by CORS (``*`` for any); none by default.
+    cors_origins: list[str] = []
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
 
     @property
@@ -36,11 +62,18 @@ def env_name(field: str) -> str:
 def load_settings(env: dict[str, str] | None = None, dotenv_path: str | os.PathLike = ".env") -> Settings:
     """Read settings; raises ``fxhost_sdk.FieldError`` naming the variable at fault."""
     source = {**dotenv_values(dotenv_path), **(os.environ if env is None else env)}
-    fields = {
-        f: source[env_name(f)] for f in Settings.__struct_fields__ if source.get(env_name(f)) is not None
-    }
+    fields: dict[str, object] = {}
+    for field in Settings.__struct_fields__:
+        value = source.get(env_name(field))
+        if value is None:
+            continue
+        if field == "cors_origins":
+            fields[field] = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            fields[field] = value
     try:
         # Environment values are strings: strict=False lets msgspec parse numbers.
         return convert(fields, Settings, strict=False)
     except FieldError as error:
-        raise FieldError(env_name(error.path), error.message) from None
+        root = error.path.split(".", 1)[0].split("[", 1)[0]
+        raise FieldError(env_name(root), error.message) from None

@@ -1,0 +1,1 @@
+"""The API description layer: routes declared once with their msgspec types."""

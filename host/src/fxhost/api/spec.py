@@ -1,0 +1,21 @@
+"""The one :class:`~fxhost.api.openapi.Api` every route module declares its routes on."""
+
+from importlib.metadata import version
+
+from fxhost.api.openapi import Api
+
+api = Api(
+    title="fxhost",
+    version=version("fxhost"),
+    description="An audio effects host: upload audio, render it through effect chains, "
+    "stream it live. Errors are application/problem+json (RFC 9457).",
+)
+for tag, text in [
+    ("meta", "Health, statistics and what is loaded."),
+    ("effects", "Installed plugins and their effects, with parameter schemas."),
+    ("chains", "Named effect chains: from plugins.toml (read-only) and saved through the API."),
+    ("assets", "Uploaded and rendered audio."),
+    ("process", "Audio in, processed audio out, in one request."),
+    ("renders", "Offline renders of assets through chains, with progress."),
+]:
+    api.tag(tag, text)

@@ -1,0 +1,326 @@
+"""Offline renders of assets through chains, in a worker pool, never on the event loop.
+
+A render is a database row (status, progress, result) and, while it runs, a job in
+the process that accepted it. Progress is kept in memory for server-sent events and
+written to the row twice a second with a heartbeat, so that any process can report
+it and a render whose process died is recognised and marked failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from fxhost_sdk import FieldError
+from tortoise.functions import Count
+
+from fxhost import audiofile
+from fxhost.assets import AssetStore, AssetSummary, clean_name, summary_of
+from fxhost.chains import ResolvedStep
+from fxhost.chainstore import ChainStore
+from fxhost.db.models import Asset, Render
+from fxhost.engine import RENDER_BLOCK, CompiledChain, render_blocks
+from fxhost.owners import owner_alive, owner_id
+
+log = logging.getLogger(__name__)
+
+RenderStatus = Literal["queued", "running", "done", "failed"]
+FINISHED = ("done", "failed")
+#: How often progress and heartbeats are written to the database.
+PERSIST_SECONDS = 0.5
+#: A running render whose heartbeat is older than this belongs to a dead process.
+STALE_SECONDS = 30.0
+
+
+class RenderOutput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    #: Output format name: wav, flac, ogg, opus, mp3, aiff, ... (default: wav).
+    format: str = "wav"
+    #: Output sample rate in Hz (default: the asset's). Resampled with soxr.
+    sample_rate: int | None = None
+    #: libsndfile sample type, e.g. PCM_16, PCM_24, FLOAT (default: the format's own).
+    subtype: str | None = None
+
+
+class RenderView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: RenderStatus
+    progress: float
+    asset: str
+    chain: dict[str, Any]
+    output: RenderOutput
+    tail: bool
+    result: AssetSummary | None = None
+    error: str | None = None
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+def check_output(
+    output: RenderOutput, sample_rate: int, channels: int, path: str = "output"
+) -> tuple[audiofile.OutputFormat, str]:
+    """Validate an output choice for audio of ``channels`` at the source's
+    ``sample_rate`` -> (format, subtype); a FieldError names the field (``output.subtype``)."""
+    rate = output.sample_rate or sample_rate
+    try:
+        return audiofile.check_output(output.format, output.subtype, rate, channels)
+    except audiofile.AudioFormatError as error:
+        field = error.field or "format"
+        message = str(error).removeprefix(f"{field}: ")
+        raise FieldError(f"{path}.{field}" if path else field, message) from None
+
+
+def render_to_file(
+    source: Path,
+    display_name: str,
+    steps: list[ResolvedStep],
+    target: Path,
+    output: RenderOutput,
+    *,
+    tail: bool,
+    max_tail_seconds: float,
+    progress: Callable[[float], None],
+) -> None:
+    """Blocking: render ``source`` through ``steps`` into ``target`` (format and rate of
+    ``output``), streamed block by block."""
+    with audiofile.open_input(source, display_name=display_name) as reader:
+        info = reader.info
+        spec, subtype = check_output(output, info.sample_rate, info.channels)
+        chain = CompiledChain(steps, info.sample_rate, info.channels)
+        tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
+        total = max(1, info.frames + tail_frames)
+        out_rate = output.sample_rate or info.sample_rate
+        resampler = (
+            audiofile.Resampler(info.channels, info.sample_rate, out_rate)
+            if out_rate != info.sample_rate
+            else None
+        )
+        done = 0
+        with audiofile.open_output(target, out_rate, info.channels, spec.name, subtype) as sink:
+            blocks = reader.blocks(RENDER_BLOCK)
+            for block in render_blocks(chain, blocks, tail_frames=tail_frames):
+                done += block.shape[1]
+                sink.write(resampler.process(block) if resampler else block)
+                progress(min(done / total, 0.999))
+            if resampler:
+                sink.write(resampler.flush())
+
+
+def seal(path: Path) -> tuple[int, str]:
+    """Make a written file durable and fingerprint it: (size, sha256). Blocking."""
+    digest = hashlib.sha256()
+    # libsndfile has closed the file; reopen it to hash it and fsync its data.
+    with open(path, "rb") as written:
+        for chunk in iter(lambda: written.read(1 << 20), b""):
+            digest.update(chunk)
+        os.fsync(written.fileno())
+    return path.stat().st_size, digest.hexdigest()
+
+
+@dataclass
+class Job:
+    id: str
+    progress: float = 0.0
+    status: RenderStatus = "queued"
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RenderService:
+    def __init__(self, store: AssetStore, chains: ChainStore, *, workers: int, max_tail_seconds: float):
+        self.store = store
+        self.chains = chains
+        self.max_tail_seconds = max_tail_seconds
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+        self.slots = asyncio.Semaphore(workers)
+        self.owner = owner_id()
+        self.jobs: dict[str, Job] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self._persister: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.fail_orphans()
+        self._persister = asyncio.create_task(self._persist_loop())
+
+    async def stop(self) -> None:
+        if self._persister:
+            self._persister.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def fail_orphans(self) -> int:
+        """Mark failed the renders left queued or running by a process that is gone."""
+        stale_before = datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)
+        failed = 0
+        for row in await Render.filter(status__in=["queued", "running"]):
+            alive = owner_alive(row.owner)
+            if row.owner == self.owner and row.id in self.jobs:
+                continue
+            stale = row.heartbeat is None or row.heartbeat < stale_before
+            if alive is False or (alive is None and stale) or (row.owner == self.owner):
+                row.status, row.error, row.finished = "failed", "interrupted: the server restarted", _now()
+                await row.save(update_fields=["status", "error", "finished"])
+                failed += 1
+        if failed:
+            log.warning("marked %d interrupted render(s) failed", failed)
+        return failed
+
+    async def submit(self, asset_id: str, chain: str | list[Any], output: RenderOutput, tail: bool) -> Render:
+        asset = await self.store.get(asset_id)
+        if asset is None:
+            raise FieldError("asset", f"no asset with id {asset_id!r}")
+        name, steps = await self.chains.resolve(chain, "chain")
+        check_output(output, asset.sample_rate, asset.channels)
+        row = await Render.create(
+            id=os.urandom(16).hex(),
+            status="queued",
+            asset_id=asset_id,
+            chain={"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
+            output=msgspec.to_builtins(output),
+            tail=tail,
+            owner=self.owner,
+            heartbeat=_now(),
+        )
+        job = self.jobs[row.id] = Job(row.id)
+        task = asyncio.create_task(self._run(row, asset, steps, output, job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return row
+
+    async def _run(
+        self, row: Render, asset: Asset, steps: list[ResolvedStep], output: RenderOutput, job: Job
+    ):
+        loop = asyncio.get_running_loop()
+        temp = self.store.temp_path("render")
+        try:
+            async with self.slots:
+                job.status = "running"
+                row.status, row.started = "running", _now()
+                await row.save(update_fields=["status", "started"])
+                job.changed.set()
+
+                def progress(fraction: float) -> None:
+                    job.progress = fraction
+                    loop.call_soon_threadsafe(job.changed.set)
+
+                source = self.store.path_of(asset)
+
+                def work() -> tuple[int, str]:
+                    render_to_file(
+                        source,
+                        asset.name,
+                        steps,
+                        temp,
+                        output,
+                        tail=row.tail,
+                        max_tail_seconds=self.max_tail_seconds,
+                        progress=progress,
+                    )
+                    return seal(temp)
+
+                size, sha256 = await loop.run_in_executor(self.pool, work)
+                spec = audiofile.output_format_named(output.format)
+                stem = asset.name.rsplit(".", 1)[0]
+                label = row.chain.get("name") or "render"
+                name = clean_name(f"{stem}-{label}{spec.extension}")
+                result = await self.store.add(temp, name, kind="render", size=size, sha256=sha256)
+                row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
+        except asyncio.CancelledError:
+            row.status, row.error = "failed", "interrupted: the server stopped"
+            raise
+        except Exception as error:
+            log.warning("render %s failed: %s", row.id, error, exc_info=not isinstance(error, ValueError))
+            row.status, row.error = "failed", _one_line(error)
+        finally:
+            temp.unlink(missing_ok=True)
+            row.finished = _now()
+            job.status = row.status  # type: ignore[assignment]
+            job.progress = row.progress if row.status == "done" else job.progress
+            with contextlib.suppress(Exception):
+                await row.save(update_fields=["status", "progress", "result_asset_id", "error", "finished"])
+            job.changed.set()
+            self.jobs.pop(row.id, None)
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PERSIST_SECONDS)
+            for job in list(self.jobs.values()):
+                if job.status == "running":
+                    with contextlib.suppress(Exception):
+                        await Render.filter(id=job.id, status="running").update(
+                            progress=job.progress, heartbeat=_now()
+                        )
+
+    async def view(self, render_id: str) -> RenderView | None:
+        row = await Render.get_or_none(id=render_id)
+        if row is None:
+            return None
+        job = self.jobs.get(render_id)
+        result = None
+        if row.result_asset_id:
+            asset = await Asset.get_or_none(id=row.result_asset_id)
+            result = summary_of(asset) if asset else None
+        progress = job.progress if job and row.status == "running" else row.progress
+        return RenderView(
+            id=row.id,
+            status=row.status,  # type: ignore[arg-type]
+            progress=round(progress, 4),
+            asset=row.asset_id,
+            chain=row.chain,
+            output=msgspec.convert(row.output, RenderOutput),
+            tail=row.tail,
+            result=result,
+            error=row.error,
+            created=row.created,
+            started=row.started,
+            finished=row.finished,
+        )
+
+    async def watch(self, render_id: str, poll_seconds: float = 0.5) -> AsyncIterator[RenderView]:
+        """Snapshots of a render as it changes, ending with its final state. Renders run
+        by another process are followed by polling the database."""
+        last: tuple | None = None
+        while True:
+            job = self.jobs.get(render_id)
+            if job is not None:
+                job.changed.clear()
+            view = await self.view(render_id)
+            if view is None:
+                return
+            key = (view.status, view.progress)
+            if key != last:
+                last = key
+                yield view
+            if view.status in FINISHED:
+                return
+            if job is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(job.changed.wait(), timeout=poll_seconds * 4)
+            else:
+                await asyncio.sleep(poll_seconds)
+
+    async def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        rows = await Render.annotate(n=Count("id")).group_by("status").values("status", "n")
+        counts.update({row["status"]: row["n"] for row in rows})
+        return counts
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if isinstance(error, ValueError | FieldError) else f"{type(error).__name__}: {text}"

@@ -1,0 +1,80 @@
+"""The long-lived parts of a running server, built at start-up and closed at shutdown.
+Nothing here is global: the app holds one :class:`Services`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fxhost.assets import AssetStore
+from fxhost.cache import LRUCache
+from fxhost.chainstore import ChainStore
+from fxhost.db import close_database, open_database
+from fxhost.renders import RenderService
+from fxhost.runtime import Runtime
+from fxhost.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How often orphan files are swept and interrupted renders looked for.
+HOUSEKEEPING_SECONDS = 60.0
+
+
+@dataclass
+class Services:
+    settings: Settings
+    runtime: Runtime
+    cache: LRUCache
+    store: AssetStore
+    chains: ChainStore
+    renders: RenderService
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
+    _housekeeping: asyncio.Task | None = None
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+
+async def start_services(settings: Settings, runtime: Runtime) -> Services:
+    await open_database(settings.database_url)
+    cache: LRUCache = LRUCache(settings.cache_bytes)
+    store = AssetStore(
+        Path(settings.uploads_dir), Path(settings.renders_dir), cache, settings.max_upload_bytes
+    )
+    await store.start()
+    chains = ChainStore(runtime.chains, runtime.registry)
+    renders = RenderService(
+        store, chains, workers=settings.render_workers, max_tail_seconds=settings.max_tail_seconds
+    )
+    await renders.start()
+    services = Services(settings, runtime, cache, store, chains, renders)
+    services._housekeeping = asyncio.create_task(_housekeeping(services))
+    return services
+
+
+async def stop_services(services: Services) -> None:
+    if services._housekeeping:
+        services._housekeeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await services._housekeeping
+    await services.renders.stop()
+    await close_database()
+
+
+async def _housekeeping(services: Services) -> None:
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        try:
+            swept = await services.store.sweep()
+            if swept:
+                log.info("swept %d orphaned file(s)", swept)
+            await services.renders.fail_orphans()
+        except Exception:  # keep housekeeping alive; the next round retries
+            log.exception("housekeeping failed")

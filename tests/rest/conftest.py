@@ -1,0 +1,30 @@
+import pytest
+from restkit import PG_URL, reset_postgres, start_server
+
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(
+            not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set (.ci/run sets it to the local PostgreSQL)"
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(request, tmp_path_factory):
+    """A real fxhost server for the test module, on SQLite and on PostgreSQL."""
+    env = {}
+    if request.param == "postgres":
+        reset_postgres(PG_URL)
+        env["FXHOST_DATABASE_URL"] = PG_URL
+    srv = start_server(tmp_path_factory.mktemp(f"srv-{request.param}"), env)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server):
+    with server.client() as c:
+        yield c

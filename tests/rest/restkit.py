@@ -1,0 +1,122 @@
+"""Helpers for the REST tests: a real ``fxhost serve`` process on a free port, against
+SQLite always and PostgreSQL when ``FXHOST_TEST_DATABASE_URL`` is set, and test audio
+made with numpy and soundfile."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[2]
+FXHOST = str(Path(sys.executable).parent / "fxhost")
+PG_URL = os.environ.get("FXHOST_TEST_DATABASE_URL")
+TABLES = ("assets", "asset_events", "chains", "renders", "tortoise_migrations")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reset_postgres(url: str) -> None:
+    """Drop fxhost's tables so a test server starts from an empty database."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+        try:
+            for table in TABLES:
+                await conn.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@dataclass
+class Server:
+    base: str
+    root: Path
+    env: dict[str, str]
+    proc: subprocess.Popen
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.base, timeout=60, **kw)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self) -> Server:
+        self.stop()
+        return start_server(self.root, self.env, fresh=False)
+
+
+def start_server(root: Path, env: dict[str, str], *, fresh: bool = True, port: int | None = None) -> Server:
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    full_env = {
+        **os.environ,
+        "FXHOST_HOST": "127.0.0.1",
+        "FXHOST_PORT": str(port),
+        "FXHOST_UPLOADS_DIR": str(root / "uploads"),
+        "FXHOST_RENDERS_DIR": str(root / "renders"),
+        "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
+        "FXHOST_LOG_LEVEL": "warning",
+        **env,
+    }
+    full_env.setdefault("FXHOST_DATABASE_URL", f"sqlite://{root / 'fxhost.db'}")
+    log = open(root / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen([FXHOST, "serve"], cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server did not start:\n{(root / f'server-{port}.log').read_text()[-3000:]}")
+        time.sleep(0.1)
+    return Server(base, root, env, proc)
+
+
+def tone(seconds: float = 1.0, sample_rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """A deterministic test signal, float32 ``(channels, frames)``, peak about 0.6."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    base = 0.4 * np.sin(2 * np.pi * 330 * t) + 0.15 * rng.standard_normal(n) * (np.sin(2 * np.pi * 3 * t) > 0)
+    return np.stack([base * (1 - 0.25 * c) for c in range(channels)]).astype(np.float32)
+
+
+def encode(audio: np.ndarray, sample_rate: int, fmt: str, subtype: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.T, sample_rate, format=fmt, subtype=subtype)
+    return buffer.getvalue()
+
+
+def decode(data: bytes) -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(audio.T), rate
