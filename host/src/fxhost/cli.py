@@ -99,6 +99,9 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
         workers=workers or settings.workers,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
+        # Frames up to 4x the limit reach the app, which answers with an error message
+        # before closing; anything larger uvicorn closes itself (1009).
+        ws_max_size=4 * settings.max_frame_bytes,
     )
 
 

@@ -15,6 +15,7 @@ from fxhost.assets import AssetStore
 from fxhost.cache import LRUCache
 from fxhost.chainstore import ChainStore
 from fxhost.db import close_database, open_database
+from fxhost.live import StreamManager
 from fxhost.renders import RenderService
 from fxhost.runtime import Runtime
 from fxhost.settings import Settings
@@ -33,6 +34,9 @@ class Services:
     store: AssetStore
     chains: ChainStore
     renders: RenderService
+    streams: StreamManager
+    #: Open WebSocket connections (limited by the max_connections setting).
+    connections: int = 0
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
     _housekeeping: asyncio.Task | None = None
@@ -54,7 +58,14 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         store, chains, workers=settings.render_workers, max_tail_seconds=settings.max_tail_seconds
     )
     await renders.start()
-    services = Services(settings, runtime, cache, store, chains, renders)
+    streams = StreamManager(
+        max_streams=settings.max_streams,
+        idle_seconds=settings.stream_idle_seconds,
+        inline_frames=settings.inline_frames,
+        max_tail_seconds=settings.max_tail_seconds,
+    )
+    streams.start()
+    services = Services(settings, runtime, cache, store, chains, renders, streams)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
@@ -64,6 +75,7 @@ async def stop_services(services: Services) -> None:
         services._housekeeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await services._housekeeping
+    await services.streams.stop()
     await services.renders.stop()
     await close_database()
 

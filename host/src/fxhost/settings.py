@@ -42,6 +42,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MiB
     #: Renders run at once (threads; pedalboard releases the GIL).
     render_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    #: Live streams this process runs at once.
+    max_streams: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 64
+    #: WebSocket connections this process accepts at once.
+    max_connections: Annotated[int, msgspec.Meta(ge=1, le=100000)] = 512
+    #: Largest WebSocket binary frame (and REST stream input body), in bytes.
+    max_frame_bytes: Annotated[int, msgspec.Meta(ge=64)] = 1024 * 1024
+    #: A stream with no producer or consumer activity for this long is deleted.
+    stream_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: Default ring buffer capacity of a stream, in seconds of audio.
+    stream_capacity_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    #: Live blocks up to this many frames are processed on the event loop; larger ones
+    #: in a worker thread (a thread hop costs more than processing a small block).
+    inline_frames: Annotated[int, msgspec.Meta(ge=0)] = 2048
     #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
     #: Origins allowed by CORS (``*`` for any); none by default.

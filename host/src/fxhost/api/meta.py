@@ -14,6 +14,7 @@ from tortoise import connections
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.spec import api
 from fxhost.cache import CacheStats
+from fxhost.live import StreamBuffers
 from fxhost.registry import EffectView, PluginInfo
 
 
@@ -61,14 +62,6 @@ class Statistics(msgspec.Struct, kw_only=True):
     renders: dict[str, int]
     cache: CacheStats
     uptime_seconds: float
-
-
-class BufferInfo(msgspec.Struct, kw_only=True):
-    """One live stream's buffers (streaming is not built yet: the list is empty)."""
-
-    stream: str
-    capacity: int
-    fill: int
 
 
 @api.get("/health", summary="Liveness: the process answers.", tags=["meta"], responses={200: Health})
@@ -137,10 +130,11 @@ async def statistics(request: Request) -> Response:
     "/api/audio/buffers",
     summary="The live streams' ring buffers.",
     tags=["meta"],
-    responses={200: list[BufferInfo]},
+    responses={200: list[StreamBuffers]},
 )
 async def buffers(request: Request) -> Response:
-    return JSONResponse([])
+    streams = services(request).streams.streams.values()
+    return JSONResponse([stream.buffers() for stream in streams if not stream.closed])
 
 
 @api.get(

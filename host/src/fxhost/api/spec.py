@@ -17,5 +17,6 @@ for tag, text in [
     ("assets", "Uploaded and rendered audio."),
     ("process", "Audio in, processed audio out, in one request."),
     ("renders", "Offline renders of assets through chains, with progress."),
+    ("live", "Live audio: one client over /ws/process, or shared streams with producers and consumers."),
 ]:
     api.tag(tag, text)

@@ -1,0 +1,121 @@
+"""The WebSocket protocol: JSON text messages tagged by ``type`` (msgspec tagged
+unions), binary frames of interleaved little-endian PCM, and the close codes that say
+why a connection ended."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from fxhost_sdk import FieldError
+from fxhost_sdk.params import field_error
+
+from fxhost.chains import ChainStep
+
+# Close codes (RFC 6455 section 7.4.1, and the 4000-4999 range for ours).
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED = 1003  # text where audio is expected, or audio before "start"
+CLOSE_INVALID_DATA = 1007  # not a whole number of frames, NaN/Inf, JSON that does not parse
+CLOSE_POLICY = 1008  # a wrong first message, an invalid start (unknown chain, bad field)
+CLOSE_TOO_BIG = 1009  # a frame larger than max_frame_bytes
+CLOSE_INTERNAL = 1011  # an effect failed
+CLOSE_TRY_LATER = 1013  # too many connections
+CLOSE_GONE = 4404  # the stream does not exist or was deleted
+
+Format = Literal["f32le", "s16le"]
+
+
+class Start(msgspec.Struct, tag="start", kw_only=True, forbid_unknown_fields=True):
+    """The first message: which chain (by name, or its steps) and the audio format."""
+
+    chain: str | None = None
+    steps: list[ChainStep] | None = None
+    sample_rate: Annotated[int, msgspec.Meta(ge=8000, le=384000)] | None = None
+    channels: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
+    format: Format = "f32le"
+    #: The block size the client intends to send, in frames (informational; any size works).
+    block: Annotated[int, msgspec.Meta(ge=1, le=65536)] | None = None
+
+
+class Set(msgspec.Struct, tag="set", kw_only=True, forbid_unknown_fields=True):
+    """Change parameters of step ``step`` between blocks (only the fields given)."""
+
+    step: Annotated[int, msgspec.Meta(ge=0)]
+    params: dict[str, Any]
+
+
+class Stats(msgspec.Struct, tag="stats", forbid_unknown_fields=True):
+    """Ask for the session's counters."""
+
+
+class Flush(msgspec.Struct, tag="flush", forbid_unknown_fields=True):
+    """Ask for the tail: sent as binary frames, then a ``flushed`` message."""
+
+
+ClientMessage = Start | Set | Stats | Flush
+
+
+class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    latency: int
+    sample_rate: int
+    channels: int
+    format: Format
+    block: int
+    tail_frames: int
+    steps: list[dict[str, Any]]
+
+
+class Updated(msgspec.Struct, tag="updated", kw_only=True):
+    step: int
+    params: dict[str, Any]
+
+
+class StatsReply(msgspec.Struct, tag="stats", kw_only=True):
+    frames_in: int
+    frames_out: int
+    blocks: int
+    process_seconds: float
+    latency: int
+
+
+class Flushed(msgspec.Struct, tag="flushed", kw_only=True):
+    frames: int
+
+
+class Overrun(msgspec.Struct, tag="overrun", kw_only=True):
+    """A consumer fell behind by more than the ring's capacity and skipped ``lost`` frames."""
+
+    lost: int
+
+
+class Rejected(msgspec.Struct, tag="rejected", kw_only=True):
+    """A producer's block did not fit in the stream's input ring (policy ``reject``)."""
+
+    frames: int
+    free: int
+
+
+class Error(msgspec.Struct, tag="error", kw_only=True, omit_defaults=True):
+    code: str
+    message: str
+    path: str | None = None
+
+
+ServerMessage = Ready | Updated | StatsReply | Flushed | Overrun | Rejected | Error
+
+_decoder = msgspec.json.Decoder(ClientMessage)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_message(text: str) -> ClientMessage:
+    """A client's text message; FieldError names the failing field (``steps[0].effect``)."""
+    try:
+        return _decoder.decode(text)
+    except msgspec.ValidationError as error:
+        raise field_error(error) from None
+    except msgspec.DecodeError as error:
+        raise FieldError("", f"not a JSON message: {error}") from None
+
+
+def encode_message(message: ServerMessage) -> str:
+    return _encoder.encode(message).decode()

@@ -1,0 +1,332 @@
+"""Live processing, with no HTTP: a chain fed block by block for one client, and shared
+streams whose producers write into an input ring, whose one processing task runs the
+chain, and whose many consumers read the output ring, each at its own cursor.
+
+Everything here runs on the event loop except chain processing of large blocks, which
+goes to a worker thread so that one client's big block never stalls the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from fxhost_sdk import FieldError
+
+from fxhost.chains import ResolvedStep
+from fxhost.engine import CompiledChain
+from fxhost.ring import RingBuffer, RingOverflow, RingReader, RingStats
+
+log = logging.getLogger(__name__)
+
+Overflow = Literal["reject", "drop_oldest"]
+WireFormat = Literal["f32le", "s16le"]
+#: The most frames a stream's processing task runs through the chain at once before
+#: letting other tasks run.
+STREAM_CHUNK = 4096
+
+
+class Broadcast:
+    """Wakes every waiting task when something changes (an asyncio.Event per round)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def wait(self) -> Coroutine[Any, Any, Literal[True]]:
+        # Bound to the current round now, not when the awaiting task first runs: a
+        # notify() in between must still wake it.
+        return self._event.wait()
+
+
+class LiveChain:
+    """A compiled chain driven block by block, with its counters. Blocks larger than
+    ``inline_frames`` are processed in a worker thread."""
+
+    def __init__(
+        self,
+        steps: Sequence[ResolvedStep],
+        sample_rate: int,
+        channels: int,
+        *,
+        inline_frames: int,
+        max_tail_seconds: float,
+    ):
+        self.steps = list(steps)
+        self.chain = CompiledChain(steps, sample_rate, channels)
+        self.inline_frames = inline_frames
+        self.max_tail_seconds = max_tail_seconds
+        self.frames_in = 0
+        self.frames_out = 0
+        self.blocks = 0
+        self.process_seconds = 0.0
+        self._lock = asyncio.Lock()  # one block at a time, parameter changes in between
+
+    @property
+    def latency(self) -> int:
+        return self.chain.latency
+
+    def tail_frames(self) -> int:
+        return self.chain.tail_frames(self.max_tail_seconds) + self.chain.latency
+
+    async def process(self, block: np.ndarray) -> np.ndarray:
+        async with self._lock:
+            start = time.perf_counter()
+            if block.shape[1] > self.inline_frames:
+                out = await asyncio.to_thread(self.chain.process, block)
+            else:
+                out = self.chain.process(block)
+            self.process_seconds += time.perf_counter() - start
+            self.frames_in += block.shape[1]
+            self.frames_out += out.shape[1]
+            self.blocks += 1
+            return out
+
+    async def set_params(self, index: int, params: dict[str, Any], path: str = "params") -> dict[str, Any]:
+        """Validate and apply new parameters for step ``index`` between blocks; returns
+        the step's full parameters. FieldError names the field; nothing changes then."""
+        if not 0 <= index < len(self.chain.effects):
+            raise FieldError("step", f"no step {index}: the chain has {len(self.chain.effects)} step(s)")
+        effect = self.chain.effects[index]
+        checked = effect.check_params({**msgspec.to_builtins(effect.params), **params}, path)
+        async with self._lock:
+            effect.set_params(checked)
+        return msgspec.to_builtins(checked)
+
+    async def tail(self, block_frames: int) -> list[np.ndarray]:
+        """The chain ringing out: its tail (and latency) as processed silence, in blocks."""
+        remaining = self.tail_frames()
+        out = []
+        silence = np.zeros((self.chain.channels, block_frames), dtype=np.float32)
+        while remaining > 0:
+            n = min(block_frames, remaining)
+            out.append(await self.process(silence[:, :n]))
+            remaining -= n
+        return out
+
+
+class StreamInfo(msgspec.Struct, kw_only=True):
+    id: str
+    chain: str | None
+    steps: list[dict[str, Any]]
+    sample_rate: int
+    channels: int
+    format: WireFormat
+    capacity: int
+    overflow: Overflow
+    latency: int
+    consumers: int
+    created: float
+    idle_seconds: float
+
+
+class StreamBuffers(msgspec.Struct, kw_only=True):
+    stream: str
+    input: RingStats
+    output: RingStats
+
+
+class Stream:
+    """A named, shared session: producers write into the input ring, one processing task
+    runs the chain into the output ring, consumers read it at their own cursors."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        chain_name: str | None,
+        live: LiveChain,
+        *,
+        sample_rate: int,
+        channels: int,
+        wire_format: WireFormat,
+        capacity: int,
+        overflow: Overflow,
+    ):
+        self.id = stream_id
+        self.chain_name = chain_name
+        self.live = live
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.format = wire_format
+        self.capacity = capacity
+        self.overflow = overflow
+        self.input = RingBuffer(channels, capacity)
+        self.output = RingBuffer(channels, capacity)
+        self._processor = self.input.reader(name="processing")
+        self.input_ready = Broadcast()
+        self.output_ready = Broadcast()
+        self.created = time.time()
+        self.last_active = time.monotonic()
+        self.consumers = 0
+        self.closed = False
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"stream-{self.id}")
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def write(self, block: np.ndarray) -> None:
+        """Producer side. Raises RingOverflow under the ``reject`` policy when the input
+        ring cannot take the block (nothing is written then)."""
+        if self.closed:
+            raise RuntimeError("the stream is closed")
+        self.touch()
+        self.input.write(block, overflow=self.overflow, guard=self._processor)
+        self.input_ready.notify()
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed:
+                block, _lost = self._processor.read(STREAM_CHUNK)
+                if block.shape[1] == 0:
+                    await self.input_ready.wait()
+                    continue
+                out = await self.live.process(block)
+                self.output.write(out)
+                self.output_ready.notify()
+                await asyncio.sleep(0)  # let producers and consumers run between chunks
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream %s: processing failed; the stream is closed", self.id)
+            self.closed = True
+            self.output_ready.notify()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.input_ready.notify()
+        self.output_ready.notify()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            id=self.id,
+            chain=self.chain_name,
+            steps=[
+                {"effect": s.effect, "params": msgspec.to_builtins(e.params)}
+                for s, e in zip(self.live.steps, self.live.chain.effects, strict=True)
+            ],
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            format=self.format,
+            capacity=self.capacity,
+            overflow=self.overflow,
+            latency=self.live.latency,
+            consumers=self.consumers,
+            created=self.created,
+            idle_seconds=round(time.monotonic() - self.last_active, 3),
+        )
+
+    def buffers(self) -> StreamBuffers:
+        return StreamBuffers(stream=self.id, input=self.input.stats, output=self.output.stats)
+
+    def consumer(self) -> RingReader:
+        self.consumers += 1
+        self.touch()
+        return self.output.reader(start="now", name=f"consumer-{secrets.token_hex(3)}")
+
+    def release(self, reader: RingReader) -> None:
+        self.consumers -= 1
+        self.output.remove_reader(reader)
+
+
+class StreamLimit(Exception):
+    pass
+
+
+class StreamManager:
+    """The streams of this process, with a limit and idle expiry."""
+
+    def __init__(self, *, max_streams: int, idle_seconds: float, inline_frames: int, max_tail_seconds: float):
+        self.max_streams = max_streams
+        self.idle_seconds = idle_seconds
+        self.inline_frames = inline_frames
+        self.max_tail_seconds = max_tail_seconds
+        self.streams: dict[str, Stream] = {}
+        self._reaper: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for stream in list(self.streams.values()):
+            await stream.close()
+        self.streams.clear()
+
+    def live_chain(self, steps: Sequence[ResolvedStep], sample_rate: int, channels: int) -> LiveChain:
+        return LiveChain(
+            steps,
+            sample_rate,
+            channels,
+            inline_frames=self.inline_frames,
+            max_tail_seconds=self.max_tail_seconds,
+        )
+
+    def create(
+        self,
+        chain_name: str | None,
+        steps: Sequence[ResolvedStep],
+        *,
+        sample_rate: int,
+        channels: int,
+        wire_format: WireFormat,
+        capacity: int,
+        overflow: Overflow,
+    ) -> Stream:
+        if len(self.streams) >= self.max_streams:
+            raise StreamLimit(f"this server runs at most {self.max_streams} streams; delete one first")
+        stream = Stream(
+            secrets.token_hex(12),
+            chain_name,
+            self.live_chain(steps, sample_rate, channels),
+            sample_rate=sample_rate,
+            channels=channels,
+            wire_format=wire_format,
+            capacity=capacity,
+            overflow=overflow,
+        )
+        self.streams[stream.id] = stream
+        stream.start()
+        return stream
+
+    def get(self, stream_id: str) -> Stream | None:
+        return self.streams.get(stream_id)
+
+    async def delete(self, stream_id: str) -> bool:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        await stream.close()
+        return True
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.idle_seconds / 2))
+            now = time.monotonic()
+            for stream in list(self.streams.values()):
+                idle = now - stream.last_active
+                if stream.closed or (stream.consumers == 0 and idle > self.idle_seconds):
+                    log.info("stream %s expired after %.0f s idle", stream.id, idle)
+                    await self.delete(stream.id)
+
+
+__all__ = ["RingOverflow", "Stream", "StreamLimit", "StreamManager"]
