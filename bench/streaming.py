@@ -221,7 +221,8 @@ async def close_clients(clients: list) -> None:
 
 
 class Meter:
-    """CPU of this process and of the server over a measured window."""
+    """CPU over a measured window, in cores: this process (the load generator), the
+    server, and everything else on the machine (from /proc/stat, all cores)."""
 
     def __init__(self, server: Server):
         self.server = server
@@ -230,17 +231,27 @@ class Meter:
         self.wall = time.monotonic()
         self.cpu = _self_cpu()
         self.server_cpu = self.server.cpu_seconds()
+        self.machine = _machine_busy()
         return self
 
     def __exit__(self, *exc) -> None:
         wall = time.monotonic() - self.wall
         self.gen_load = (_self_cpu() - self.cpu) / wall
         self.server_load = (self.server.cpu_seconds() - self.server_cpu) / wall
+        busy = (_machine_busy() - self.machine) / wall
+        self.other_load = max(0.0, busy - self.gen_load - self.server_load)
 
 
 def _self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _machine_busy() -> float:
+    """CPU seconds spent by all cores: user, nice, system, irq and softirq."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values[i] for i in (0, 1, 2, 5, 6)) / CLK_TCK
 
 
 @dataclass

@@ -76,6 +76,13 @@ class LiveChain:
     def latency(self) -> int:
         return self.chain.latency
 
+    def step_params(self) -> list[dict[str, Any]]:
+        """Each step's effect and its parameters as they are now."""
+        return [
+            {"effect": step.effect, "params": msgspec.to_builtins(effect.params)}
+            for step, effect in zip(self.steps, self.chain.effects, strict=True)
+        ]
+
     def tail_frames(self) -> int:
         return self.chain.tail_frames(self.max_tail_seconds) + self.chain.latency
 
@@ -217,10 +224,7 @@ class Stream:
         return StreamInfo(
             id=self.id,
             chain=self.chain_name,
-            steps=[
-                {"effect": s.effect, "params": msgspec.to_builtins(e.params)}
-                for s, e in zip(self.live.steps, self.live.chain.effects, strict=True)
-            ],
+            steps=self.live.step_params(),
             sample_rate=self.sample_rate,
             channels=self.channels,
             format=self.format,

@@ -204,10 +204,7 @@ def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.
         format=start.format,
         block=start.block or default_block,
         tail_frames=live.tail_frames(),
-        steps=[
-            {"effect": s.effect, "params": msgspec.to_builtins(e.params)}
-            for s, e in zip(live.steps, live.chain.effects, strict=True)
-        ],
+        steps=live.step_params(),
     )
 
 
