@@ -5,14 +5,19 @@ module with an ``@hookimpl`` function ``fxhost_effects`` that returns effect cla
 published with an entry point in the ``fxhost`` group. See the README's plugin guide.
 """
 
-from fxhost_sdk.effect import Effect, effect_class_problems
+from fxhost_sdk.effect import AssetLoader, Effect, LoadedAudio, OfflineEffect, effect_class_problems
 from fxhost_sdk.markers import hookimpl, hookspec
-from fxhost_sdk.params import FieldError, Params, convert, param
+from fxhost_sdk.params import FieldError, Params, asset, asset_fields, convert, param
 
 __all__ = [
+    "AssetLoader",
     "Effect",
     "FieldError",
+    "LoadedAudio",
+    "OfflineEffect",
     "Params",
+    "asset",
+    "asset_fields",
     "convert",
     "effect_class_problems",
     "hookimpl",

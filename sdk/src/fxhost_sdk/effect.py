@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import msgspec
 import numpy as np
@@ -20,6 +20,20 @@ import numpy as np
 from fxhost_sdk.params import FieldError, Params, convert
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class LoadedAudio(NamedTuple):
+    """Audio an effect asked for by reference (an impulse response, say)."""
+
+    #: float32 ``(channels, frames)``
+    audio: np.ndarray
+    sample_rate: float
+
+
+#: How a host hands an effect the audio behind an asset parameter: called with the
+#: parameter's value and the field's path (for errors), it returns the decoded audio or
+#: raises :class:`FieldError` naming the field (unknown asset, not audio).
+AssetLoader = Callable[[str, str], LoadedAudio]
 
 
 class Effect(ABC):
@@ -38,8 +52,20 @@ class Effect(ABC):
     summary: ClassVar[str]
     #: The parameter struct: a :class:`Params` subclass with a default for every field.
     Params: ClassVar[type[Params]]
+    #: Named parameter sets: preset name -> some of the Params fields. A chain step may
+    #: name one and override fields of it.
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: True for processing that needs the whole signal first (see :class:`OfflineEffect`).
+    offline_only: ClassVar[bool] = False
 
-    def __init__(self, sample_rate: float, channels: int, params: Params | Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        sample_rate: float,
+        channels: int,
+        params: Params | Mapping[str, Any] | None = None,
+        *,
+        assets: AssetLoader | None = None,
+    ):
         # bool is an int in Python; True as a sample rate or channel count is a mistake.
         if isinstance(sample_rate, bool) or not (
             isinstance(sample_rate, int | float) and math.isfinite(sample_rate) and sample_rate > 0
@@ -49,6 +75,7 @@ class Effect(ABC):
             raise FieldError("channels", f"must be a positive integer, got {channels!r}")
         self.sample_rate = float(sample_rate)
         self.channels = channels
+        self.assets = assets
         self._params = self.check_params(self.Params() if params is None else params)
         self.prepare()
         self.apply_params(self._params)
@@ -75,6 +102,23 @@ class Effect(ABC):
         checked = self.check_params(params)
         self.apply_params(checked)
         self._params = checked
+
+    @classmethod
+    def preset(cls, name: str, overrides: Mapping[str, Any] | None = None, path: str = "params") -> Params:
+        """The parameters of preset ``name`` with ``overrides`` on top, validated.
+        FieldError at ``preset`` for an unknown preset, at ``params.<field>`` for a bad value."""
+        if name not in cls.presets:
+            known = ", ".join(sorted(cls.presets)) or "none"
+            raise FieldError("preset", f"{cls.name} has no preset {name!r} (presets: {known})")
+        return cls.check_params({**cls.presets[name], **(overrides or {})}, path)
+
+    def load_asset(self, field: str) -> LoadedAudio:
+        """The audio behind asset parameter ``field`` (see :func:`fxhost_sdk.asset`), from
+        the loader the host gave. Call it in :meth:`apply_params`."""
+        path = f"params.{field}"
+        if self.assets is None:
+            raise FieldError(path, "this host gave the effect no way to load audio assets")
+        return self.assets(getattr(self._params, field), path)
 
     def apply_params(self, params: Params) -> None:  # noqa: B027 - optional hook
         """Push validated parameters into the DSP. Called at construction and on every
@@ -113,6 +157,24 @@ class Effect(ABC):
         return 0.0
 
 
+class OfflineEffect(Effect):
+    """An effect that needs the whole signal first: loudness normalisation, trimming
+    silence. Hosts call :meth:`process_offline` once with everything (renders and
+    ``fxhost render``) and refuse the effect in live streams, which never have the
+    whole signal. It cannot meet the streaming rules (block-size invariance), and says
+    so by being offline-only rather than by breaking them."""
+
+    offline_only: ClassVar[bool] = True
+
+    @abstractmethod
+    def process_offline(self, audio: np.ndarray) -> np.ndarray:
+        """The whole signal, float32 ``(channels, frames)``, in; the processed signal out
+        (its length may differ: trimming)."""
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        raise RuntimeError(f"{self.name} is offline-only: it needs the whole signal (process_offline)")
+
+
 def effect_class_problems(cls: object) -> list[str]:
     """What makes ``cls`` unusable as an effect class, in plain words (empty if fine)."""
     if not (isinstance(cls, type) and issubclass(cls, Effect)):
@@ -142,6 +204,17 @@ def effect_class_problems(cls: object) -> list[str]:
             convert(params(), params, "params")
         except FieldError as error:
             problems.append(f"{cls.__qualname__}.Params needs a valid default for every field ({error})")
+        presets = getattr(cls, "presets", {})
+        if not isinstance(presets, Mapping):
+            problems.append(f"{cls.__qualname__}.presets must be a mapping of name -> parameters")
+        else:
+            for preset, values in presets.items():
+                try:
+                    if not isinstance(values, Mapping):
+                        raise FieldError("", "expected a mapping of parameter values")
+                    convert({**values}, params, "params")
+                except FieldError as error:
+                    problems.append(f"{cls.__qualname__}.presets[{preset!r}] is invalid ({error})")
     if getattr(cls, "__abstractmethods__", None):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         problems.append(f"{cls.__qualname__} does not implement {missing}")

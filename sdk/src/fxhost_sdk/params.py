@@ -46,6 +46,31 @@ def param(
     )
 
 
+def asset(*, description: str) -> msgspec.Meta:
+    """A ``str`` parameter that names audio: an uploaded asset's id over the API, a file
+    path for ``fxhost render``. The host resolves and validates it (it must exist and be
+    audio) and the effect reads it with ``Effect.load_asset(field)``. Use it as
+    ``Annotated[str, asset(description=...)]``; it appears in the JSON Schema with
+    ``x-asset: true``."""
+    return msgspec.Meta(
+        min_length=1,
+        max_length=4096,
+        description=description,
+        extra={"asset": True},
+        extra_json_schema={"x-asset": True},
+    )
+
+
+def asset_fields(params_cls: type[Params]) -> list[str]:
+    """The names of the asset parameters of a Params struct."""
+    info = msgspec.inspect.type_info(params_cls)
+    names = []
+    for field in getattr(info, "fields", ()):
+        if isinstance(field.type, msgspec.inspect.Metadata) and (field.type.extra or {}).get("asset"):
+            names.append(field.name)
+    return names
+
+
 class FieldError(ValueError):
     """A value refused by validation, with the path of the failing field.
 
