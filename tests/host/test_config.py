@@ -168,7 +168,7 @@ def test_empty_file_is_an_empty_config() -> None:
         ),
         (
             "[[chains.vocal.steps]]\neffect = 'room'\n[[chains.vocal.steps]]\nparms = {}\n",
-            "plugins.toml: chains.vocal.steps[1].parms: unknown field (allowed: effect, params)",
+            "plugins.toml: chains.vocal.steps[1].parms: unknown field (allowed: effect, params, preset)",
             "chains.vocal.steps[1].parms",
         ),
         (

@@ -330,6 +330,17 @@ class AssetStore:
     async def get(self, asset_id: str) -> Asset | None:
         return await Asset.get_or_none(id=asset_id)
 
+    async def find(self, ref: str) -> Asset | None:
+        """An asset by id, or else by name when exactly one asset has that name (so that
+        plugins.toml can name an uploaded impulse response). ValueError if ambiguous."""
+        row = await Asset.get_or_none(id=ref)
+        if row is not None:
+            return row
+        named = await Asset.filter(name=ref).limit(2)
+        if len(named) > 1:
+            raise ValueError(f"several assets are named {ref!r}; use the asset's id")
+        return named[0] if named else None
+
     async def page(self, prefix: str, limit: int, cursor: str | None) -> AssetPage:
         after = decode_cursor(cursor) if cursor else None
         await self.index.sync()

@@ -16,10 +16,10 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
-from fxhost_sdk import Effect, FieldError, Params, convert
+from fxhost_sdk import Effect, FieldError, Params, asset_fields, convert
 
 if TYPE_CHECKING:
     from fxhost.registry import Registry
@@ -32,13 +32,15 @@ MAX_STEPS = 64
 ChainSource = Literal["config", "api", "inline"]
 
 
-class ChainStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One step as written by a user: an effect name and (some of) its parameters.
+class ChainStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One step as written by a user: an effect name, optionally one of its presets,
+    and (some of) its parameters.
 
-    Parameters left out take the effect's defaults."""
+    Parameters left out take the preset's values, then the effect's defaults."""
 
     effect: str
     params: dict[str, Any] = {}
+    preset: str | None = None
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,10 +51,12 @@ class Chain(msgspec.Struct, frozen=True, kw_only=True):
     description: str = ""
     source: ChainSource = "config"
 
-    def resolve(self, registry: Registry, path: str | None = None) -> list[ResolvedStep]:
+    def resolve(
+        self, registry: Registry, path: str | None = None, *, assets: AssetChecker | None = None
+    ) -> list[ResolvedStep]:
         """The steps resolved against ``registry`` (validated again: a registry may differ
         from the one the chain was built with)."""
-        return validate_chain(self.steps, registry, self.name if path is None else path)
+        return validate_chain(self.steps, registry, self.name if path is None else path, assets=assets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +66,18 @@ class ResolvedStep:
     effect: str
     cls: type[Effect]
     params: Params
+    preset: str | None = None
 
     def to_step(self) -> ChainStep:
         """Back to a serialisable step, with every parameter written out."""
-        return ChainStep(effect=self.effect, params=msgspec.to_builtins(self.params))
+        return ChainStep(effect=self.effect, params=msgspec.to_builtins(self.params), preset=self.preset)
+
+
+class AssetChecker(Protocol):
+    """Validates an asset parameter's value: it must name audio that exists. Raises
+    FieldError at ``path``. The host's: an asset id (REST) or a file path (CLI)."""
+
+    def __call__(self, ref: str, path: str) -> None: ...
 
 
 def _join(path: str, key: str) -> str:
@@ -83,7 +95,14 @@ def validate_chain_name(name: object, path: str = "name") -> str:
     return name
 
 
-def validate_chain(steps_raw: Any, registry: Registry, path: str = "") -> list[ResolvedStep]:
+def validate_chain(
+    steps_raw: Any,
+    registry: Registry,
+    path: str = "",
+    *,
+    live: bool = False,
+    assets: AssetChecker | None = None,
+) -> list[ResolvedStep]:
     """Validate the steps of a chain against ``registry``.
 
     ``steps_raw`` is a list of ``{"effect": ..., "params": {...}}`` mappings (decoded
@@ -91,6 +110,9 @@ def validate_chain(steps_raw: Any, registry: Registry, path: str = "") -> list[R
     document (``"chains.vocal"``; ``""`` for a bare chain): errors are raised as
     FieldError at ``{path}.steps``, ``{path}.steps[i].effect`` or
     ``{path}.steps[i].params.<field>``. Checks the first failing thing only.
+    ``live``: the chain will run in a stream, which refuses offline-only effects.
+    ``assets``: checks every asset parameter (without it they are not checked here:
+    the effect's loader reports a missing asset when the chain is built).
     """
     steps_path = _join(path, "steps")
     if isinstance(steps_raw, Sequence) and not isinstance(steps_raw, str | bytes):
@@ -106,12 +128,26 @@ def validate_chain(steps_raw: Any, registry: Registry, path: str = "") -> list[R
         info = registry.effects.get(step.effect)
         if info is None:
             raise FieldError(f"{step_path}.effect", _unknown_effect(step.effect, registry))
+        if live and info.cls.offline_only:
+            raise FieldError(
+                f"{step_path}.effect",
+                f"{step.effect!r} is offline-only: it needs the whole signal, so it cannot run live; "
+                "use it in a render",
+            )
         params_path = f"{step_path}.params"
         try:
-            params = info.cls.check_params(step.params, path=params_path)
+            if step.preset is not None:
+                params = info.cls.preset(step.preset, step.params, path=params_path)
+            else:
+                params = info.cls.check_params(step.params, path=params_path)
         except FieldError as error:
+            if error.path == "preset":
+                raise FieldError(f"{step_path}.preset", error.message) from None
             raise _explain_params(error, params_path, step.effect, info.cls) from None
-        resolved.append(ResolvedStep(effect=step.effect, cls=info.cls, params=params))
+        if assets is not None:
+            for field in asset_fields(info.cls.Params):
+                assets(getattr(params, field), f"{params_path}.{field}")
+        resolved.append(ResolvedStep(effect=step.effect, cls=info.cls, params=params, preset=step.preset))
     return resolved
 
 

@@ -3,14 +3,30 @@ in the database. Every write is validated exactly as the config file is."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from fxhost_sdk import FieldError
+import msgspec
+from fxhost_sdk import AssetLoader, FieldError, LoadedAudio, asset_fields
 from tortoise.exceptions import IntegrityError
 
 from fxhost.chains import Chain, ChainStep, ResolvedStep, build_chain, validate_chain
 from fxhost.db.models import SavedChain
 from fxhost.registry import Registry
+
+if TYPE_CHECKING:
+    from fxhost.assets import AssetStore
+
+
+@dataclass(frozen=True)
+class ResolvedChain:
+    """A chain ready to compile: its name (None if inline), validated steps, and the
+    loader its effects read their asset parameters through."""
+
+    name: str | None
+    steps: list[ResolvedStep]
+    assets: AssetLoader
 
 
 class ChainConflict(Exception):
@@ -22,9 +38,10 @@ class ReadOnlyChain(Exception):
 
 
 class ChainStore:
-    def __init__(self, config_chains: dict[str, Chain], registry: Registry):
+    def __init__(self, config_chains: dict[str, Chain], registry: Registry, store: AssetStore | None = None):
         self.config_chains = config_chains
         self.registry = registry
+        self.store = store
 
     @staticmethod
     def _from_row(row: SavedChain) -> Chain:
@@ -42,22 +59,58 @@ class ChainStore:
         return self._from_row(row) if row else None
 
     async def resolve(
-        self, spec: str | list[Any], path: str = "chain"
-    ) -> tuple[str | None, list[ResolvedStep]]:
-        """A chain given by name or as inline steps -> (name or None, validated steps).
-        Raises FieldError at ``path`` (``chain: unknown chain 'x'``, ``chain[1].params...``)."""
+        self, spec: str | list[Any], path: str = "chain", *, live: bool = False
+    ) -> ResolvedChain:
+        """A chain given by name or as inline steps, validated, with its asset parameters
+        checked against the store and their audio decoded into the cache (so that an
+        effect's load_asset later is a cache hit, even on the event loop).
+
+        FieldError at ``path`` (``chain: unknown chain 'x'``, ``chain[1].params...``);
+        ``live`` refuses offline-only effects."""
+        name: str | None = None
         if isinstance(spec, str):
             chain = await self.get(spec)
             if chain is None:
                 names = ", ".join(c.name for c in await self.all()) or "none are defined"
                 raise FieldError(path, f"unknown chain {spec!r} (available: {names})")
-            return spec, chain.resolve(self.registry, path)
+            name, spec, root = spec, [msgspec.to_builtins(s) for s in chain.steps], f"chains.{spec}"
+        else:
+            root = None
         try:
-            return None, validate_chain(spec, self.registry, "")
+            steps = validate_chain(spec, self.registry, "", live=live)
         except FieldError as error:
-            # validate_chain names "steps[...]"; here the steps are the field itself.
+            # validate_chain names "steps[...]"; inline, the steps are the field itself.
             rest = error.path.removeprefix("steps")
+            if root is not None:
+                raise FieldError(f"{root}.steps{rest}", error.message) from None
             raise FieldError(f"{path}{rest}" if path else rest.lstrip("."), error.message) from None
+        rows: dict[str, Any] = {}
+        for i, step in enumerate(steps):
+            for field in asset_fields(step.cls.Params):
+                ref = getattr(step.params, field)
+                if not ref or ref in rows:
+                    continue
+                where = f"{f'chains.{name}.steps[{i}]' if name else f'{path}[{i}]'}.params.{field}"
+                try:
+                    row = await self.store.find(ref) if self.store is not None else None
+                except ValueError as error:
+                    raise FieldError(where, str(error)) from None
+                if row is None:
+                    raise FieldError(where, f"no asset with id or name {ref!r}")
+                await asyncio.to_thread(self.store.decoded, row)
+                rows[ref] = row
+        return ResolvedChain(name, steps, self._loader(rows))
+
+    def _loader(self, rows: dict[str, Any]) -> AssetLoader:
+        store = self.store
+
+        def load(ref: str, path: str) -> LoadedAudio:
+            row = rows.get(ref)
+            if row is None or store is None:
+                raise FieldError(path, f"no asset with id {ref!r}")
+            return LoadedAudio(store.decoded(row), row.sample_rate)
+
+        return load
 
     async def create(self, name: str, steps: Any, description: str) -> Chain:
         chain = build_chain(name, steps, self.registry, description=description, source="api")

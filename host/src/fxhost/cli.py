@@ -13,6 +13,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -134,6 +135,38 @@ def plugins(context: Context, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--markdown", is_flag=True, help="Print the README's effect table.")
+@click.option(
+    "--write",
+    "readme",
+    metavar="README",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Write the effect table into this file, between its markers.",
+)
+@pass_context
+def effects(context: Context, markdown: bool, readme: str | None) -> None:
+    """List the installed effects with their parameters and presets."""
+    from fxhost.docs import effects_markdown, write_readme
+
+    if readme:
+        changed = write_readme(Path(readme), context.registry)
+        click.echo(f"{readme}: {'updated' if changed else 'already current'}", err=True)
+        return
+    if markdown:
+        click.echo(effects_markdown(context.registry), nl=False)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="effects")
+    for column in ("effect", "plugin", "summary", "presets"):
+        table.add_column(column)
+    for info in context.registry:
+        table.add_row(info.name, info.plugin, info.summary, ", ".join(info.cls.presets))
+    Console(width=200).print(table)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_context
 def chains(context: Context, as_json: bool) -> None:
@@ -197,6 +230,7 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="A parameter of --effect (repeatable)."
 )
+@click.option("--preset", metavar="NAME", help="Start --effect from one of its presets.")
 @click.option("--no-tail", is_flag=True, help="Cut the output at the input's length.")
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal, for long files)."
@@ -209,23 +243,29 @@ def render(
     chain_name: str | None,
     effect: str | None,
     assignments: tuple[str, ...],
+    preset: str | None,
     no_tail: bool,
     progress: bool | None,
 ) -> None:
     """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension)."""
-    from fxhost.render import render_file
+    from fxhost.render import file_assets, render_file
 
     if (chain_name is None) == (effect is None):
         raise click.UsageError("give exactly one of --chain NAME or --effect NAME")
-    if assignments and effect is None:
-        raise click.UsageError("--set applies to --effect; a chain's parameters live in plugins.toml")
+    if (assignments or preset) and effect is None:
+        raise click.UsageError(
+            "--set and --preset apply to --effect; a chain's parameters live in plugins.toml"
+        )
     runtime = context.runtime
+    # Asset parameters (an impulse response) are file paths here.
+    config_dir = Path(runtime.config.source).parent if runtime.config.source else Path.cwd()
+    check_asset, load_asset = file_assets(config_dir)
     if chain_name is not None:
-        steps = runtime.chain_steps(chain_name)
+        steps = runtime.chain_steps(chain_name, assets=check_asset)
     else:
         assert effect is not None
         runtime.registry.get(effect)  # a clear "unknown effect" before anything else
-        steps = runtime.effect_steps(effect, parse_assignments(assignments))
+        steps = runtime.effect_steps(effect, parse_assignments(assignments), preset, assets=check_asset)
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"{input_path}: no such file")
 
@@ -239,6 +279,7 @@ def render(
             tail=not no_tail,
             max_tail_seconds=runtime.settings.max_tail_seconds,
             progress=update,
+            assets=load_asset,
         )
     seconds_out = result.output_frames / result.input.sample_rate
     click.echo(

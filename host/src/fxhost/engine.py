@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
-from fxhost_sdk import Effect, Params
+from fxhost_sdk import AssetLoader, Effect, Params
 
 #: Offline block size. Large enough to amortise per-call overhead, and equal to
 #: pedalboard's internal chunk so a pedalboard effect is never re-prepared.
@@ -29,10 +29,36 @@ class Step(Protocol):
 class CompiledChain:
     """Effect instances, in order, for one sample rate and channel count."""
 
-    def __init__(self, steps: Sequence[Step], sample_rate: float, channels: int):
+    def __init__(
+        self, steps: Sequence[Step], sample_rate: float, channels: int, *, assets: AssetLoader | None = None
+    ):
         self.sample_rate = float(sample_rate)
         self.channels = channels
-        self.effects: list[Effect] = [step.cls(sample_rate, channels, step.params) for step in steps]
+        self.effects: list[Effect] = [
+            step.cls(sample_rate, channels, step.params, assets=assets) for step in steps
+        ]
+
+    @property
+    def offline(self) -> bool:
+        """True if a step needs the whole signal: the chain then renders in memory."""
+        return any(effect.offline_only for effect in self.effects)
+
+    def process_whole(self, audio: np.ndarray, block_frames: int = RENDER_BLOCK) -> np.ndarray:
+        """Process a whole signal, offline-only steps included. Each streaming step runs
+        in blocks with its own latency removed, so every step sees the signal aligned."""
+        for effect in self.effects:
+            if effect.offline_only:
+                audio = np.ascontiguousarray(effect.process_offline(audio), dtype=np.float32)
+                continue
+            latency = effect.latency
+            padded = np.concatenate([audio, np.zeros((self.channels, latency), np.float32)], axis=1)
+            out = [
+                effect.process(padded[:, i : i + block_frames])
+                for i in range(0, padded.shape[1], block_frames)
+            ]
+            joined = np.concatenate(out, axis=1) if out else padded[:, :0]
+            audio = np.ascontiguousarray(joined[:, latency:])
+        return audio
 
     def process(self, block: np.ndarray) -> np.ndarray:
         for effect in self.effects:
@@ -70,9 +96,16 @@ def render_blocks(
     """Stream ``blocks`` (float32 ``(channels, frames)``) through ``chain``.
 
     Yields processed blocks aligned with the input (the chain's latency removed),
-    followed by ``tail_frames`` of tail: the output is exactly
-    ``input frames + tail_frames`` long.
+    followed by ``tail_frames`` of tail: the output is exactly ``input frames +
+    tail_frames`` long, unless an offline-only step changes the length (trimming).
     """
+    if chain.offline:
+        # Offline-only steps need everything first: gather, process, then hand it out.
+        audio = np.concatenate([*blocks, np.zeros((chain.channels, tail_frames), np.float32)], axis=1)
+        whole = chain.process_whole(audio, block_frames)
+        for start in range(0, whole.shape[1], block_frames):
+            yield whole[:, start : start + block_frames]
+        return
     skip = chain.latency  # output frames that precede the first real one
     for block in blocks:
         out = chain.process(block)

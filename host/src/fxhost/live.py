@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from fxhost_sdk import FieldError
+from fxhost_sdk import AssetLoader, FieldError
 
 from fxhost.chains import ResolvedStep
 from fxhost.engine import CompiledChain
@@ -61,9 +61,10 @@ class LiveChain:
         *,
         inline_frames: int,
         max_tail_seconds: float,
+        assets: AssetLoader | None = None,
     ):
         self.steps = list(steps)
-        self.chain = CompiledChain(steps, sample_rate, channels)
+        self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
         self.frames_in = 0
@@ -276,13 +277,20 @@ class StreamManager:
             await stream.close()
         self.streams.clear()
 
-    def live_chain(self, steps: Sequence[ResolvedStep], sample_rate: int, channels: int) -> LiveChain:
+    def live_chain(
+        self,
+        steps: Sequence[ResolvedStep],
+        sample_rate: int,
+        channels: int,
+        assets: AssetLoader | None = None,
+    ) -> LiveChain:
         return LiveChain(
             steps,
             sample_rate,
             channels,
             inline_frames=self.inline_frames,
             max_tail_seconds=self.max_tail_seconds,
+            assets=assets,
         )
 
     def create(
@@ -295,13 +303,14 @@ class StreamManager:
         wire_format: WireFormat,
         capacity: int,
         overflow: Overflow,
+        assets: AssetLoader | None = None,
     ) -> Stream:
         if len(self.streams) >= self.max_streams:
             raise StreamLimit(f"this server runs at most {self.max_streams} streams; delete one first")
         stream = Stream(
             secrets.token_hex(12),
             chain_name,
-            self.live_chain(steps, sample_rate, channels),
+            self.live_chain(steps, sample_rate, channels, assets),
             sample_rate=sample_rate,
             channels=channels,
             wire_format=wire_format,

@@ -83,6 +83,10 @@ class EffectView(msgspec.Struct, frozen=True, kw_only=True):
     summary: str
     plugin: str
     params_schema: dict[str, Any]
+    #: Named parameter sets: a chain step may name one (``"preset"``) and override fields.
+    presets: dict[str, dict[str, Any]] = {}
+    #: Needs the whole signal: runs in renders, refused in live streams.
+    offline_only: bool = False
 
 
 class EffectInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +107,8 @@ class EffectInfo(msgspec.Struct, frozen=True, kw_only=True):
             summary=self.summary,
             plugin=self.plugin,
             params_schema=self.params_schema,
+            presets={name: dict(values) for name, values in self.cls.presets.items()},
+            offline_only=self.cls.offline_only,
         )
 
 

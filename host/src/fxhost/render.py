@@ -9,8 +9,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fxhost_sdk import AssetLoader, FieldError, LoadedAudio
+
 from fxhost import audiofile
+from fxhost.chains import AssetChecker
 from fxhost.engine import RENDER_BLOCK, CompiledChain, Step, render_blocks
+
+
+def file_assets(*folders: Path) -> tuple[AssetChecker, AssetLoader]:
+    """Asset parameters for ``fxhost render``: a file path, relative to the working
+    directory or else to one of ``folders`` (the config file's). Returns the checker
+    (it must exist and be audio) and the loader."""
+
+    def find(ref: str, path: str) -> Path:
+        for base in (Path.cwd(), *folders):
+            candidate = base / ref
+            if candidate.is_file():
+                return candidate
+        raise FieldError(path, f"no audio file {ref!r}")
+
+    def check(ref: str, path: str) -> None:
+        try:
+            audiofile.probe(find(ref, path))
+        except audiofile.AudioFormatError as error:
+            raise FieldError(path, str(error)) from None
+
+    def load(ref: str, path: str) -> LoadedAudio:
+        info = audiofile.probe(file := find(ref, path))
+        with audiofile.open_input(file) as reader:
+            return LoadedAudio(reader.read(), info.sample_rate)
+
+    return check, load
 
 
 @dataclass(frozen=True)
@@ -31,6 +60,7 @@ def render_file(
     max_tail_seconds: float = 30.0,
     block_frames: int = RENDER_BLOCK,
     progress: Callable[[int, int], None] | None = None,
+    assets: AssetLoader | None = None,
 ) -> RenderResult:
     """Render ``input_path`` through ``steps`` into ``output_path``.
 
@@ -43,7 +73,7 @@ def render_file(
     with audiofile.open_input(input_path) as source:
         info = source.info
         fmt, subtype = audiofile.output_format(output_path, info.subtype)
-        chain = CompiledChain(steps, info.sample_rate, info.channels)
+        chain = CompiledChain(steps, info.sample_rate, info.channels, assets=assets)
         tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
         total = info.frames + tail_frames
         fd, tmp_name = tempfile.mkstemp(

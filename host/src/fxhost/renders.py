@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from fxhost_sdk import FieldError
+from fxhost_sdk import AssetLoader, FieldError
 from tortoise.functions import Count
 
 from fxhost import audiofile
 from fxhost.assets import AssetStore, AssetSummary, clean_name, summary_of
 from fxhost.chains import ResolvedStep
-from fxhost.chainstore import ChainStore
+from fxhost.chainstore import ChainStore, ResolvedChain
 from fxhost.db.models import Asset, Render
 from fxhost.engine import RENDER_BLOCK, CompiledChain, render_blocks
 from fxhost.owners import owner_alive, owner_id
@@ -90,13 +90,14 @@ def render_to_file(
     tail: bool,
     max_tail_seconds: float,
     progress: Callable[[float], None],
+    assets: AssetLoader | None = None,
 ) -> None:
     """Blocking: render ``source`` through ``steps`` into ``target`` (format and rate of
     ``output``), streamed block by block."""
     with audiofile.open_input(source, display_name=display_name) as reader:
         info = reader.info
         spec, subtype = check_output(output, info.sample_rate, info.channels)
-        chain = CompiledChain(steps, info.sample_rate, info.channels)
+        chain = CompiledChain(steps, info.sample_rate, info.channels, assets=assets)
         tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
         total = max(1, info.frames + tail_frames)
         out_rate = output.sample_rate or info.sample_rate
@@ -180,7 +181,8 @@ class RenderService:
         asset = await self.store.get(asset_id)
         if asset is None:
             raise FieldError("asset", f"no asset with id {asset_id!r}")
-        name, steps = await self.chains.resolve(chain, "chain")
+        resolved = await self.chains.resolve(chain, "chain")
+        name, steps = resolved.name, resolved.steps
         check_output(output, asset.sample_rate, asset.channels)
         row = await Render.create(
             id=os.urandom(16).hex(),
@@ -193,14 +195,12 @@ class RenderService:
             heartbeat=_now(),
         )
         job = self.jobs[row.id] = Job(row.id)
-        task = asyncio.create_task(self._run(row, asset, steps, output, job))
+        task = asyncio.create_task(self._run(row, asset, resolved, output, job))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return row
 
-    async def _run(
-        self, row: Render, asset: Asset, steps: list[ResolvedStep], output: RenderOutput, job: Job
-    ):
+    async def _run(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job):
         loop = asyncio.get_running_loop()
         temp = self.store.temp_path("render")
         try:
@@ -220,12 +220,13 @@ class RenderService:
                     render_to_file(
                         source,
                         asset.name,
-                        steps,
+                        chain.steps,
                         temp,
                         output,
                         tail=row.tail,
                         max_tail_seconds=self.max_tail_seconds,
                         progress=progress,
+                        assets=chain.assets,
                     )
                     return seal(temp)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from fxhost_sdk import FieldError
 
-from fxhost.chains import Chain, ResolvedStep, validate_chain
+from fxhost.chains import AssetChecker, Chain, ResolvedStep, validate_chain
 from fxhost.config import DEFAULT_CONFIG_PATH, Config, load_config
 from fxhost.registry import Registry, load_chains, load_registry
 from fxhost.settings import Settings
@@ -24,17 +24,24 @@ class Runtime:
     registry: Registry
     chains: dict[str, Chain]
 
-    def chain_steps(self, name: str) -> list[ResolvedStep]:
+    def chain_steps(self, name: str, assets: AssetChecker | None = None) -> list[ResolvedStep]:
         """The resolved steps of a named chain; FieldError at ``chain`` if unknown."""
         chain = self.chains.get(name)
         if chain is None:
             known = ", ".join(sorted(self.chains)) or "none are defined"
             raise FieldError("chain", f"unknown chain {name!r} (available: {known})")
-        return chain.resolve(self.registry, f"chains.{name}")
+        return chain.resolve(self.registry, f"chains.{name}", assets=assets)
 
-    def effect_steps(self, effect: str, params: Mapping[str, Any]) -> list[ResolvedStep]:
-        """A one-step chain of ``effect`` with ``params``, validated."""
-        return validate_chain([{"effect": effect, "params": dict(params)}], self.registry)
+    def effect_steps(
+        self,
+        effect: str,
+        params: Mapping[str, Any],
+        preset: str | None = None,
+        assets: AssetChecker | None = None,
+    ) -> list[ResolvedStep]:
+        """A one-step chain of ``effect`` (from ``preset``, if given) with ``params``, validated."""
+        step = {"effect": effect, "params": dict(params)} | ({"preset": preset} if preset else {})
+        return validate_chain([step], self.registry, assets=assets)
 
 
 def load_config_of(settings: Settings) -> Config:

@@ -53,7 +53,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         Path(settings.uploads_dir), Path(settings.renders_dir), cache, settings.max_upload_bytes
     )
     await store.start()
-    chains = ChainStore(runtime.chains, runtime.registry)
+    chains = ChainStore(runtime.chains, runtime.registry, store)
     renders = RenderService(
         store, chains, workers=settings.render_workers, max_tail_seconds=settings.max_tail_seconds
     )

@@ -188,9 +188,9 @@ async def _live_chain(ws: WebSocket, start: p.Start) -> LiveChain:
         start.chain if start.chain is not None else [msgspec.to_builtins(s) for s in start.steps or []]
     )
     try:
-        _, steps = await svc.chains.resolve(spec, "chain" if start.chain is not None else "steps")
+        resolved = await svc.chains.resolve(spec, "chain" if start.chain is not None else "steps", live=True)
         rate = start.sample_rate or svc.settings.default_sample_rate
-        return svc.streams.live_chain(steps, rate, start.channels)
+        return svc.streams.live_chain(resolved.steps, rate, start.channels, assets=resolved.assets)
     except FieldError as error:
         code = "unknown_chain" if error.path == "chain" else "invalid_start"
         raise ProtocolError(code, str(error), p.CLOSE_POLICY, error.path) from None
@@ -311,18 +311,19 @@ async def create_stream(request: Request) -> Response:
     svc = services(request)
     body = decode_json_body(await request.body(), StreamCreate)
     spec: Any = body.chain if isinstance(body.chain, str) else [msgspec.to_builtins(s) for s in body.chain]
-    _, steps = await svc.chains.resolve(spec, "chain")
+    resolved = await svc.chains.resolve(spec, "chain", live=True)
     rate = body.sample_rate or svc.settings.default_sample_rate
     capacity = body.capacity or round(svc.settings.stream_capacity_seconds * rate)
     try:
         stream = svc.streams.create(
             body.chain if isinstance(body.chain, str) else None,
-            steps,
+            resolved.steps,
             sample_rate=rate,
             channels=body.channels,
             wire_format=body.format,
             capacity=capacity,
             overflow=body.overflow,
+            assets=resolved.assets,
         )
     except StreamLimit as error:
         raise ProblemException(429, str(error)) from None

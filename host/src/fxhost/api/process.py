@@ -67,7 +67,7 @@ async def process_audio(request: Request) -> Response:
                     )
                 ]
             )
-        _, steps = await svc.chains.resolve(query.chain, "chain")
+        resolved = await svc.chains.resolve(query.chain, "chain")
     else:
         info = svc.runtime.registry.effects.get(query.effect or "")
         if info is None:
@@ -79,7 +79,7 @@ async def process_audio(request: Request) -> Response:
             params = convert(extra, info.cls.Params, strict=False)
         except FieldError as error:
             raise ValidationProblem([FieldProblem(error.path, error.message)]) from None
-        _, steps = await svc.chains.resolve(
+        resolved = await svc.chains.resolve(
             [{"effect": info.name, "params": msgspec.to_builtins(params)}], ""
         )
 
@@ -101,12 +101,13 @@ async def process_audio(request: Request) -> Response:
             render_to_file,
             received.temp,
             "body",
-            steps,
+            resolved.steps,
             target,
             output,
             tail=query.tail,
             max_tail_seconds=svc.settings.max_tail_seconds,
             progress=lambda _: None,
+            assets=resolved.assets,
         )
     except BaseException:
         target.unlink(missing_ok=True)
