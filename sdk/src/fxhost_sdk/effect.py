@@ -100,8 +100,12 @@ class Effect(ABC):
         """Change parameters between blocks (live automation). Invalid values are refused
         with :class:`FieldError` and leave the effect unchanged."""
         checked = self.check_params(params)
-        self.apply_params(checked)
-        self._params = checked
+        previous, self._params = self._params, checked  # apply_params may load_asset the new ones
+        try:
+            self.apply_params(checked)
+        except BaseException:
+            self._params = previous
+            raise
 
     @classmethod
     def preset(cls, name: str, overrides: Mapping[str, Any] | None = None, path: str = "params") -> Params:

@@ -35,6 +35,36 @@ The checks, by name (``well_formed`` first; if it fails the others are skipped):
 ``param_changes``          ``set_params`` between blocks (defaults, each numeric parameter
                            half-way, each bool flipped, each choice) keeps the output finite.
 
+Offline-only effects (``cls.offline_only``, e.g. :class:`fxhost_sdk.OfflineEffect`) need the
+whole signal, so the checks that stream through ``process`` (``shapes_and_dtypes``,
+``block_size_invariance``, ``finite_output``, ``reset_determinism``,
+``instances_independent``, ``tail_decays``, ``param_changes``) do not apply to them: each
+is still listed, passed, with a detail that starts ``not applicable: offline-only effect —``
+and says why. These run instead:
+
+``offline_refuses_process``    ``process()`` raises, with a message that says offline-only.
+``offline_shapes_and_dtypes``  ``process_offline`` returns float32, C-contiguous,
+                               ``(channels, frames)`` (any frame count: trimming is allowed)
+                               for mono and stereo inputs of 0, 1 and many frames.
+``offline_finite_output``      no NaN/Inf on silence, the test signal and full-scale noise.
+``offline_deterministic``      two calls on one instance, and a second instance, agree.
+``offline_input_untouched``    ``process_offline`` does not modify its input array.
+
+And, for any effect that has them:
+
+``presets_valid``          each of ``cls.presets`` converts, and an instance built from it
+                           processes the test signal with finite output.
+``bad_asset_refused``      for each asset parameter (:func:`fxhost_sdk.asset`): an asset the
+                           loader refuses (FieldError) makes construction and ``set_params``
+                           raise FieldError naming ``params.<field>`` (and a refused
+                           ``set_params`` leaves the effect as it was); with no loader at
+                           all, construction raises FieldError or succeeds, nothing else.
+
+Effects with asset parameters are built with the ``assets`` loader given to
+:func:`check_effect`; without one, with :func:`make_test_asset_loader` (a short decaying
+stereo noise burst, like an impulse response, at the validator's sample rate), and the
+report says so.
+
 Every check runs (one failure never hides another); an exception raised by the
 effect inside a check is reported as that check's failure. A failure says what is
 wrong and, where it helps, gives a few lines of Python that reproduce it with
@@ -51,6 +81,7 @@ import contextlib
 import itertools
 import math
 import traceback
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +89,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from fxhost_sdk.effect import Effect, effect_class_problems
-from fxhost_sdk.params import FieldError, Params
+from fxhost_sdk.effect import AssetLoader, Effect, LoadedAudio, effect_class_problems
+from fxhost_sdk.params import FieldError, Params, asset_fields
 
 __all__ = [
     "FIXED_BLOCK_SIZES",
@@ -69,6 +100,7 @@ __all__ = [
     "ConformanceError",
     "ConformanceReport",
     "check_effect",
+    "make_test_asset_loader",
     "make_test_signal",
     "process_blocks",
     "validate_effect",
@@ -94,6 +126,9 @@ SHAPE_BLOCK_SIZES = (0, 1, 2, 3, 64)
 TAIL_THRESHOLD = 1e-3
 #: Tails longer than this are not measured (it would take too long).
 MAX_MEASURED_TAIL_SECONDS = 60.0
+
+#: Length of the audio the built-in test asset loader returns.
+TEST_ASSET_SECONDS = 0.2
 
 _STREAM_BLOCK = 512  # the block size of checks that are not about block sizes
 _LAYOUTS = (("stereo", 2), ("mono", 1))
@@ -164,6 +199,24 @@ def make_test_signal(sample_rate: float, channels: int, seconds: float = 1.0, se
     return np.ascontiguousarray(signal, dtype=np.float32)
 
 
+def make_test_asset_loader(
+    sample_rate: float, seconds: float = TEST_ASSET_SECONDS, channels: int = 2
+) -> AssetLoader:
+    """The validator's asset loader, for effects with asset parameters when no loader is
+    given: any value gives a short impulse response, float32 ``(channels, frames)`` at
+    ``sample_rate``: white noise seeded by the value (the same value, the same audio)
+    under an exponential decay that reaches -60 dB at its end, 0.5 peak at most."""
+    frames = max(1, round(seconds * sample_rate))
+    envelope = np.exp(-math.log(1000.0) * np.arange(frames) / frames)
+
+    def load(value: str, path: str) -> LoadedAudio:
+        rng = np.random.default_rng(zlib.crc32(str(value).encode()))
+        noise = rng.uniform(-0.5, 0.5, size=(channels, frames)) * envelope
+        return LoadedAudio(np.ascontiguousarray(noise, dtype=np.float32), float(sample_rate))
+
+    return load
+
+
 def process_blocks(effect: Effect, signal: np.ndarray, sizes: int | Sequence[int]) -> np.ndarray:
     """Stream ``signal`` through ``effect.process`` in blocks and return the joined output.
 
@@ -221,11 +274,14 @@ def check_effect(
     params: Params | Mapping[str, Any] | None = None,
     seconds: float = 1.0,
     seed: int = 0,
+    assets: AssetLoader | None = None,
 ) -> ConformanceReport:
     """Run every conformance check on ``effect_cls`` and return the report.
 
     ``params`` (a mapping or a Params instance; the defaults if None) are used for the
     processing checks. ``seconds`` is the length of the test signal, ``seed`` seeds it.
+    ``assets`` is the loader effects are built with (``Effect(..., assets=...)``); an
+    effect with asset parameters gets :func:`make_test_asset_loader` if it is None.
     Raises :class:`~fxhost_sdk.FieldError` if ``params`` themselves are invalid, and
     ``ValueError`` for a bad ``sample_rate`` or ``seconds``: those are the caller's
     mistakes, not the effect's.
@@ -247,14 +303,30 @@ def check_effect(
     )
     if problems:
         return report
+    fields = asset_fields(effect_cls.Params)
+    builtin_assets = assets is None and bool(fields)
     ctx = _Context(
         effect_cls,
         float(sample_rate),
         effect_cls.check_params(effect_cls.Params() if params is None else params),
         float(seconds),
         int(seed),
+        assets=make_test_asset_loader(float(sample_rate)) if builtin_assets else assets,
+        builtin_assets=builtin_assets,
+        asset_fields=fields,
     )
     for name, run in _CHECKS:
+        if ctx.offline and name in _NOT_APPLICABLE_OFFLINE:
+            why = _NOT_APPLICABLE_OFFLINE[name]
+            report.checks.append(Check(name, True, f"not applicable: offline-only effect — {why}"))
+        else:
+            report.checks.append(_run_check(name, run, ctx))
+    extra = list(_OFFLINE_CHECKS) if ctx.offline else []
+    if effect_cls.presets:
+        extra.append(("presets_valid", _check_presets))
+    if fields:
+        extra.append(("bad_asset_refused", _check_bad_asset))
+    for name, run in extra:
         report.checks.append(_run_check(name, run, ctx))
     return report
 
@@ -266,16 +338,23 @@ def validate_effect(
     params: Params | Mapping[str, Any] | None = None,
     seconds: float = 1.0,
     seed: int = 0,
+    assets: AssetLoader | None = None,
 ) -> ConformanceReport:
     """:func:`check_effect`, raising :class:`ConformanceError` (an AssertionError whose
     message is the report) if any check fails. Returns the report otherwise."""
-    report = check_effect(effect_cls, sample_rate=sample_rate, params=params, seconds=seconds, seed=seed)
+    report = check_effect(
+        effect_cls, sample_rate=sample_rate, params=params, seconds=seconds, seed=seed, assets=assets
+    )
     if not report.ok:
         raise ConformanceError(report)
     return report
 
 
 # -- machinery ----------------------------------------------------------------------
+
+
+#: "The params the validator was given", as opposed to None (the defaults).
+_GIVEN: Any = object()
 
 
 @dataclass
@@ -285,19 +364,66 @@ class _Context:
     params: Params
     seconds: float
     seed: int
+    assets: AssetLoader | None = None
+    builtin_assets: bool = False  # assets is make_test_asset_loader, not the caller's
+    asset_fields: list[str] = field(default_factory=list)
     _signals: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        return bool(getattr(self.cls, "offline_only", False))
 
     def signal(self, channels: int) -> np.ndarray:
         if channels not in self._signals:
             self._signals[channels] = make_test_signal(self.sample_rate, channels, self.seconds, self.seed)
         return self._signals[channels]
 
-    def new(self, channels: int) -> Effect:
-        return self.cls(self.sample_rate, channels, self.params)
+    def new(self, channels: int, params: Params | Mapping[str, Any] | None = _GIVEN) -> Effect:
+        """An instance with the params the validator was given (or ``params``; None for the
+        defaults), built with the asset loader if there is one."""
+        chosen = self.params if params is _GIVEN else params
+        if self.assets is not None:
+            return self.cls(self.sample_rate, channels, chosen, assets=self.assets)
+        return self.cls(self.sample_rate, channels, chosen)
+
+    def ctor(self, channels: int) -> str:
+        """The Python that builds the instance :meth:`new` builds, for reproductions."""
+        extra = ", assets=assets" if self.assets is not None else ""
+        return f"{self.cls.__name__}({self.sample_rate!r}, {channels}, params{extra})"
+
+    def run(self, instance: Effect, x: np.ndarray) -> np.ndarray:
+        """The whole of ``x`` through ``instance``: in blocks for a streaming effect, in
+        one ``process_offline`` call for an offline-only one."""
+        if self.offline:
+            return _offline_output(instance, x)
+        return process_blocks(instance, x, _STREAM_BLOCK)
+
+    @property
+    def assets_note(self) -> str | None:
+        if not self.asset_fields or self.assets is None:
+            return None
+        names = ", ".join(self.asset_fields)
+        if self.builtin_assets:
+            return (
+                f"note: no asset loader was given, so the asset parameter(s) {names} load through "
+                f"the validator's built-in test loader (make_test_asset_loader: {TEST_ASSET_SECONDS:g} s "
+                f"of decaying stereo noise at {self.sample_rate:g} Hz, whatever the value)"
+            )
+        return f"note: the asset parameter(s) {names} load through the loader given to check_effect"
 
     @property
     def frames(self) -> int:
         return self.signal(1).shape[1]
+
+    def _repro_assets(self) -> list[str]:
+        if self.assets is None:
+            return []
+        if self.builtin_assets:
+            return [
+                "from fxhost_sdk.testing import make_test_asset_loader",
+                f"assets = make_test_asset_loader({self.sample_rate!r})",
+            ]
+        return ["assets = ...  # the asset loader given to check_effect"]
 
     def repro(self, channels: int, *lines: str, prefix: int | None = None) -> str:
         """Python lines that rebuild the test signal and the effect, then ``lines``."""
@@ -311,6 +437,7 @@ class _Context:
             "from fxhost_sdk.testing import make_test_signal, process_blocks",
             where,
             f"params = {msgspec.to_builtins(self.params)!r}",
+            *self._repro_assets(),
             f"x = make_test_signal({self.sample_rate!r}, {channels}, "
             f"seconds={self.seconds!r}, seed={self.seed!r}){cut}",
         ]
@@ -553,7 +680,7 @@ def _check_defaults(ctx: _Context) -> tuple[bool, str]:
         p.attempt("the defaults through JSON (encode, then decode into Params)", round_trip)
 
         def construct() -> None:
-            instance = cls(ctx.sample_rate, 2)
+            instance = ctx.new(2, None)
             if instance.params != defaults:
                 p.add(
                     f"{cls.__name__}({ctx.sample_rate!r}, 2).params is {instance.params!r}, "
@@ -561,6 +688,8 @@ def _check_defaults(ctx: _Context) -> tuple[bool, str]:
                 )
 
         p.attempt(f"{cls.__name__}({ctx.sample_rate!r}, 2) with default parameters", construct)
+    if ctx.assets_note:
+        p.notes.append(ctx.assets_note)
     return p.result(
         f"defaults validate and survive JSON: {msgspec.to_builtins(defaults)!r}"
         if defaults is not _FAILED
@@ -642,9 +771,9 @@ def _check_refused(ctx: _Context) -> tuple[bool, str]:
                 f"a refused set_params({bad_example!r}) changed instance.params from "
                 f"{before!r} to {instance.params!r}; it must leave the effect unchanged"
             )
-        x = ctx.signal(2)[:, : _prefix(ctx)]
-        after = process_blocks(instance, x, _STREAM_BLOCK)
-        fresh = process_blocks(ctx.new(2), x, _STREAM_BLOCK)
+        x = ctx.signal(2) if ctx.offline else ctx.signal(2)[:, : _prefix(ctx)]
+        after = ctx.run(instance, x)
+        fresh = ctx.run(ctx.new(2), x)
         largest, frame = _difference(fresh, after, RESET_TOLERANCE)
         if frame is not None:
             p.add(
@@ -748,10 +877,8 @@ def _check_invariance(ctx: _Context) -> tuple[bool, str]:
             if first_failure is None:
                 first_failure = ctx.repro(
                     channels,
-                    f"whole = process_blocks({ctx.cls.__name__}({ctx.sample_rate!r}, {channels}, "
-                    "params), x, x.shape[1])",
-                    f"parts = process_blocks({ctx.cls.__name__}({ctx.sample_rate!r}, {channels}, "
-                    f"params), x, {sizes!r})",
+                    f"whole = process_blocks({ctx.ctor(channels)}, x, x.shape[1])",
+                    f"parts = process_blocks({ctx.ctor(channels)}, x, {sizes!r})",
                     "diff = np.abs(whole.astype(np.float64) - parts).max(axis=0)",
                     f"print(diff.max(), np.flatnonzero(diff > {TOLERANCE:g})[:1])",
                     prefix=None if frames == total else frames,
@@ -824,7 +951,6 @@ def _check_finite(ctx: _Context) -> tuple[bool, str]:
 
 def _check_reset(ctx: _Context) -> tuple[bool, str]:
     p = _Problems()
-    name = ctx.cls.__name__
     for layout, channels in _LAYOUTS:
         x = ctx.signal(channels)
 
@@ -842,7 +968,7 @@ def _check_reset(ctx: _Context) -> tuple[bool, str]:
                     "all state (delay lines, filter memories, envelopes, LFO phases)\n"
                     + ctx.repro(
                         c,
-                        f"fx = {name}({ctx.sample_rate!r}, {c}, params)",
+                        f"fx = {ctx.ctor(c)}",
                         f"first = process_blocks(fx, x, {_STREAM_BLOCK})",
                         "fx.reset()",
                         f"again = process_blocks(fx, x, {_STREAM_BLOCK})",
@@ -952,7 +1078,7 @@ def _check_tail(ctx: _Context) -> tuple[bool, str]:
         p.add(
             ctx.repro(
                 2,
-                f"fx = {ctx.cls.__name__}({rate!r}, 2, params)",
+                f"fx = {ctx.ctor(2)}",
                 "process_blocks(fx, x, 4096)",
                 f"after = process_blocks(fx, np.zeros((2, {ends + window}), np.float32), 4096)",
                 f"print(fx.latency, fx.tail_seconds, np.abs(after[:, {ends}:]).max())",
@@ -1040,3 +1166,381 @@ _CHECKS: list[tuple[str, Callable[[_Context], tuple[bool, str]]]] = [
     ("tail_decays", _check_tail),
     ("param_changes", _check_param_changes),
 ]
+
+
+# -- offline-only effects -------------------------------------------------------------
+
+#: The checks that stream through ``process``, and why each does not apply to an effect
+#: that needs the whole signal. They are reported as passed with this reason, never dropped.
+_NOT_APPLICABLE_OFFLINE: dict[str, str] = {
+    "shapes_and_dtypes": (
+        "it needs the whole signal, so it never gets blocks (process() refuses them); "
+        "offline_shapes_and_dtypes checks what process_offline returns instead"
+    ),
+    "block_size_invariance": (
+        "it needs the whole signal before it can process any of it (e.g. a loudness measured over "
+        "all of it, or silence found at both ends), so there are no blocks whose output could differ"
+    ),
+    "finite_output": (
+        "this check streams through process(), which an effect that needs the whole signal "
+        "refuses; offline_finite_output checks process_offline on the same inputs"
+    ),
+    "reset_determinism": (
+        "it needs the whole signal and gets it in one process_offline call, so no streaming state "
+        "carries from one block to the next for reset() to clear; offline_deterministic checks "
+        "that repeated calls and fresh instances agree"
+    ),
+    "instances_independent": (
+        "it needs the whole signal and gets it in one call, so there are no blocks for two "
+        "instances to interleave; offline_deterministic compares two instances"
+    ),
+    "tail_decays": (
+        "it needs the whole signal and returns all of its output from one call, so there is "
+        "no 'after the input stops' for a tail to ring in"
+    ),
+    "param_changes": (
+        "it needs the whole signal and processes it in one call, so parameters cannot change "
+        "between blocks; every parameter is still checked by params_described and "
+        "bad_params_refused"
+    ),
+}
+
+#: Frame counts of the inputs whose output type is checked (and the test signal: many).
+OFFLINE_FRAME_COUNTS = (0, 1)
+
+
+def _offline_output(effect: Effect, audio: np.ndarray) -> np.ndarray:
+    """``effect.process_offline`` on a fresh C-contiguous float32 copy of ``audio``; the
+    output, copied. Raises TypeError/ValueError if it is not an array shaped
+    ``(channels, frames)`` with the input's channel count."""
+    channels = audio.shape[0]
+    given = np.array(audio, dtype=np.float32, order="C", copy=True)
+    out = effect.process_offline(given)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"process_offline returned {type(out).__name__}; it must return a numpy array")
+    if out.ndim != 2 or out.shape[0] != channels:
+        raise ValueError(
+            f"process_offline returned shape {out.shape} for a signal of shape {audio.shape}; "
+            f"it must return ({channels}, frames)"
+        )
+    return np.array(out, copy=True)
+
+
+def _compare(first: np.ndarray, second: np.ndarray, tolerance: float) -> str | None:
+    """None if the two outputs agree within ``tolerance``, else how they differ."""
+    if first.shape != second.shape:
+        return f"shapes {first.shape} and {second.shape}"
+    largest, frame = _difference(first, second, tolerance)
+    return None if frame is None else f"up to {largest:.3g}, from frame {frame}"
+
+
+def _check_offline_refuses(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    said = ""
+    for layout, channels in _LAYOUTS:
+        instance = p.attempt(f"{layout}: {ctx.cls.__name__}(...)", lambda c=channels: ctx.new(c))
+        if instance is _FAILED:
+            continue
+        block = np.array(ctx.signal(channels)[:, :64], dtype=np.float32, order="C")
+        try:
+            out = instance.process(block)
+        except Exception as error:
+            text = str(error)
+            if "offline" not in text.lower():
+                p.add(
+                    f"{layout}: process() raised {type(error).__name__}: {text!r}, which does not say "
+                    "why; say that the effect is offline-only and needs the whole signal "
+                    "(OfflineEffect.process does)"
+                )
+            else:
+                said = f"{type(error).__name__}: {text}"
+            continue
+        shown = getattr(out, "shape", type(out).__name__)
+        p.add(
+            f"{layout}: process() returned {shown} for a block of shape {block.shape} instead of refusing: "
+            "an offline-only effect needs the whole signal, so it must raise in process() (keep "
+            "OfflineEffect.process, which raises RuntimeError) and do its work in process_offline"
+        )
+    return p.result(f"process() refuses a block: {said}")
+
+
+def _check_offline_shapes(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    lengths: list[str] = []
+    for layout, channels in _LAYOUTS:
+        signal = ctx.signal(channels)
+        inputs = [(f"{n} frame(s)", signal[:, :n]) for n in OFFLINE_FRAME_COUNTS]
+        inputs.append((f"the test signal ({signal.shape[1]} frames)", signal))
+        for name, audio in inputs:
+            label = f"{layout}, {name}"
+            instance = p.attempt(f"{label}: {ctx.cls.__name__}(...)", lambda c=channels: ctx.new(c))
+            if instance is _FAILED:
+                continue
+            block = np.array(audio, dtype=np.float32, order="C")
+            out = p.attempt(f"{label}: process_offline", lambda b=block, i=instance: i.process_offline(b))
+            if out is _FAILED:
+                continue
+            if not isinstance(out, np.ndarray):
+                p.add(f"{label}: process_offline returned {type(out).__name__}, not a numpy array")
+                continue
+            wrong = []
+            if out.dtype != np.float32:
+                wrong.append(f"dtype {out.dtype} (must be float32: return out.astype(np.float32))")
+            if out.ndim != 2 or out.shape[0] != channels:
+                wrong.append(
+                    f"shape {out.shape} (must be (channels, frames) with the input's {channels} channel(s))"
+                )
+            elif not out.flags.c_contiguous:
+                wrong.append("an array that is not C-contiguous (use np.ascontiguousarray)")
+            if wrong:
+                p.add(f"{label}: process_offline returned " + "; ".join(wrong))
+            elif out.shape[1] != audio.shape[1]:
+                lengths.append(f"{layout}: {audio.shape[1]} frames in, {out.shape[1]} out")
+    if lengths:
+        p.notes.append("note: process_offline changes the length (" + "; ".join(lengths) + ")")
+    counts = ", ".join(map(str, OFFLINE_FRAME_COUNTS))
+    return p.result(
+        f"mono and stereo signals of {counts} and {ctx.frames} frames: process_offline returns float32, "
+        "C-contiguous, (channels, frames)"
+    )
+
+
+def _check_offline_finite(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    for layout, channels in _LAYOUTS:
+        rng = np.random.default_rng(ctx.seed + 1)
+        cases = [
+            (f"{ctx.frames} frames of silence", np.zeros((channels, ctx.frames), np.float32)),
+            ("the test signal", ctx.signal(channels)),
+            (
+                "full-scale white noise (uniform -1..1)",
+                rng.uniform(-1.0, 1.0, size=(channels, ctx.frames)).astype(np.float32),
+            ),
+        ]
+        for name, audio in cases:
+            label = f"{layout}, {name}"
+            out = p.attempt(label, lambda c=channels, a=audio: _offline_output(ctx.new(c), a))
+            if out is _FAILED:
+                continue
+            if problem := _nonfinite(out):
+                p.add(
+                    f"{label}: the output has {problem}; guard divisions and logs (a silent "
+                    "signal has no level: divide by max(level, 1e-12), or return it unchanged)"
+                )
+            elif name.startswith("full-scale") and _peak(out) > 4.0:
+                p.notes.append(
+                    f"note ({layout}): full-scale noise in gives output up to {_peak(out):.3g} "
+                    f"({_dbfs(_peak(out))})"
+                )
+    return p.result("process_offline: no NaN or Inf on silence, the test signal or full-scale noise")
+
+
+def _check_offline_deterministic(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    for layout, channels in _LAYOUTS:
+        x = ctx.signal(channels)
+
+        def run(c: int = channels, x: np.ndarray = x, layout: str = layout) -> None:
+            instance = ctx.new(c)
+            first = _offline_output(instance, x)
+            again = _offline_output(instance, x)
+            fresh = _offline_output(ctx.new(c), x)
+            if problem := _compare(first, again, RESET_TOLERANCE):
+                p.add(
+                    f"{layout}: a second process_offline call on the same instance with the same "
+                    f"signal gives different output ({problem}): it gets the whole signal every time, "
+                    "so it must keep no state from one call to the next\n"
+                    + ctx.repro(
+                        c,
+                        f"fx = {ctx.ctor(c)}",
+                        "first = fx.process_offline(x.copy())",
+                        "again = fx.process_offline(x.copy())",
+                        "print(first.shape, again.shape, np.abs(first - again).max())",
+                    )
+                )
+            if problem := _compare(first, fresh, RESET_TOLERANCE):
+                p.add(
+                    f"{layout}: two instances give different output for the same signal ({problem}): "
+                    "the effect is not deterministic (unseeded randomness?) or instances share state"
+                )
+
+        p.attempt(layout, run)
+    return p.result(
+        f"two process_offline calls on one instance, and a second instance, agree within {RESET_TOLERANCE:g}"
+    )
+
+
+def _check_offline_input(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    for layout, channels in _LAYOUTS:
+        x = np.array(ctx.signal(channels), dtype=np.float32, order="C", copy=True)
+        kept = x.copy()
+        out = p.attempt(f"{layout}: process_offline", lambda c=channels, x=x: ctx.new(c).process_offline(x))
+        if out is _FAILED:
+            continue
+        if not np.array_equal(x, kept, equal_nan=True):
+            frame = int(np.flatnonzero((x != kept).any(axis=0))[0])
+            p.add(
+                f"{layout}: process_offline modified its input array in place (first change at frame "
+                f"{frame}): the caller still owns it (the dry signal, a retry, the next step's "
+                "comparison); compute into a new array (audio * gain, not audio *= gain)\n"
+                + ctx.repro(
+                    channels,
+                    f"fx = {ctx.ctor(channels)}",
+                    "kept = x.copy()",
+                    "fx.process_offline(x)",
+                    "print(np.array_equal(x, kept))",
+                )
+            )
+        elif isinstance(out, np.ndarray) and np.shares_memory(out, x):
+            p.notes.append(
+                f"note ({layout}): process_offline returned its input (or a view of it): a caller that "
+                "modifies the output changes its input too; returning a copy is safer"
+            )
+    return p.result("process_offline leaves its input array as it was (mono and stereo)")
+
+
+_OFFLINE_CHECKS: list[tuple[str, Callable[[_Context], tuple[bool, str]]]] = [
+    ("offline_refuses_process", _check_offline_refuses),
+    ("offline_shapes_and_dtypes", _check_offline_shapes),
+    ("offline_finite_output", _check_offline_finite),
+    ("offline_deterministic", _check_offline_deterministic),
+    ("offline_input_untouched", _check_offline_input),
+]
+
+
+# -- presets and assets ---------------------------------------------------------------
+
+
+def _check_presets(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    cls = ctx.cls
+    names = sorted(cls.presets)
+    x = ctx.signal(2)
+    for name in names:
+        params = p.attempt(f"preset {name!r}: {cls.__name__}.preset({name!r})", lambda n=name: cls.preset(n))
+        if params is _FAILED:
+            continue
+        out = p.attempt(
+            f"preset {name!r}: an instance built from it processing the test signal",
+            lambda v=params: ctx.run(ctx.new(2, v), x),
+        )
+        if out is _FAILED:
+            continue
+        if problem := _nonfinite(out):
+            p.add(f"preset {name!r}: the output has {problem}")
+    return p.result(
+        f"{len(names)} preset(s) ({', '.join(map(repr, names))}): each converts, and an instance built "
+        "from it processes the test signal with finite output"
+    )
+
+
+#: The asset value the bad_asset_refused check's loader refuses.
+MISSING_ASSET = "__fxhost_validator_missing_asset__"
+
+
+def _check_bad_asset(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    cls = ctx.cls
+    base = ctx.assets
+    assert base is not None  # an effect with asset fields always has a loader here
+    keys = {f.name: f.key for f in _param_fields(cls.Params)}
+    given = msgspec.to_builtins(ctx.params)
+    x = ctx.signal(2) if ctx.offline else ctx.signal(2)[:, : _prefix(ctx)]
+    seen: list[str] = []
+
+    def refusing(value: str, path: str) -> LoadedAudio:
+        if value == MISSING_ASSET:
+            raise FieldError(path, f"no audio asset {value!r} (the validator's loader refuses it)")
+        return base(value, path)
+
+    def new(params: Mapping[str, Any] | Params, loader: AssetLoader | None) -> Effect:
+        if loader is None:
+            return cls(ctx.sample_rate, 2, params)
+        return cls(ctx.sample_rate, 2, params, assets=loader)
+
+    def names_field(error: FieldError, key: str) -> bool:
+        return error.path == f"params.{key}" or error.path.endswith("." + key)
+
+    for attr in ctx.asset_fields:
+        key = keys.get(attr, attr)
+        bad = {**given, key: MISSING_ASSET}
+        call = f"{cls.__name__}({ctx.sample_rate!r}, 2, {{..., {key!r}: {MISSING_ASSET!r}}}, assets=loader)"
+        try:
+            new(bad, refusing)
+        except FieldError as error:
+            if not names_field(error, key):
+                p.add(f"{call} raised FieldError with path {error.path!r}, which does not name params.{key}")
+        except Exception as error:
+            p.add(
+                f"{call}, with a loader that raises FieldError for that value, raised "
+                f"{_describe_error(error)}: let the loader's FieldError through"
+            )
+        else:
+            p.add(
+                f"{call} was accepted although the loader refuses that asset: load it in apply_params "
+                f"(self.load_asset({attr!r})) so that a missing asset is refused when the parameters are set"
+            )
+
+        def set_bad(key: str = key, bad: dict[str, Any] = bad) -> None:
+            instance = new(ctx.params, refusing)
+            before = instance.params
+            try:
+                instance.set_params(bad)
+            except FieldError as error:
+                if not names_field(error, key):
+                    p.add(
+                        f"set_params({{..., {key!r}: {MISSING_ASSET!r}}}) raised FieldError with path "
+                        f"{error.path!r}, which does not name params.{key}"
+                    )
+            except Exception as error:
+                p.add(
+                    f"set_params({{..., {key!r}: {MISSING_ASSET!r}}}) raised {_describe_error(error)}, "
+                    "not FieldError"
+                )
+            else:
+                p.add(
+                    f"set_params({{..., {key!r}: {MISSING_ASSET!r}}}) was accepted although the loader "
+                    "refuses that asset; it must raise FieldError"
+                )
+                return
+            if instance.params != before:
+                p.add(
+                    f"a refused set_params({{..., {key!r}: {MISSING_ASSET!r}}}) changed instance.params "
+                    f"from {before!r} to {instance.params!r}; it must leave the effect unchanged"
+                )
+            after = ctx.run(instance, x)
+            fresh = ctx.run(new(ctx.params, refusing), x)
+            if problem := _compare(fresh, after, RESET_TOLERANCE):
+                p.add(
+                    f"after a refused set_params({{..., {key!r}: {MISSING_ASSET!r}}}) the output differs "
+                    f"from a fresh instance's ({problem}): load the asset before changing any state"
+                )
+
+        p.attempt(f"set_params with an asset the loader refuses ({key})", set_bad)
+        seen.append(key)
+
+    try:
+        new(ctx.params, None)
+    except FieldError as error:
+        if not any(names_field(error, keys.get(a, a)) for a in ctx.asset_fields):
+            p.add(
+                f"with no asset loader, {cls.__name__}(...) raised FieldError with path {error.path!r}, "
+                "which names no asset parameter"
+            )
+        else:
+            p.notes.append(f"with no asset loader, construction is refused: FieldError {error}")
+    except Exception as error:
+        p.add(
+            f"with no asset loader (a host that cannot load audio), {cls.__name__}(...) raised "
+            f"{_describe_error(error)}; it must raise FieldError naming the asset parameter "
+            "(Effect.load_asset does) or work without the asset"
+        )
+    else:
+        p.notes.append("with no asset loader, the effect builds (it does not need the asset to start)")
+    if ctx.assets_note:
+        p.notes.insert(0, ctx.assets_note)
+    return p.result(
+        f"asset parameter(s) {', '.join(seen)}: an asset the loader refuses is refused with FieldError "
+        "naming the field, at construction and by set_params"
+    )
