@@ -22,7 +22,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fxhost.api import assets, chains, live, meta, process, renders  # noqa: F401 - they declare routes
+from fxhost.api import analysis, assets, chains, live, meta, process, renders  # noqa: F401 - they declare routes
 from fxhost.api.http import problem_response
 from fxhost.api.openapi import FieldProblem, ProblemException
 from fxhost.api.spec import api
