@@ -146,7 +146,8 @@ def validate_chain(
             raise _explain_params(error, params_path, step.effect, info.cls) from None
         if assets is not None:
             for field in asset_fields(info.cls.Params):
-                assets(getattr(params, field), f"{params_path}.{field}")
+                if ref := getattr(params, field):  # "" is "no asset"
+                    assets(ref, f"{params_path}.{field}")
         resolved.append(ResolvedStep(effect=step.effect, cls=info.cls, params=params, preset=step.preset))
     return resolved
 

@@ -50,10 +50,10 @@ def asset(*, description: str) -> msgspec.Meta:
     """A ``str`` parameter that names audio: an uploaded asset's id over the API, a file
     path for ``fxhost render``. The host resolves and validates it (it must exist and be
     audio) and the effect reads it with ``Effect.load_asset(field)``. Use it as
-    ``Annotated[str, asset(description=...)]``; it appears in the JSON Schema with
-    ``x-asset: true``."""
+    ``Annotated[str, asset(description=...)] = ""``; it appears in the JSON Schema with
+    ``x-asset: true``. The empty string means "no asset": hosts do not look it up, and
+    the effect decides what none means (usually: pass the input through)."""
     return msgspec.Meta(
-        min_length=1,
         max_length=4096,
         description=description,
         extra={"asset": True},

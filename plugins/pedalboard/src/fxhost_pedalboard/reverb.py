@@ -14,7 +14,8 @@ the right channel's are 23 samples longer. ``freeze_mode >= 0.5`` sets the feedb
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar
 
 import fxhost_sdk
 import pedalboard
@@ -91,6 +92,12 @@ class Reverb(PedalboardEffect):
     summary = "Algorithmic room reverb (Freeverb, as in JUCE and pedalboard)."
     plugin_class = pedalboard.Reverb
     silence_is_neutral = True  # no LFO: silence leaves Freeverb at rest
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "small-room": {"room_size": 0.3, "damping": 0.6, "wet_level": 0.2, "dry_level": 0.45, "width": 0.7},
+        "plate": {"room_size": 0.6, "damping": 0.15, "wet_level": 0.3, "dry_level": 0.45, "width": 1.0},
+        "hall": {"room_size": 0.85, "damping": 0.4, "wet_level": 0.33, "dry_level": 0.4, "width": 1.0},
+        "cathedral": {"room_size": 0.97, "damping": 0.3, "wet_level": 0.45, "dry_level": 0.3, "width": 1.0},
+    }
 
     class Params(fxhost_sdk.Params):
         room_size: Annotated[
