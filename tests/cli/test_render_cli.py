@@ -198,3 +198,49 @@ def test_failed_render_midway_leaves_no_partial_file(tmp_path: Path):
     result = run_fxhost("render", str(src), str(out), "--effect", "reverb")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_render_offline_only_effect_and_preset(tmp_path: Path):
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    audio = write_signal(src, 1.0, subtype="FLOAT") * 0.25
+    sf.write(src, audio.T, 44100, subtype="FLOAT")
+    result = run_fxhost("render", str(src), str(out), "--effect", "peak_normalize", "--set", "target_db=-3")
+    assert result.returncode == 0, result.stderr
+    rendered, _ = sf.read(out, dtype="float32")
+    assert 20 * np.log10(np.abs(rendered).max()) == pytest.approx(-3, abs=1e-3)
+    preset = run_fxhost(
+        "render", str(src), str(tmp_path / "p.wav"), "--effect", "reverb", "--preset", "hall", "--no-tail"
+    )
+    assert preset.returncode == 0, preset.stderr
+    unknown = run_fxhost(
+        "render", str(src), str(tmp_path / "q.wav"), "--effect", "reverb", "--preset", "nope"
+    )
+    assert (
+        unknown.returncode == 1 and "steps[0].preset" in unknown.stderr and "Traceback" not in unknown.stderr
+    )
+
+
+def test_render_convolution_with_an_impulse_response_file(tmp_path: Path):
+    src, ir_path, out = tmp_path / "in.wav", tmp_path / "ir.wav", tmp_path / "out.wav"
+    audio = write_signal(src, 0.5, subtype="FLOAT")
+    ir = np.zeros((2, 2000), np.float32)
+    ir[:, 0], ir[:, 700] = 1.0, 0.5
+    sf.write(ir_path, ir.T, 44100, subtype="FLOAT")
+    result = run_fxhost(
+        "render",
+        str(src),
+        str(out),
+        "--effect",
+        "convolution",
+        "--set",
+        f'impulse_response="{ir_path}"',
+        "--no-tail",
+    )
+    assert result.returncode == 0, result.stderr
+    rendered, _ = sf.read(out, dtype="float32", always_2d=True)
+    expected = pedalboard.Convolution(ir, sample_rate=44100).process(audio, 44100)
+    np.testing.assert_allclose(rendered.T, expected, atol=1e-5)
+    missing = run_fxhost(
+        "render", str(src), str(out), "--effect", "convolution", "--set", "impulse_response=nope.wav"
+    )
+    assert missing.returncode == 1 and "steps[0].params.impulse_response" in missing.stderr
