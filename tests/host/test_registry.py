@@ -709,3 +709,34 @@ def test_params_schema_inlines_nested_definitions() -> None:
     assert "$defs" not in text
     assert schema["type"] == "object"
     assert schema["properties"]["lfo"]["properties"]["shape"]["enum"] == ["sine", "square"]
+
+
+def test_an_effect_whose_params_cannot_be_evaluated_is_rejected_not_fatal(tmp_path, monkeypatch):
+    """An annotation naming something that does not exist raises NameError when msgspec
+    evaluates it: that effect is rejected; the host still loads the others."""
+    module = tmp_path / "broken_annotations_fx.py"
+    module.write_text(
+        "from __future__ import annotations\n"
+        "import fxhost_sdk\n"
+        "class P(fxhost_sdk.Params):\n"
+        "    level: NoSuchType = 1.0\n"
+        "class Broken(fxhost_sdk.Effect):\n"
+        "    name = 'broken'\n"
+        "    version = '1'\n"
+        "    summary = 'Never loads.'\n"
+        "    Params = P\n"
+        "    def process(self, block):\n"
+        "        return block\n"
+        "@fxhost_sdk.hookimpl\n"
+        "def fxhost_effects():\n"
+        "    return [Broken]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from fxhost.config import parse_config
+    from fxhost.registry import load_registry
+
+    registry = load_registry(parse_config('[plugins]\nmodules = ["broken_annotations_fx"]\n'))
+    plugin = registry.plugin("broken_annotations_fx")
+    assert plugin.status == "loaded" and plugin.effects == []
+    assert "NameError" in plugin.rejected[0].reasons[0] and "NoSuchType" in plugin.rejected[0].reasons[0]
+    assert "reverb" in registry

@@ -88,17 +88,26 @@ class LiveChain:
         return self.chain.tail_frames(self.max_tail_seconds) + self.chain.latency
 
     async def process(self, block: np.ndarray) -> np.ndarray:
+        if block.shape[1] <= self.inline_frames and not self._lock.locked():
+            # Runs to completion without awaiting: nothing can interleave, no lock needed.
+            return self._process_now(block)
         async with self._lock:
+            if block.shape[1] <= self.inline_frames:
+                return self._process_now(block)
             start = time.perf_counter()
-            if block.shape[1] > self.inline_frames:
-                out = await asyncio.to_thread(self.chain.process, block)
-            else:
-                out = self.chain.process(block)
-            self.process_seconds += time.perf_counter() - start
-            self.frames_in += block.shape[1]
-            self.frames_out += out.shape[1]
-            self.blocks += 1
-            return out
+            out = await asyncio.to_thread(self.chain.process, block)
+            return self._count(block, out, start)
+
+    def _process_now(self, block: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        return self._count(block, self.chain.process(block), start)
+
+    def _count(self, block: np.ndarray, out: np.ndarray, start: float) -> np.ndarray:
+        self.process_seconds += time.perf_counter() - start
+        self.frames_in += block.shape[1]
+        self.frames_out += out.shape[1]
+        self.blocks += 1
+        return out
 
     async def set_params(self, index: int, params: dict[str, Any], path: str = "params") -> dict[str, Any]:
         """Validate and apply new parameters for step ``index`` between blocks; returns

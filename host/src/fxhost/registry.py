@@ -309,7 +309,10 @@ def _class_label(cls: object) -> tuple[str, str]:
 
 def _check_effect(cls: type) -> tuple[list[str], dict[str, Any] | None]:
     """Problems of an effect class, and its params schema when it has none."""
-    problems = effect_class_problems(cls)
+    try:
+        problems = effect_class_problems(cls)
+    except Exception as error:  # e.g. a Params annotation that cannot be evaluated
+        return [_reason(f"{getattr(cls, '__qualname__', cls)!r} could not be inspected", error)], None
     if problems:
         return problems, None
     qualname = cls.__qualname__

@@ -476,7 +476,9 @@ def from_interleaved(
     if channels < 1:
         raise ValueError(f"channels must be >= 1, not {channels}")
     frame_bytes = width * channels
-    size = memoryview(data).nbytes
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    size = len(data)
     if size % frame_bytes:
         raise ValueError(
             f"{size} bytes is not a whole number of frames: a frame of {channels} channel(s) "
@@ -484,9 +486,13 @@ def from_interleaved(
         )
     if fmt == "f32le":
         samples = np.frombuffer(data, dtype="<f4").reshape(-1, channels)
-        if not np.isfinite(samples).all():
+        # NaN and Inf have every exponent bit set, so their top byte (the last of each
+        # little-endian float) is 0x7f or 0xff. Searching bytes for those is nearly free;
+        # only then (or for |x| >= 2**127) is the exact numpy check run.
+        high = data[3::4]
+        if (b"\x7f" in high or b"\xff" in high) and not np.isfinite(samples).all():
             raise ValueError("the audio contains NaN or infinite samples")
-        return samples.T.astype(np.float32, order="C")
+        return samples.T.copy()
     samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
     out = np.empty((channels, samples.shape[0]), dtype=np.float32)
     np.multiply(samples.T, _S16_INV, out=out)

@@ -208,6 +208,9 @@ def effect_class_problems(cls: object) -> list[str]:
             convert(params(), params, "params")
         except FieldError as error:
             problems.append(f"{cls.__qualname__}.Params needs a valid default for every field ({error})")
+        except Exception as error:  # an annotation that cannot be evaluated, say
+            problems.append(f"{cls.__qualname__}.Params cannot be used: {type(error).__name__}: {error}")
+            return problems
         presets = getattr(cls, "presets", {})
         if not isinstance(presets, Mapping):
             problems.append(f"{cls.__qualname__}.presets must be a mapping of name -> parameters")

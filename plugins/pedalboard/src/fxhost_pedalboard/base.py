@@ -256,6 +256,8 @@ class PedalboardEffect(Effect):
         self._groups = [
             slice(start, min(start + width, self.channels)) for start in range(0, self.channels, width)
         ]
+        # process() may hand a block straight to the one plugin (see there).
+        self._direct = len(self._groups) == 1 and not self.holds_back_audio and self.strategy() == "primed"
         # The plugins are made (fresh ones: reset() must sound like a new instance) by
         # apply_params, which always follows.
         self._plugins: list[pedalboard.Plugin] | None = None
@@ -287,6 +289,19 @@ class PedalboardEffect(Effect):
         return self._latency
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        # The live case, once primed: one plugin, a float32 block it takes whole. Straight
+        # to pedalboard, no copies (a quarter of the per-block cost of a 256-frame stream).
+        if (
+            self._direct
+            and self._primed
+            and block.dtype == np.float32
+            and block.ndim == 2
+            and block.shape[0] == self.channels
+            and 0 < block.shape[1] <= self.prime_frames
+        ):
+            return self._plugins[0].process(
+                block, self.sample_rate, buffer_size=self.prime_frames, reset=False
+            )
         block = np.asarray(block, dtype=np.float32)
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"expected a block shaped ({self.channels}, frames), got {block.shape}")
