@@ -84,3 +84,28 @@ def test_errors_are_problem_json_without_internals(client, method, path, status)
     body = response.json()
     assert body["status"] == status and body["title"] and body["detail"]
     assert "Traceback" not in response.text and str(REPO) not in response.text
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("GET", "/api/assets/" + "0" * 63, 404),
+        ("GET", "/api/assets/%60%F2%AB%84%9EK%C2%8F%7F50%C2%B1/analysis", 404),
+        ("GET", "/api/assets/" + "x" * 300 + "/waveform.png", 404),
+        ("DELETE", "/api/assets/" + "A" * 32, 404),
+        ("GET", "/api/renders/" + "0" * 63, 404),
+        ("GET", "/api/renders/" + "0" * 63 + "/events", 404),
+        ("GET", "/api/chains/" + "n" * 200, 404),
+        ("DELETE", "/api/chains/" + "n" * 200, 404),
+    ],
+)
+def test_ids_no_row_can_have_are_404_not_500(client, method, path, status):
+    """Found by schemathesis: ids longer than the column made the database refuse the query."""
+    response = client.request(method, path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_render_of_an_impossible_asset_id_is_422(client):
+    response = client.post("/api/renders", json={"asset": "0" * 63, "chain": ""})
+    assert response.status_code == 422 and response.json()["errors"][0]["path"] == "asset"

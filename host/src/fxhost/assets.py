@@ -28,7 +28,7 @@ from tortoise.transactions import in_transaction
 
 from fxhost import audiofile
 from fxhost.cache import LRUCache
-from fxhost.db.models import Asset, AssetEvent
+from fxhost.db.models import Asset, AssetEvent, is_id
 from fxhost.index.avl import AVLTree
 from fxhost.owners import owner_alive, owner_id
 
@@ -296,7 +296,7 @@ class AssetStore:
         return summary
 
     async def delete(self, asset_id: str) -> bool:
-        row = await Asset.get_or_none(id=asset_id)
+        row = await Asset.get_or_none(id=asset_id) if is_id(asset_id) else None
         if row is None:
             return False
         async with in_transaction():
@@ -328,14 +328,16 @@ class AssetStore:
     # -- reading --------------------------------------------------------------------
 
     async def get(self, asset_id: str) -> Asset | None:
-        return await Asset.get_or_none(id=asset_id)
+        return await Asset.get_or_none(id=asset_id) if is_id(asset_id) else None
 
     async def find(self, ref: str) -> Asset | None:
         """An asset by id, or else by name when exactly one asset has that name (so that
         plugins.toml can name an uploaded impulse response). ValueError if ambiguous."""
-        row = await Asset.get_or_none(id=ref)
+        row = await self.get(ref)
         if row is not None:
             return row
+        if len(ref) > NAME_MAX:
+            return None
         named = await Asset.filter(name=ref).limit(2)
         if len(named) > 1:
             raise ValueError(f"several assets are named {ref!r}; use the asset's id")

@@ -11,7 +11,7 @@ import msgspec
 from fxhost_sdk import AssetLoader, FieldError, LoadedAudio, asset_fields
 from tortoise.exceptions import IntegrityError
 
-from fxhost.chains import Chain, ChainStep, ResolvedStep, build_chain, validate_chain
+from fxhost.chains import CHAIN_NAME_PATTERN, Chain, ChainStep, ResolvedStep, build_chain, validate_chain
 from fxhost.db.models import SavedChain
 from fxhost.registry import Registry
 
@@ -55,6 +55,8 @@ class ChainStore:
     async def get(self, name: str) -> Chain | None:
         if name in self.config_chains:
             return self.config_chains[name]
+        if not CHAIN_NAME_PATTERN.match(name):
+            return None  # not a name any chain can have (and too long for the column)
         row = await SavedChain.get_or_none(name=name)
         return self._from_row(row) if row else None
 
@@ -135,6 +137,8 @@ class ChainStore:
     async def delete(self, name: str) -> bool:
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; remove it there")
+        if not CHAIN_NAME_PATTERN.match(name):
+            return False
         return bool(await SavedChain.filter(name=name).delete())
 
 

@@ -28,7 +28,7 @@ from fxhost import audiofile
 from fxhost.assets import AssetStore, AssetSummary, clean_name, summary_of
 from fxhost.chains import ResolvedStep
 from fxhost.chainstore import ChainStore, ResolvedChain
-from fxhost.db.models import Asset, Render
+from fxhost.db.models import Asset, Render, is_id
 from fxhost.engine import RENDER_BLOCK, CompiledChain, render_blocks
 from fxhost.owners import owner_alive, owner_id
 
@@ -264,7 +264,7 @@ class RenderService:
                         )
 
     async def view(self, render_id: str) -> RenderView | None:
-        row = await Render.get_or_none(id=render_id)
+        row = await Render.get_or_none(id=render_id) if is_id(render_id) else None
         if row is None:
             return None
         job = self.jobs.get(render_id)

@@ -1,8 +1,18 @@
 """The database tables (tortoise-orm). Schema changes go through migrations:
 ``uv run tortoise -c fxhost.db.TORTOISE_ORM makemigrations`` after editing this file."""
 
+import re
+
 from tortoise import fields
 from tortoise.models import Model
+
+#: Asset and render ids: 32 lower-case hex digits. Anything else names nothing, and is
+#: answered without asking the database (whose column would refuse it with an error).
+ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_id(value: str) -> bool:
+    return bool(ID_PATTERN.match(value))
 
 
 class Asset(Model):
