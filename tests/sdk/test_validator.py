@@ -24,18 +24,10 @@ from fxhost_sdk.testing import (
     process_blocks,
     validate_effect,
 )
+from reportkit import detail, names
 
 # Short signals keep the suite fast; the validator's defaults are exercised separately.
 FAST = {"seconds": 0.25}
-
-
-def names(report: ConformanceReport) -> list[str]:
-    return [check.name for check in report.failures]
-
-
-def detail(report: ConformanceReport, name: str) -> str:
-    (check,) = [c for c in report.checks if c.name == name]
-    return check.detail
 
 
 # -- correct effects ----------------------------------------------------------------

@@ -12,11 +12,11 @@ from fxhost_sdk import Effect, FieldError, LoadedAudio, OfflineEffect, Params, a
 from fxhost_sdk.testing import (
     TEST_ASSET_SECONDS,
     ConformanceError,
-    ConformanceReport,
     check_effect,
     make_test_asset_loader,
     validate_effect,
 )
+from reportkit import detail, names
 
 FAST = {"seconds": 0.25}
 
@@ -36,15 +36,6 @@ OFFLINE_CHECKS = [
     "offline_deterministic",
     "offline_input_untouched",
 ]
-
-
-def names(report: ConformanceReport) -> list[str]:
-    return [check.name for check in report.failures]
-
-
-def detail(report: ConformanceReport, name: str) -> str:
-    (check,) = [c for c in report.checks if c.name == name]
-    return check.detail
 
 
 # -- offline-only effects -------------------------------------------------------------
