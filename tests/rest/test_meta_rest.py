@@ -109,3 +109,17 @@ def test_ids_no_row_can_have_are_404_not_500(client, method, path, status):
 def test_render_of_an_impossible_asset_id_is_422(client):
     response = client.post("/api/renders", json={"asset": "0" * 63, "chain": ""})
     assert response.status_code == 422 and response.json()["errors"][0]["path"] == "asset"
+
+
+@pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("PATCH", "/api/chains", {"GET", "POST"}),
+        ("POST", "/api/chains/hall", {"GET", "PUT", "DELETE"}),
+        ("PUT", "/api/assets", {"GET", "POST"}),
+    ],
+)
+def test_405_lists_every_method_of_the_path(client, method, path, allowed):
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert allowed <= {m.strip() for m in response.headers["allow"].split(",")}

@@ -544,10 +544,25 @@ class Api:
     # ---- Starlette
 
     def routes(self) -> list[BaseRoute]:
-        """Starlette routes of every declared endpoint, in declaration order (named by operationId)."""
-        routes: list[BaseRoute] = [
-            Route(op.path, op.endpoint, methods=[op.method], name=op.operation_id) for op in self.operations
-        ]
+        """Starlette routes of every declared endpoint, in declaration order: one route per
+        path, so that a method the path lacks gets a 405 whose Allow header lists them all."""
+        by_path: dict[str, list[Operation]] = {}
+        for op in self.operations:
+            by_path.setdefault(op.path, []).append(op)
+        routes: list[BaseRoute] = []
+        for path, ops in by_path.items():
+            if len(ops) == 1:
+                routes.append(Route(path, ops[0].endpoint, methods=[ops[0].method], name=ops[0].operation_id))
+                continue
+            endpoints = {op.method: op.endpoint for op in ops}
+            if "GET" in endpoints:
+                endpoints.setdefault("HEAD", endpoints["GET"])
+
+            async def dispatch(request: Request, endpoints: dict[str, Endpoint] = endpoints) -> Response:
+                return await endpoints[request.method](request)
+
+            name = "+".join(op.operation_id for op in ops)
+            routes.append(Route(path, dispatch, methods=list(endpoints), name=name))
         routes += [WebSocketRoute(ws.path, ws.endpoint, name=ws.operation_id) for ws in self.websockets]
         return routes
 
