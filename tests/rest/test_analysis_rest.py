@@ -7,7 +7,6 @@ import io
 import math
 import os
 import struct
-import time
 import zlib
 from pathlib import Path
 
@@ -125,30 +124,22 @@ def test_pictures_have_the_requested_size(client, stereo, kind, params, size):
         keep(f"{kind}.png", response.content)
 
 
-def test_a_minute_of_stereo_renders_quickly(client):
-    """60 s of 48 kHz stereo: each picture well under 2 s once the audio is decoded."""
+def test_a_minute_of_stereo_is_analysed_and_drawn(client):
+    """60 s of 48 kHz stereo through all three endpoints (their speed is for bench/, not here)."""
     rng = np.random.default_rng(7)
     t = np.arange(60 * SR) / SR
     chirp = 0.3 * np.sin(2 * np.pi * (50 * t + (12000 - 50) / 120 * t * t))
     audio = tone(60.0, SR, 2) * 0.8 + np.stack([chirp, 0.02 * rng.standard_normal(len(t))])
     asset = upload(client, audio.astype(np.float32), "a minute of stereo.wav", subtype="PCM_24")
     base = f"/api/assets/{asset['id']}"
-    timings = {}
     for path in ("analysis", "waveform.png", "spectrogram.png"):
-        assert client.get(f"{base}/{path}", params={"width": 400} if "png" in path else {}).status_code == 200
-        best = math.inf
-        for _ in range(2):  # the better of two: a busy test machine adds noise
-            start = time.perf_counter()
-            response = client.get(f"{base}/{path}")
-            best = min(best, time.perf_counter() - start)
-            assert response.status_code == 200
-        timings[path] = best
+        response = client.get(f"{base}/{path}")
+        assert response.status_code == 200
         if path.endswith(".png"):
             keep(f"minute-{path}", response.content)
             assert png_size(response.content) == (1200, 400)
-    print(f"60 s stereo 48 kHz: {timings}")
-    assert timings["waveform.png"] < 2.0 and timings["spectrogram.png"] < 2.0
-    assert timings["analysis"] < 3.0
+        else:
+            assert response.json()["duration"] == pytest.approx(60.0)
 
 
 # --------------------------------------------------------------------------- errors
