@@ -12,7 +12,7 @@ from fxhost.engine import CompiledChain
 from fxhost_pedalboard import Reverb
 from restkit import start_server
 from websockets.exceptions import ConnectionClosed
-from wskit import Session, interleave, open_ws
+from wskit import Session, open_ws
 
 SR = 48000
 HALL = {"room_size": 0.9, "damping": 0.6, "wet_level": 0.35, "dry_level": 0.6, "width": 1.0}
@@ -173,8 +173,3 @@ def test_connection_limit(tmp_path):
         b.close()
     finally:
         server.stop()
-
-
-def test_interleave_helper_matches_server_format():
-    x = signal(0.001)
-    assert len(interleave(x)) == x.size * 4

@@ -8,7 +8,7 @@ and appends the tail, so memory does not grow with the length of the input.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -126,26 +126,3 @@ def render_blocks(
             out, skip = out[:, dropped:], skip - dropped
         if out.shape[1]:
             yield out
-
-
-def render_array(
-    chain: CompiledChain,
-    audio: np.ndarray,
-    *,
-    tail_frames: int,
-    block_frames: int = RENDER_BLOCK,
-    progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Render a whole in-memory signal ``(channels, frames)``; a convenience for tests
-    and small bodies. ``progress`` is called with the number of output frames so far."""
-    blocks = (audio[:, i : i + block_frames] for i in range(0, audio.shape[1], block_frames))
-    out = []
-    done = 0
-    for piece in render_blocks(chain, blocks, tail_frames=tail_frames, block_frames=block_frames):
-        out.append(piece)
-        done += piece.shape[1]
-        if progress:
-            progress(done)
-    if not out:
-        return np.zeros((chain.channels, 0), dtype=np.float32)
-    return np.concatenate(out, axis=1)

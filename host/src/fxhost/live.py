@@ -22,7 +22,7 @@ from fxhost_sdk import AssetLoader, FieldError
 
 from fxhost.chains import ResolvedStep
 from fxhost.engine import CompiledChain
-from fxhost.ring import RingBuffer, RingOverflow, RingReader, RingStats
+from fxhost.ring import RingBuffer, RingReader, RingStats
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +349,3 @@ class StreamManager:
                 if stream.closed or (stream.consumers == 0 and idle > self.idle_seconds):
                     log.info("stream %s expired after %.0f s idle", stream.id, idle)
                     await self.delete(stream.id)
-
-
-__all__ = ["RingOverflow", "Stream", "StreamLimit", "StreamManager"]

@@ -80,6 +80,17 @@ def check_output(
         raise FieldError(f"{path}.{field}" if path else field, message) from None
 
 
+def keeping_source_subtype(
+    output: RenderOutput, source_subtype: str, sample_rate: int, channels: int, path: str = ""
+) -> RenderOutput:
+    """``output`` validated, with the source's sample type filled in when none was asked
+    for and the format has it (float stays float); else the format's default."""
+    spec, _ = check_output(output, sample_rate, channels, path)
+    if output.subtype is None and source_subtype in spec.subtypes:
+        return msgspec.structs.replace(output, subtype=source_subtype)
+    return output
+
+
 def render_to_file(
     source: Path,
     display_name: str,

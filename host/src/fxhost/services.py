@@ -8,7 +8,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from fxhost.assets import AssetStore
@@ -37,7 +36,6 @@ class Services:
     streams: StreamManager
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     started: float = field(default_factory=time.monotonic)
     _housekeeping: asyncio.Task | None = None
 

@@ -8,7 +8,6 @@ The environment wins over ``.env``. Lists (CORS origins) are comma-separated.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
@@ -62,10 +61,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
-
-    @property
-    def plugins_config_path(self) -> Path:
-        return Path(self.plugins_config)
 
 
 def env_name(field: str) -> str:

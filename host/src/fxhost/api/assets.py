@@ -24,6 +24,7 @@ from fxhost.api.openapi import (
 from fxhost.api.spec import api
 from fxhost.api.uploads import receive_audio
 from fxhost.assets import AssetPage, AssetSummary, clean_name, summary_of
+from fxhost.renders import RenderOutput, keeping_source_subtype
 
 AUDIO_BODY = {
     "audio/*": "The audio file as the body (any format libsndfile or PyAV reads; recognised by content).",
@@ -140,19 +141,15 @@ async def get_asset_audio(request: Request) -> Response:
         )
     fmt = (query.format or audiofile.format_name_of(row.format, row.subtype) or "wav").lower()
     rate = query.sample_rate or row.sample_rate
-    try:
-        spec, subtype = audiofile.check_output(fmt, query.subtype, rate, row.channels)
-        if query.subtype is None and row.subtype in spec.subtypes:
-            subtype = row.subtype  # keep the stored sample type where the format has it
-    except audiofile.AudioFormatError as error:
-        field = error.field or "format"
-        raise ValidationProblem([FieldProblem(field, str(error).removeprefix(f"{field}: "))]) from None
+    requested = RenderOutput(format=fmt, sample_rate=query.sample_rate, subtype=query.subtype)
+    output = keeping_source_subtype(requested, row.subtype, row.sample_rate, row.channels)
+    spec = audiofile.output_format_named(output.format)
 
     def transcode() -> bytes:
         audio = svc.store.decoded(row)
         if rate != row.sample_rate:
             audio = audiofile.resample(audio, row.sample_rate, rate)
-        return audiofile.encode(audio, rate, spec.name, subtype)
+        return audiofile.encode(audio, rate, spec.name, output.subtype)
 
     data = await asyncio.to_thread(transcode)
     return bytes_response(request, data, spec.media_type, f"{stem}{spec.extension}")

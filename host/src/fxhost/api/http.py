@@ -3,7 +3,6 @@ services of a request, audio request bodies with the size limit enforced as they
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -44,9 +43,3 @@ def check_declared_length(request: Request, limit: int) -> None:
             raise ProblemException(400, "Content-Length is not a number") from None
         if size > limit:
             raise UploadTooLarge(limit)
-
-
-async def body_chunks(request: Request) -> AsyncIterator[bytes]:
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk

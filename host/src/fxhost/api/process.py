@@ -7,7 +7,6 @@ curl --data-binary @in.wav 'localhost:8000/api/process?effect=reverb&room_size=0
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Annotated
 
 import msgspec
@@ -22,7 +21,7 @@ from fxhost.api.http import services
 from fxhost.api.openapi import FieldProblem, Resp, ValidationProblem, decode_query, problem_resp
 from fxhost.api.spec import api
 from fxhost.api.uploads import receive_audio
-from fxhost.renders import RenderOutput, check_output, render_to_file
+from fxhost.renders import RenderOutput, keeping_source_subtype, render_to_file
 
 
 class ProcessQuery(msgspec.Struct, kw_only=True):
@@ -89,14 +88,8 @@ async def process_audio(request: Request) -> Response:
     try:
         info = await asyncio.to_thread(audiofile.probe, received.temp, display_name="body")
         fmt_name = (query.format or audiofile.format_name_of(info.format, info.subtype) or "wav").lower()
-        output = RenderOutput(format=fmt_name, sample_rate=query.sample_rate, subtype=query.subtype)
-        if query.subtype is None and query.format is None:
-            # Keep the input's sample type where the format has it (float stays float).
-            keep = RenderOutput(format=fmt_name, sample_rate=query.sample_rate, subtype=info.subtype)
-            with contextlib.suppress(FieldError):
-                check_output(keep, info.sample_rate, info.channels, path="")
-                output = keep
-        check_output(output, info.sample_rate, info.channels, path="")
+        requested = RenderOutput(format=fmt_name, sample_rate=query.sample_rate, subtype=query.subtype)
+        output = keeping_source_subtype(requested, info.subtype, info.sample_rate, info.channels)
         await asyncio.to_thread(
             render_to_file,
             received.temp,
