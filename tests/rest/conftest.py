@@ -1,15 +1,5 @@
 import pytest
-from restkit import PG_URL, reset_postgres, start_server
-
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=pytest.mark.skipif(
-            not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set (.ci/run sets it to the local PostgreSQL)"
-        ),
-    ),
-]
+from restkit import BACKENDS, PG_URL, reset_postgres, start_server
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

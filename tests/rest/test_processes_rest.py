@@ -6,18 +6,8 @@ import signal
 import time
 
 import pytest
-from restkit import PG_URL, reset_postgres, start_server, tone
+from restkit import BACKENDS, PG_URL, reset_postgres, start_server, tone
 from test_renders_rest import upload
-
-BACKENDS = [
-    "sqlite",
-    pytest.param(
-        "postgres",
-        marks=pytest.mark.skipif(
-            not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set (.ci/run sets it to the local PostgreSQL)"
-        ),
-    ),
-]
 
 
 def env_for(backend: str, root) -> dict[str, str]:

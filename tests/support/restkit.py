@@ -16,12 +16,25 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[2]
 FXHOST = str(Path(sys.executable).parent / "fxhost")
 PG_URL = os.environ.get("FXHOST_TEST_DATABASE_URL")
-TABLES = ("assets", "asset_events", "chains", "renders", "tortoise_migrations")
+TABLES = ("assets", "asset_events", "chains", "saved_chains", "renders", "api_keys", "tortoise_migrations")
+
+
+#: Parameters for a module-scoped server fixture: SQLite always, PostgreSQL when set.
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgres",
+        marks=pytest.mark.skipif(
+            not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set (.ci/run sets it to the local PostgreSQL)"
+        ),
+    ),
+]
 
 
 def free_port() -> int:

@@ -20,16 +20,19 @@ def deinterleave(data: bytes, channels: int, fmt: str = "f32le") -> np.ndarray:
     return frames if fmt == "f32le" else frames / 32768
 
 
-def open_ws(base: str, path: str):
+def open_ws(base: str, path: str, headers: dict[str, str] | None = None):
     """A connected client (the context-manager form of websockets' connect, entered)."""
-    return connect(base.replace("http://", "ws://") + path, max_size=None, open_timeout=10).__enter__()
+    url = base.replace("http://", "ws://") + path
+    return connect(url, max_size=None, open_timeout=10, additional_headers=headers).__enter__()
 
 
 class Session:
     """A /ws/process client: send blocks, collect the processed frames."""
 
-    def __init__(self, base: str, path: str = "/ws/process", **start):
-        self.ws = open_ws(base, path)
+    def __init__(
+        self, base: str, path: str = "/ws/process", *, headers: dict[str, str] | None = None, **start
+    ):
+        self.ws = open_ws(base, path, headers)
         self.channels = start.get("channels", 2)
         self.format = start.get("format", "f32le")
         self.ready = None

@@ -117,13 +117,18 @@ def clean_name(name: str) -> str:
     return name
 
 
+#: Index key: tenant first, so that one tenant's assets are one contiguous range.
+IndexKey = tuple[str, str, str]  # (tenant, name, id)
+
+
 class AssetIndex:
-    """The AVL tree of ``(name, id) -> AssetSummary``, kept in step with the database
-    through the asset event log, so that a process lists what any other process added."""
+    """The AVL tree of ``(tenant, name, id) -> AssetSummary``, kept in step with the
+    database through the asset event log, so that a process lists what any other
+    process added."""
 
     def __init__(self) -> None:
-        self.tree: AVLTree[tuple[str, str], AssetSummary] = AVLTree()
-        self.keys: dict[str, tuple[str, str]] = {}
+        self.tree: AVLTree[IndexKey, AssetSummary] = AVLTree()
+        self.keys: dict[str, IndexKey] = {}
         self.applied_upto = 0  # every event seq <= this has been applied (or given up)
         self.applied_above: set[int] = set()
         self.gaps: dict[int, float] = {}  # missing seq -> when first noticed
@@ -134,19 +139,19 @@ class AssetIndex:
         so that anything committed in between is replayed by the next sync."""
         last = await AssetEvent.all().order_by("-seq").first()
         rows = await Asset.all()
-        summaries = sorted(((r.name, r.id), summary_of(r)) for r in rows)
+        summaries = sorted(((r.tenant, r.name, r.id), summary_of(r)) for r in rows)
         self.tree = AVLTree()
         self.tree.bulk_load(summaries)
-        self.keys = {key[1]: key for key, _ in summaries}
+        self.keys = {key[2]: key for key, _ in summaries}
         self.applied_upto = last.seq if last else 0
         self.applied_above.clear()
         self.gaps.clear()
 
-    def put(self, summary: AssetSummary) -> None:
+    def put(self, tenant: str, summary: AssetSummary) -> None:
         old = self.keys.get(summary.id)
         if old is not None:
             self.tree.delete(old)
-        key = (summary.name, summary.id)
+        key = (tenant, summary.name, summary.id)
         self.tree.insert(key, summary)
         self.keys[summary.id] = key
 
@@ -166,7 +171,7 @@ class AssetIndex:
                 if event.op == "add":
                     row = rows.get(event.asset_id)
                     if row is not None:  # else deleted since: its delete event follows
-                        self.put(summary_of(row))
+                        self.put(row.tenant, summary_of(row))
                 else:
                     self.remove(event.asset_id)
                 self.applied_above.add(event.seq)
@@ -188,15 +193,18 @@ class AssetIndex:
             self.gaps.pop(following)
             self.applied_upto = following
 
-    def page(self, prefix: str, limit: int, cursor: tuple[str, str] | None) -> AssetPage:
-        start = max(cursor, (prefix,)) if cursor is not None else (prefix,)
+    def page(self, tenant: str, prefix: str, limit: int, cursor: tuple[str, str] | None) -> AssetPage:
+        """A page of one tenant's assets; a cursor is (name, id) within that tenant, so
+        another tenant's cursor can only ever page through the caller's own assets."""
+        first = (tenant, prefix)
+        start = max((tenant, *cursor), first) if cursor is not None else first
         items: list[AssetSummary] = []
         last_key = None
         for key, summary in self.tree.items_from(start, inclusive=cursor is None):
-            if not key[0].startswith(prefix):
+            if key[0] != tenant or not key[1].startswith(prefix):
                 break
             if len(items) == limit:
-                return AssetPage(items=items, next_cursor=encode_cursor(last_key))
+                return AssetPage(items=items, next_cursor=encode_cursor(last_key[1:]))
             items.append(summary)
             last_key = key
         return AssetPage(items=items, next_cursor=None)
@@ -257,7 +265,7 @@ class AssetStore:
         return temp, size, digest.hexdigest() if digest is not None else ""
 
     async def add(
-        self, temp: Path, name: str, *, kind: str = "upload", size: int, sha256: str
+        self, temp: Path, name: str, *, tenant: str, kind: str = "upload", size: int, sha256: str
     ) -> AssetSummary:
         """Make a received temporary file an asset: probe it, rename it into place,
         then insert its row and event. The temporary file is gone afterwards, either way."""
@@ -275,6 +283,7 @@ class AssetStore:
             async with in_transaction():
                 row = await Asset.create(
                     id=asset_id,
+                    tenant=tenant,
                     name=name,
                     kind=kind,
                     path=asset_id,
@@ -292,11 +301,11 @@ class AssetStore:
             final.unlink(missing_ok=True)
             raise
         summary = summary_of(row)
-        self.index.put(summary)
+        self.index.put(tenant, summary)
         return summary
 
-    async def delete(self, asset_id: str) -> bool:
-        row = await Asset.get_or_none(id=asset_id) if is_id(asset_id) else None
+    async def delete(self, asset_id: str, tenant: str) -> bool:
+        row = await self.get(asset_id, tenant)
         if row is None:
             return False
         async with in_transaction():
@@ -327,26 +336,28 @@ class AssetStore:
 
     # -- reading --------------------------------------------------------------------
 
-    async def get(self, asset_id: str) -> Asset | None:
-        return await Asset.get_or_none(id=asset_id) if is_id(asset_id) else None
+    async def get(self, asset_id: str, tenant: str) -> Asset | None:
+        """The tenant's asset; another tenant's is as absent as one that never was."""
+        return await Asset.get_or_none(id=asset_id, tenant=tenant) if is_id(asset_id) else None
 
-    async def find(self, ref: str) -> Asset | None:
-        """An asset by id, or else by name when exactly one asset has that name (so that
-        plugins.toml can name an uploaded impulse response). ValueError if ambiguous."""
-        row = await self.get(ref)
+    async def find(self, ref: str, tenant: str) -> Asset | None:
+        """A tenant's asset by id, or else by name when exactly one of its assets has that
+        name (so that plugins.toml can name an uploaded impulse response). ValueError if
+        ambiguous."""
+        row = await self.get(ref, tenant)
         if row is not None:
             return row
         if len(ref) > NAME_MAX:
             return None
-        named = await Asset.filter(name=ref).limit(2)
+        named = await Asset.filter(name=ref, tenant=tenant).limit(2)
         if len(named) > 1:
             raise ValueError(f"several assets are named {ref!r}; use the asset's id")
         return named[0] if named else None
 
-    async def page(self, prefix: str, limit: int, cursor: str | None) -> AssetPage:
+    async def page(self, tenant: str, prefix: str, limit: int, cursor: str | None) -> AssetPage:
         after = decode_cursor(cursor) if cursor else None
         await self.index.sync()
-        return self.index.page(prefix, limit, after)
+        return self.index.page(tenant, prefix, limit, after)
 
     def decoded(self, row: Asset) -> np.ndarray:
         """The asset's audio as float32 ``(channels, frames)``, through the LRU cache.
@@ -358,9 +369,14 @@ class AssetStore:
 
         return self.cache.get_or_load(row.id, load)
 
-    async def counts(self) -> tuple[int, int]:
-        """(number of assets, total bytes)."""
-        totals = await Asset.all().annotate(n=Count("id"), total=Sum("size")).first().values("n", "total")
+    async def counts(self, tenant: str) -> tuple[int, int]:
+        """The tenant's (number of assets, total bytes)."""
+        totals = (
+            await Asset.filter(tenant=tenant)
+            .annotate(n=Count("id"), total=Sum("size"))
+            .first()
+            .values("n", "total")
+        )
         return int(totals["n"] or 0), int(totals["total"] or 0)
 
 

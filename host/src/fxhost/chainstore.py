@@ -38,6 +38,9 @@ class ReadOnlyChain(Exception):
 
 
 class ChainStore:
+    """Config chains are shared by every tenant; a saved chain belongs to the tenant
+    that saved it, and its name is unique within that tenant."""
+
     def __init__(self, config_chains: dict[str, Chain], registry: Registry, store: AssetStore | None = None):
         self.config_chains = config_chains
         self.registry = registry
@@ -48,32 +51,32 @@ class ChainStore:
         steps = [ChainStep(effect=s["effect"], params=s.get("params", {})) for s in row.steps]
         return Chain(name=row.name, steps=steps, description=row.description, source="api")
 
-    async def all(self) -> list[Chain]:
-        saved = [self._from_row(row) for row in await SavedChain.all().order_by("name")]
+    async def all(self, tenant: str) -> list[Chain]:
+        saved = [self._from_row(row) for row in await SavedChain.filter(tenant=tenant).order_by("name")]
         return sorted([*self.config_chains.values(), *saved], key=lambda c: c.name)
 
-    async def get(self, name: str) -> Chain | None:
+    async def get(self, name: str, tenant: str) -> Chain | None:
         if name in self.config_chains:
             return self.config_chains[name]
         if not CHAIN_NAME_PATTERN.match(name):
             return None  # not a name any chain can have (and too long for the column)
-        row = await SavedChain.get_or_none(name=name)
+        row = await SavedChain.get_or_none(tenant=tenant, name=name)
         return self._from_row(row) if row else None
 
     async def resolve(
-        self, spec: str | list[Any], path: str = "chain", *, live: bool = False
+        self, spec: str | list[Any], path: str = "chain", *, tenant: str, live: bool = False
     ) -> ResolvedChain:
         """A chain given by name or as inline steps, validated, with its asset parameters
-        checked against the store and their audio decoded into the cache (so that an
+        checked against the tenant's assets and their audio decoded into the cache (so that an
         effect's load_asset later is a cache hit, even on the event loop).
 
         FieldError at ``path`` (``chain: unknown chain 'x'``, ``chain[1].params...``);
         ``live`` refuses offline-only effects."""
         name: str | None = None
         if isinstance(spec, str):
-            chain = await self.get(spec)
+            chain = await self.get(spec, tenant)
             if chain is None:
-                names = ", ".join(c.name for c in await self.all()) or "none are defined"
+                names = ", ".join(c.name for c in await self.all(tenant)) or "none are defined"
                 raise FieldError(path, f"unknown chain {spec!r} (available: {names})")
             name, spec, root = spec, [msgspec.to_builtins(s) for s in chain.steps], f"chains.{spec}"
         else:
@@ -94,7 +97,7 @@ class ChainStore:
                     continue
                 where = f"{f'chains.{name}.steps[{i}]' if name else f'{path}[{i}]'}.params.{field}"
                 try:
-                    row = await self.store.find(ref) if self.store is not None else None
+                    row = await self.store.find(ref, tenant) if self.store is not None else None
                 except ValueError as error:
                     raise FieldError(where, str(error)) from None
                 if row is None:
@@ -114,32 +117,34 @@ class ChainStore:
 
         return load
 
-    async def create(self, name: str, steps: Any, description: str) -> Chain:
+    async def create(self, name: str, steps: Any, description: str, tenant: str) -> Chain:
         chain = build_chain(name, steps, self.registry, description=description, source="api")
         if name in self.config_chains:
             raise ChainConflict(f"chain {name!r} is defined in plugins.toml and cannot be replaced")
         try:
-            await SavedChain.create(name=name, description=description, steps=_steps_json(chain))
+            await SavedChain.create(
+                tenant=tenant, name=name, description=description, steps=_steps_json(chain)
+            )
         except IntegrityError:
             raise ChainConflict(f"chain {name!r} exists; PUT /api/chains/{name} replaces it") from None
         return chain
 
-    async def put(self, name: str, steps: Any, description: str) -> tuple[Chain, bool]:
+    async def put(self, name: str, steps: Any, description: str, tenant: str) -> tuple[Chain, bool]:
         """Create or replace; returns (chain, created)."""
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; change it there")
         chain = build_chain(name, steps, self.registry, description=description, source="api")
         _, created = await SavedChain.update_or_create(
-            name=name, defaults={"description": description, "steps": _steps_json(chain)}
+            tenant=tenant, name=name, defaults={"description": description, "steps": _steps_json(chain)}
         )
         return chain, created
 
-    async def delete(self, name: str) -> bool:
+    async def delete(self, name: str, tenant: str) -> bool:
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; remove it there")
         if not CHAIN_NAME_PATTERN.match(name):
             return False
-        return bool(await SavedChain.filter(name=name).delete())
+        return bool(await SavedChain.filter(tenant=tenant, name=name).delete())
 
 
 def _steps_json(chain: Chain) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The ``fxhost`` command line: serve, render, plugins, chains, validate.
+"""The ``fxhost`` command line: serve, render, plugins, chains, validate, keys.
 
 Errors are one line on stderr and a non-zero exit, never a traceback
 (set ``FXHOST_DEBUG=1`` to see one).
@@ -311,6 +311,78 @@ def progress_bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task("render", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@cli.group()
+def keys() -> None:
+    """API keys: with any key (or $FXHOST_API_KEYS), every /api and /ws route needs one.
+
+    Only a key's SHA-256 is stored; the key is printed once, by create."""
+
+
+def _with_database(settings: Settings, work: Callable[[], Any]) -> Any:
+    """Run ``work`` (a coroutine function) with the database migrated and open."""
+    import asyncio
+
+    from fxhost.db import close_database, open_database
+
+    logging.getLogger("tortoise").setLevel(logging.WARNING)  # "shutdown" is no news here
+
+    async def run() -> Any:
+        await open_database(settings.database_url)
+        try:
+            return await work()
+        finally:
+            await close_database()
+
+    return asyncio.run(run())
+
+
+@keys.command("create")
+@click.argument("name")
+@pass_context
+def keys_create(context: Context, name: str) -> None:
+    """Make a key called NAME and print it (it cannot be shown again)."""
+    from fxhost.auth import create_key
+
+    try:
+        info, key = _with_database(context.settings, lambda: create_key(name))
+    except ValueError as error:
+        raise click.BadParameter(str(error).removeprefix("name: "), param_hint="NAME") from None
+    click.echo(key)
+    click.echo(f"fxhost: made key {info.id} ({info.name}); keep it now, it is not stored", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_context
+def keys_list(context: Context, as_json: bool) -> None:
+    """List keys (id, name, the key's first characters, when made and revoked)."""
+    from fxhost.auth import list_keys
+
+    infos = _with_database(context.settings, list_keys)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(infos)).decode())
+        return
+    for info in infos:
+        revoked = f"revoked {info.revoked:%Y-%m-%d %H:%M}" if info.revoked else "active"
+        click.echo(f"{info.id}  {info.prefix}…  {info.created:%Y-%m-%d %H:%M}  {revoked:<24}  {info.name}")
+    if not infos:
+        click.echo("no keys (the server runs open unless $FXHOST_API_KEYS is set)", err=True)
+
+
+@keys.command("revoke")
+@click.argument("key_ref", metavar="ID_OR_NAME")
+@pass_context
+def keys_revoke(context: Context, key_ref: str) -> None:
+    """Revoke a key: it is refused from now on (what it made stays, unreachable)."""
+    from fxhost.auth import revoke_key
+
+    try:
+        info = _with_database(context.settings, lambda: revoke_key(key_ref))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="ID_OR_NAME") from None
+    click.echo(f"revoked {info.id} ({info.name})")
 
 
 def _one_line(error: BaseException) -> str:

@@ -168,8 +168,11 @@ class Stream:
         wire_format: WireFormat,
         capacity: int,
         overflow: Overflow,
+        tenant: str,
     ):
         self.id = stream_id
+        #: The API key that made it; only that key may produce, consume or change it.
+        self.tenant = tenant
         self.chain_name = chain_name
         self.live = live
         self.sample_rate = sample_rate
@@ -312,6 +315,7 @@ class StreamManager:
         wire_format: WireFormat,
         capacity: int,
         overflow: Overflow,
+        tenant: str,
         assets: AssetLoader | None = None,
     ) -> Stream:
         if len(self.streams) >= self.max_streams:
@@ -325,13 +329,19 @@ class StreamManager:
             wire_format=wire_format,
             capacity=capacity,
             overflow=overflow,
+            tenant=tenant,
         )
         self.streams[stream.id] = stream
         stream.start()
         return stream
 
-    def get(self, stream_id: str) -> Stream | None:
-        return self.streams.get(stream_id)
+    def get(self, stream_id: str, tenant: str) -> Stream | None:
+        """The tenant's open stream; another tenant's is as absent as one that never was."""
+        stream = self.streams.get(stream_id)
+        return stream if stream is not None and stream.tenant == tenant and not stream.closed else None
+
+    def of(self, tenant: str) -> list[Stream]:
+        return [s for s in self.streams.values() if s.tenant == tenant and not s.closed]
 
     async def delete(self, stream_id: str) -> bool:
         stream = self.streams.pop(stream_id, None)

@@ -188,15 +188,18 @@ class RenderService:
             log.warning("marked %d interrupted render(s) failed", failed)
         return failed
 
-    async def submit(self, asset_id: str, chain: str | list[Any], output: RenderOutput, tail: bool) -> Render:
-        asset = await self.store.get(asset_id)
+    async def submit(
+        self, asset_id: str, chain: str | list[Any], output: RenderOutput, tail: bool, *, tenant: str
+    ) -> Render:
+        asset = await self.store.get(asset_id, tenant)
         if asset is None:
             raise FieldError("asset", f"no asset with id {asset_id!r}")
-        resolved = await self.chains.resolve(chain, "chain")
+        resolved = await self.chains.resolve(chain, "chain", tenant=tenant)
         name, steps = resolved.name, resolved.steps
         check_output(output, asset.sample_rate, asset.channels)
         row = await Render.create(
             id=os.urandom(16).hex(),
+            tenant=tenant,
             status="queued",
             asset_id=asset_id,
             chain={"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
@@ -246,7 +249,9 @@ class RenderService:
                 stem = asset.name.rsplit(".", 1)[0]
                 label = row.chain.get("name") or "render"
                 name = clean_name(f"{stem}-{label}{spec.extension}")
-                result = await self.store.add(temp, name, kind="render", size=size, sha256=sha256)
+                result = await self.store.add(
+                    temp, name, tenant=row.tenant, kind="render", size=size, sha256=sha256
+                )
                 row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
         except asyncio.CancelledError:
             row.status, row.error = "failed", "interrupted: the server stopped"
@@ -274,8 +279,9 @@ class RenderService:
                             progress=job.progress, heartbeat=_now()
                         )
 
-    async def view(self, render_id: str) -> RenderView | None:
-        row = await Render.get_or_none(id=render_id) if is_id(render_id) else None
+    async def view(self, render_id: str, tenant: str) -> RenderView | None:
+        """The tenant's render; another tenant's is as absent as one that never was."""
+        row = await Render.get_or_none(id=render_id, tenant=tenant) if is_id(render_id) else None
         if row is None:
             return None
         job = self.jobs.get(render_id)
@@ -299,7 +305,9 @@ class RenderService:
             finished=row.finished,
         )
 
-    async def watch(self, render_id: str, poll_seconds: float = 0.5) -> AsyncIterator[RenderView]:
+    async def watch(
+        self, render_id: str, tenant: str, poll_seconds: float = 0.5
+    ) -> AsyncIterator[RenderView]:
         """Snapshots of a render as it changes, ending with its final state. Renders run
         by another process are followed by polling the database."""
         last: tuple | None = None
@@ -307,7 +315,7 @@ class RenderService:
             job = self.jobs.get(render_id)
             if job is not None:
                 job.changed.clear()
-            view = await self.view(render_id)
+            view = await self.view(render_id, tenant)
             if view is None:
                 return
             key = (view.status, view.progress)
@@ -322,9 +330,14 @@ class RenderService:
             else:
                 await asyncio.sleep(poll_seconds)
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, tenant: str) -> dict[str, int]:
         counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
-        rows = await Render.annotate(n=Count("id")).group_by("status").values("status", "n")
+        rows = (
+            await Render.filter(tenant=tenant)
+            .annotate(n=Count("id"))
+            .group_by("status")
+            .values("status", "n")
+        )
         counts.update({row["status"]: row["n"] for row in rows})
         return counts
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fxhost.assets import AssetStore
+from fxhost.auth import Authenticator
 from fxhost.cache import LRUCache
 from fxhost.chainstore import ChainStore
 from fxhost.db import close_database, open_database
@@ -34,6 +35,7 @@ class Services:
     chains: ChainStore
     renders: RenderService
     streams: StreamManager
+    auth: Authenticator
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -63,7 +65,10 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         max_tail_seconds=settings.max_tail_seconds,
     )
     streams.start()
-    services = Services(settings, runtime, cache, store, chains, renders, streams)
+    auth = Authenticator(settings.api_keys)
+    # Running open is worth a warning: anyone who can reach the port may use it.
+    log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
+    services = Services(settings, runtime, cache, store, chains, renders, streams, auth)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 

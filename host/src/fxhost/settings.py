@@ -2,7 +2,7 @@
 
 Every setting has a working default, so ``fxhost serve`` runs with no configuration:
 SQLite and data folders in the working directory, ``plugins.toml`` beside them.
-The environment wins over ``.env``. Lists (CORS origins) are comma-separated.
+The environment wins over ``.env``. Lists (CORS origins, API keys) are comma-separated.
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     plugins_config: str = "plugins.toml"
     #: Origins allowed by CORS (``*`` for any); none by default.
     cors_origins: list[str] = []
+    #: Static API keys, comma-separated (besides those made by ``fxhost keys create``).
+    #: With none of either, the server runs open.
+    api_keys: list[str] = []
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
@@ -75,7 +78,7 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | os.PathL
         value = source.get(env_name(field))
         if value is None:
             continue
-        if field == "cors_origins":
+        if field in ("cors_origins", "api_keys"):
             fields[field] = [item.strip() for item in value.split(",") if item.strip()]
         else:
             fields[field] = value

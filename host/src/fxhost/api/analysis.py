@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fxhost.analysis import Analysis, analyse, spectrogram_png, waveform_png
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import Resp, decode_query
 from fxhost.api.spec import api
@@ -45,7 +46,7 @@ PNG = Resp(media_type="image/png", binary=True, description="A PNG picture of th
 
 async def _asset_or_404(request: Request) -> Asset:
     asset_id = request.path_params["id"]
-    row = await services(request).store.get(asset_id)
+    row = await services(request).store.get(asset_id, tenant_of(request))
     if row is None:
         raise not_found(f"no asset with id {asset_id!r}")
     return row

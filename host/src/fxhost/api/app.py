@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fxhost.api import analysis, assets, chains, live, meta, process, renders  # noqa: F401 - they declare routes
+from fxhost.api.auth import RequireApiKey
 from fxhost.api.http import problem_response
 from fxhost.api.openapi import FieldProblem, ProblemException
 from fxhost.api.spec import api
@@ -102,7 +103,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             await stop_services(services)
 
-    middleware = [Middleware(GZipMiddleware, minimum_size=1024)]
+    # CORS outermost, so that preflight requests (which carry no key) are answered.
+    middleware = [Middleware(GZipMiddleware, minimum_size=1024), Middleware(RequireApiKey)]
     if settings.cors_origins:
         middleware.insert(
             0,

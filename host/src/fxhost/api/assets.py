@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from fxhost import audiofile
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import (
     FieldProblem,
@@ -84,7 +85,9 @@ async def upload_asset(request: Request) -> Response:
     except BaseException:
         received.temp.unlink(missing_ok=True)
         raise
-    summary = await store.add(received.temp, name, size=received.size, sha256=received.sha256)
+    summary = await store.add(
+        received.temp, name, tenant=tenant_of(request), size=received.size, sha256=received.sha256
+    )
     return JSONResponse(summary, status_code=201, headers={"Location": f"/api/assets/{summary.id}"})
 
 
@@ -97,13 +100,13 @@ async def upload_asset(request: Request) -> Response:
 )
 async def list_assets(request: Request) -> Response:
     query = decode_query(request, ListQuery)
-    page = await services(request).store.page(query.prefix, query.limit, query.cursor)
+    page = await services(request).store.page(tenant_of(request), query.prefix, query.limit, query.cursor)
     return JSONResponse(page)
 
 
 async def _asset_or_404(request: Request):
     asset_id = request.path_params["id"]
-    row = await services(request).store.get(asset_id)
+    row = await services(request).store.get(asset_id, tenant_of(request))
     if row is None:
         raise not_found(f"no asset with id {asset_id!r}")
     return row
@@ -190,6 +193,6 @@ def bytes_response(request: Request, data: bytes, media_type: str, filename: str
 )
 async def delete_asset(request: Request) -> Response:
     asset_id = request.path_params["id"]
-    if not await services(request).store.delete(asset_id):
+    if not await services(request).store.delete(asset_id, tenant_of(request)):
         raise not_found(f"no asset with id {asset_id!r}")
     return Response(status_code=204)

@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import ProblemException, decode_json_body, problem_resp
 from fxhost.api.spec import api
@@ -39,7 +40,7 @@ def _steps(steps: list[ChainStep]) -> list[dict[str, Any]]:
     responses={200: list[Chain]},
 )
 async def list_chains(request: Request) -> Response:
-    return JSONResponse(await services(request).chains.all())
+    return JSONResponse(await services(request).chains.all(tenant_of(request)))
 
 
 @api.post(
@@ -52,7 +53,9 @@ async def list_chains(request: Request) -> Response:
 async def create_chain(request: Request) -> Response:
     body = decode_json_body(await request.body(), ChainCreate)
     try:
-        chain = await services(request).chains.create(body.name, _steps(body.steps), body.description)
+        chain = await services(request).chains.create(
+            body.name, _steps(body.steps), body.description, tenant_of(request)
+        )
     except ChainConflict as error:
         raise ProblemException(409, str(error)) from None
     return JSONResponse(chain, status_code=201, headers={"Location": f"/api/chains/{chain.name}"})
@@ -61,7 +64,7 @@ async def create_chain(request: Request) -> Response:
 @api.get("/api/chains/{name}", summary="One chain.", tags=["chains"], responses={200: Chain})
 async def get_chain(request: Request) -> Response:
     name = request.path_params["name"]
-    chain = await services(request).chains.get(name)
+    chain = await services(request).chains.get(name, tenant_of(request))
     if chain is None:
         raise not_found(f"no chain named {name!r}")
     return JSONResponse(chain)
@@ -78,7 +81,7 @@ async def put_chain(request: Request) -> Response:
     body = decode_json_body(await request.body(), ChainUpdate)
     try:
         chain, created = await services(request).chains.put(
-            request.path_params["name"], _steps(body.steps), body.description
+            request.path_params["name"], _steps(body.steps), body.description, tenant_of(request)
         )
     except ReadOnlyChain as error:
         raise ProblemException(409, str(error)) from None
@@ -94,7 +97,7 @@ async def put_chain(request: Request) -> Response:
 async def delete_chain(request: Request) -> Response:
     name = request.path_params["name"]
     try:
-        deleted = await services(request).chains.delete(name)
+        deleted = await services(request).chains.delete(name, tenant_of(request))
     except ReadOnlyChain as error:
         raise ProblemException(409, str(error)) from None
     if not deleted:

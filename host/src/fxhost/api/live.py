@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fxhost.api import protocol as p
+from fxhost.api.auth import AuthMessage, tenant_from_message, tenant_of, ws_auth_state
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import (
     FieldProblem,
@@ -39,6 +40,8 @@ START_TIMEOUT = 30.0
 #: Frames of tail sent per binary message on flush.
 TAIL_BLOCK = 4096
 BYTES_PER_SAMPLE = {"f32le": 4, "s16le": 2}
+#: No key, or a key that is not valid: a policy violation.
+CLOSE_AUTH = p.CLOSE_POLICY
 
 
 # -- shared helpers -----------------------------------------------------------------
@@ -77,6 +80,7 @@ async def session(ws: WebSocket) -> AsyncIterator[None]:
         return
     svc.connections += 1
     try:
+        await _authenticate(ws)
         yield
     except ProtocolError as error:
         await close_with(ws, error)
@@ -89,6 +93,24 @@ async def session(ws: WebSocket) -> AsyncIterator[None]:
         )
     finally:
         svc.connections -= 1
+
+
+async def _authenticate(ws: WebSocket) -> None:
+    """A WebSocket whose key was not in a header must send it as its first message."""
+    state = ws_auth_state(ws)
+    if state is None:
+        return
+    needed = 'this route needs an API key: the Authorization header, or {"type": "auth", "token": KEY} first'
+    if state == "invalid":
+        raise ProtocolError(
+            "unauthorized", "the API key is not valid (unknown, revoked or malformed)", CLOSE_AUTH
+        )
+    try:
+        first = await receive(ws, START_TIMEOUT)
+    except TimeoutError:
+        raise ProtocolError("unauthorized", needed, CLOSE_AUTH) from None
+    if isinstance(first, bytes) or await tenant_from_message(ws, services(ws).auth, first) is None:
+        raise ProtocolError("unauthorized", needed, CLOSE_AUTH)
 
 
 async def receive(ws: WebSocket, timeout: float | None = None) -> bytes | str:
@@ -135,7 +157,7 @@ def field_problem(error: FieldError) -> ValidationProblem:
         "too many connections."
     ),
     tags=["live"],
-    client_messages=[p.ClientMessage],
+    client_messages=[AuthMessage, p.ClientMessage],
     server_messages=[p.ServerMessage],
 )
 async def ws_process(ws: WebSocket) -> None:
@@ -188,7 +210,9 @@ async def _live_chain(ws: WebSocket, start: p.Start) -> LiveChain:
         start.chain if start.chain is not None else [msgspec.to_builtins(s) for s in start.steps or []]
     )
     try:
-        resolved = await svc.chains.resolve(spec, "chain" if start.chain is not None else "steps", live=True)
+        resolved = await svc.chains.resolve(
+            spec, "chain" if start.chain is not None else "steps", tenant=tenant_of(ws), live=True
+        )
         rate = start.sample_rate or svc.settings.default_sample_rate
         return svc.streams.live_chain(resolved.steps, rate, start.channels, assets=resolved.assets)
     except FieldError as error:
@@ -294,8 +318,8 @@ class StepUpdate(msgspec.Struct, kw_only=True):
 
 def _stream(conn: HTTPConnection) -> Stream:
     stream_id = conn.path_params["id"]
-    stream = services(conn).streams.get(stream_id)
-    if stream is None or stream.closed:
+    stream = services(conn).streams.get(stream_id, tenant_of(conn))
+    if stream is None:
         raise not_found(f"no stream with id {stream_id!r}")
     return stream
 
@@ -311,7 +335,8 @@ async def create_stream(request: Request) -> Response:
     svc = services(request)
     body = decode_json_body(await request.body(), StreamCreate)
     spec: Any = body.chain if isinstance(body.chain, str) else [msgspec.to_builtins(s) for s in body.chain]
-    resolved = await svc.chains.resolve(spec, "chain", live=True)
+    tenant = tenant_of(request)
+    resolved = await svc.chains.resolve(spec, "chain", tenant=tenant, live=True)
     rate = body.sample_rate or svc.settings.default_sample_rate
     capacity = body.capacity or round(svc.settings.stream_capacity_seconds * rate)
     try:
@@ -323,6 +348,7 @@ async def create_stream(request: Request) -> Response:
             wire_format=body.format,
             capacity=capacity,
             overflow=body.overflow,
+            tenant=tenant,
             assets=resolved.assets,
         )
     except StreamLimit as error:
@@ -337,7 +363,7 @@ async def create_stream(request: Request) -> Response:
     responses={200: list[StreamInfo]},
 )
 async def list_streams(request: Request) -> Response:
-    return JSONResponse([s.info() for s in services(request).streams.streams.values() if not s.closed])
+    return JSONResponse([s.info() for s in services(request).streams.of(tenant_of(request))])
 
 
 @api.get("/api/streams/{id}", summary="One stream.", tags=["live"], responses={200: StreamInfo})
@@ -457,6 +483,7 @@ async def patch_step(request: Request) -> Response:
     description="A block that does not fit the input ring under the `reject` policy is answered by a "
     "`rejected` message (the connection stays open); text messages are refused (close 1003).",
     tags=["live"],
+    client_messages=[AuthMessage],
     server_messages=[p.Rejected, p.Error],
 )
 async def ws_stream_input(ws: WebSocket) -> None:
@@ -485,6 +512,7 @@ async def ws_stream_input(ws: WebSocket) -> None:
     "message with the frames it lost, and goes on from the oldest frame kept. When the stream is "
     "deleted the connection closes with 4404.",
     tags=["live"],
+    client_messages=[AuthMessage],
     server_messages=[p.Overrun, p.Error],
 )
 async def ws_stream_output(ws: WebSocket) -> None:
@@ -520,8 +548,8 @@ async def _drain(ws: WebSocket) -> None:
 
 
 def _ws_stream(ws: WebSocket) -> Stream:
-    stream = services(ws).streams.get(ws.path_params["id"])
-    if stream is None or stream.closed:
+    stream = services(ws).streams.get(ws.path_params["id"], tenant_of(ws))
+    if stream is None:
         raise ProtocolError("unknown_stream", f"no stream with id {ws.path_params['id']!r}", p.CLOSE_GONE)
     return stream
 

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from tortoise import connections
 
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.spec import api
 from fxhost.cache import CacheStats
@@ -64,7 +65,13 @@ class Statistics(msgspec.Struct, kw_only=True):
     uptime_seconds: float
 
 
-@api.get("/health", summary="Liveness: the process answers.", tags=["meta"], responses={200: Health})
+@api.get(
+    "/health",
+    summary="Liveness: the process answers. Needs no API key.",
+    tags=["meta"],
+    responses={200: Health},
+    security=[],
+)
 async def health(request: Request) -> Response:
     return JSONResponse(Health())
 
@@ -115,11 +122,12 @@ def _storage_health(folders) -> StorageHealth:
 )
 async def statistics(request: Request) -> Response:
     svc = services(request)
-    count, size = await svc.store.counts()
+    tenant = tenant_of(request)
+    count, size = await svc.store.counts(tenant)
     return JSONResponse(
         Statistics(
             assets=AssetStatistics(count=count, bytes=size),
-            renders=await svc.renders.counts(),
+            renders=await svc.renders.counts(tenant),
             cache=svc.cache.stats,
             uptime_seconds=round(svc.uptime, 3),
         )
@@ -133,8 +141,8 @@ async def statistics(request: Request) -> Response:
     responses={200: list[StreamBuffers]},
 )
 async def buffers(request: Request) -> Response:
-    streams = services(request).streams.streams.values()
-    return JSONResponse([stream.buffers() for stream in streams if not stream.closed])
+    streams = services(request).streams.of(tenant_of(request))
+    return JSONResponse([stream.buffers() for stream in streams])
 
 
 @api.get(

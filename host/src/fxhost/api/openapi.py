@@ -775,6 +775,8 @@ class _Builder:
             declared[200] = Resp(description="OK")
         for status in op.errors:
             declared.setdefault(status, problem_resp(_ERROR_DESCRIPTIONS.get(status, "")))
+        if op.security if op.security is not None else self.api.security:
+            declared.setdefault(401, problem_resp(_ERROR_DESCRIPTIONS[401]))
         return {str(s): self.response(s, declared[s]) for s in sorted(declared)}
 
     def operation(self, op: Operation) -> dict[str, Any]:

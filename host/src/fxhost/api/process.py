@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, Response
 
 from fxhost import audiofile
 from fxhost.api.assets import AUDIO_BODY
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import services
 from fxhost.api.openapi import FieldProblem, Resp, ValidationProblem, decode_query, problem_resp
 from fxhost.api.spec import api
@@ -66,7 +67,7 @@ async def process_audio(request: Request) -> Response:
                     )
                 ]
             )
-        resolved = await svc.chains.resolve(query.chain, "chain")
+        resolved = await svc.chains.resolve(query.chain, "chain", tenant=tenant_of(request))
     else:
         info = svc.runtime.registry.effects.get(query.effect or "")
         if info is None:
@@ -79,7 +80,7 @@ async def process_audio(request: Request) -> Response:
         except FieldError as error:
             raise ValidationProblem([FieldProblem(error.path, error.message)]) from None
         resolved = await svc.chains.resolve(
-            [{"effect": info.name, "params": msgspec.to_builtins(params)}], ""
+            [{"effect": info.name, "params": msgspec.to_builtins(params)}], "", tenant=tenant_of(request)
         )
 
     store = svc.store

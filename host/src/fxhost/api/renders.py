@@ -9,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import Resp, decode_json_body
 from fxhost.api.spec import api
@@ -37,8 +38,9 @@ async def create_render(request: Request) -> Response:
     body = decode_json_body(await request.body(), RenderCreate)
     svc = services(request)
     chain = body.chain if isinstance(body.chain, str) else [msgspec.to_builtins(s) for s in body.chain]
-    row = await svc.renders.submit(body.asset, chain, body.output, body.tail)
-    view = await svc.renders.view(row.id)
+    tenant = tenant_of(request)
+    row = await svc.renders.submit(body.asset, chain, body.output, body.tail, tenant=tenant)
+    view = await svc.renders.view(row.id, tenant)
     return JSONResponse(view, status_code=202, headers={"Location": f"/api/renders/{row.id}"})
 
 
@@ -50,7 +52,7 @@ async def create_render(request: Request) -> Response:
 )
 async def get_render(request: Request) -> Response:
     render_id = request.path_params["id"]
-    view = await services(request).renders.view(render_id)
+    view = await services(request).renders.view(render_id, tenant_of(request))
     if view is None:
         raise not_found(f"no render with id {render_id!r}")
     return JSONResponse(view)
@@ -72,11 +74,12 @@ async def get_render(request: Request) -> Response:
 async def render_events(request: Request) -> Response:
     render_id = request.path_params["id"]
     svc = services(request)
-    if await svc.renders.view(render_id) is None:
+    tenant = tenant_of(request)
+    if await svc.renders.view(render_id, tenant) is None:
         raise not_found(f"no render with id {render_id!r}")
 
     async def events():
-        async for view in svc.renders.watch(render_id):
+        async for view in svc.renders.watch(render_id, tenant):
             kind = view.status if view.status in ("done", "failed") else "progress"
             yield f"event: {kind}\ndata: {msgspec.json.encode(view).decode()}\n\n"
 

@@ -9,6 +9,16 @@ api = Api(
     version=version("fxhost"),
     description="An audio effects host: upload audio, render it through effect chains, "
     "stream it live. Errors are application/problem+json (RFC 9457).",
+    security_schemes={
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (`fxhost keys create`, or the FXHOST_API_KEYS setting), needed by "
+            "every /api and /ws route when the server has any. WebSockets may instead send "
+            '`{"type": "auth", "token": KEY}` as their first message. With no keys the server runs open.',
+        }
+    },
+    security=[{"apiKey": []}],
 )
 for tag, text in [
     ("meta", "Health, statistics and what is loaded."),

@@ -15,13 +15,23 @@ def is_id(value: str) -> bool:
     return bool(ID_PATTERN.match(value))
 
 
+#: The tenant of everything made while the server runs with no API keys.
+OPEN_TENANT = ""
+TENANT_MAX = 32
+
+
 class Asset(Model):
     """An audio file stored as received (uploads) or as rendered (render results).
 
     The row is the truth: a file in the storage folders with no row is garbage from an
-    interrupted upload or delete, and is swept."""
+    interrupted upload or delete, and is swept. ``tenant`` is the API key that owns it
+    (its id); no other key sees it. (No comment beside that field: tortoise turns comments
+    into column comments, which its SQLite ADD COLUMN mangles.)"""
 
     id = fields.CharField(max_length=32, primary_key=True)
+    tenant = fields.CharField(
+        max_length=TENANT_MAX, default=OPEN_TENANT, db_default=OPEN_TENANT, db_index=True
+    )
     name = fields.CharField(max_length=255, db_index=True)
     kind = fields.CharField(max_length=16, default="upload")  # "upload" | "render"
     #: Where the file is, relative to its storage folder.
@@ -53,22 +63,29 @@ class AssetEvent(Model):
 
 
 class SavedChain(Model):
-    """A chain saved through the API (chains from plugins.toml are not stored)."""
+    """A chain saved through the API (chains from plugins.toml are not stored). Names
+    are unique per tenant: two keys may each have a chain called "vocal"."""
 
-    name = fields.CharField(max_length=64, primary_key=True)
+    id = fields.IntField(primary_key=True)
+    tenant = fields.CharField(max_length=TENANT_MAX, default=OPEN_TENANT)
+    name = fields.CharField(max_length=64)
     description = fields.TextField(default="")
     steps = fields.JSONField()
     created = fields.DatetimeField(auto_now_add=True)
     updated = fields.DatetimeField(auto_now=True)
 
     class Meta:
-        table = "chains"
+        table = "saved_chains"
+        unique_together = (("tenant", "name"),)
 
 
 class Render(Model):
     """An offline render of an asset through a chain, run in the worker pool."""
 
     id = fields.CharField(max_length=32, primary_key=True)
+    tenant = fields.CharField(
+        max_length=TENANT_MAX, default=OPEN_TENANT, db_default=OPEN_TENANT, db_index=True
+    )
     status = fields.CharField(max_length=16, db_index=True)  # queued | running | done | failed
     progress = fields.FloatField(default=0.0)
     asset_id = fields.CharField(max_length=32)
@@ -86,3 +103,20 @@ class Render(Model):
 
     class Meta:
         table = "renders"
+
+
+class ApiKey(Model):
+    """An API key made by ``fxhost keys create``. Only its SHA-256 is stored: the key
+    itself is shown once, when it is made. A revoked key stays, so that its id (the
+    tenant of what it made) is never given out again."""
+
+    id = fields.CharField(max_length=TENANT_MAX, primary_key=True)
+    name = fields.CharField(max_length=64)
+    sha256 = fields.CharField(max_length=64, unique=True)
+    #: The first characters of the key, to recognise it in listings.
+    prefix = fields.CharField(max_length=16)
+    created = fields.DatetimeField(auto_now_add=True)
+    revoked = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_keys"
