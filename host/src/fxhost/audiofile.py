@@ -294,6 +294,8 @@ class _PyAVReader(AudioReader):
             stream = container.streams.best("audio")
             if stream is None:
                 raise AudioFormatError(f"{name}: not audio: no audio stream in this {fmt} file")
+            if stream.codec_context is None:  # FFmpeg has no decoder for the codec the header names
+                raise AudioFormatError(f"{name}: not audio fxhost can read (no decoder for its {fmt} codec)")
             codec = stream.codec_context.codec.canonical_name.upper()
             rate = channels = frames = longest = 0
             try:
