@@ -313,9 +313,9 @@ CASES = [
     Case("m4a-truncated", upload(cut(GOOD["m4a"]), "take.m4a"), 415, "take.m4a"),
     Case("m4a-corrupt", upload(scribble(GOOD["m4a"], 0.2, 20000), "take.m4a"), 415, "take.m4a"),
     Case("multipart-truncated-flac", form(cut(GOOD["flac"]), "take.flac", "audio/flac"), 415, "FLAC"),
-    Case("process-truncated-wav", process(cut(GOOD["wav"])), 415, "truncated"),
+    Case("process-truncated-flac", process(cut(GOOD["flac"])), 415, "truncated"),
     Case("process-corrupt-flac", process(scribble(GOOD["flac"])), 415, "corrupt"),
-    Case("process-truncated-aiff", process(cut(GOOD["aiff"])), 415, "truncated"),
+    Case("process-corrupt-mp3", process(scribble(GOOD["mp3"])), 415, "corrupt"),
     # -- empty bodies --------------------------------------------------------------------
     Case("upload-empty-body", upload(b""), 422, "body"),
     Case("upload-empty-file-part", form(b"", "take.wav", "audio/wav"), 422, "file"),
@@ -642,8 +642,8 @@ CASES = [
     Case("stream-input-partial-frame", post("/api/streams/{stream}/input", content=bytes(7)), 422, "body"),
     # -- the command line ----------------------------------------------------------------------
     Case(
-        "cli-render-truncated-wav",
-        cli("render", "in.wav", "out.wav", "--chain", "hall", in_wav=cut(GOOD["wav"])),
+        "cli-render-truncated-flac",
+        cli("render", "in.flac", "out.wav", "--chain", "hall", in_flac=cut(GOOD["flac"])),
         1,
         "truncated",
     ),

@@ -102,6 +102,8 @@ class AudioReader:
 
     info: AudioInfo
     name: str
+    #: What is wrong with a file that still reads as far as it is whole (a cut WAV), if anything.
+    damage: str | None = None
 
     def blocks(self, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """Yield float32 C-contiguous blocks shaped ``(channels, block_frames)``, the
@@ -167,9 +169,12 @@ def open_input(source: str | os.PathLike | BinaryIO, *, display_name: str | None
 def probe(
     source: str | os.PathLike | BinaryIO, *, display_name: str | None = None, full: bool = False
 ) -> AudioInfo:
-    """What :func:`open_input` would say about ``source``; ``full`` decodes all of it
-    too, so that corrupt data or NaN samples are refused now rather than later."""
+    """What :func:`open_input` would say about ``source``; ``full`` refuses a damaged file
+    and decodes all of it too, so that corrupt data or NaN samples are refused now rather
+    than later (for a file to keep)."""
     with open_input(source, display_name=display_name) as reader:
+        if full and reader.damage:
+            raise AudioFormatError(f"{reader.name}: {reader.damage}")
         if full:
             for _ in reader.blocks(_READ_CHUNK):
                 pass
@@ -222,8 +227,8 @@ class _SndfileReader(AudioReader):
         # libsndfile reads a cut PCM file up to where it ends, and says so only in its log.
         cut = _CUT_CHUNK.search(handle.extra_info)
         if cut and int(cut[1]) > int(cut[2]) and int(cut[1]) not in _UNKNOWN_SIZES:
-            raise AudioFormatError(
-                f"{name}: truncated {handle.format} data: the header says {cut[1]} bytes of audio, "
+            self.damage = (
+                f"truncated {handle.format} data: the header says {cut[1]} bytes of audio, "
                 f"the file holds {cut[2]}"
             )
         frames = handle.frames
