@@ -9,10 +9,12 @@ stderr; and a word or field path the answer must name. After every row the serve
 still answer ``/health``, and the files in the uploads and renders folders, the assets,
 chains, renders and streams must be exactly as before it.
 
-To add a case, append a ``Case(id, entry, send, expect, names)`` to :data:`CASES`, where
-``send`` is ``http(...)``, ``ws(...)`` or ``cli(...)`` describing the input (paths may
-use ``{asset}`` and ``{stream}``: an uploaded asset and a live stream made before any
-case runs).
+To add a case, append a ``Case(id, send, expect, names)`` to :data:`CASES`, where
+``send`` is the input and its entry point: ``upload(...)``, ``form(...)``, ``process(...)``,
+``post/get/put/patch/delete(path, ...)``, ``ws(path, *messages)`` or ``cli(*args, **files)``
+(paths and JSON strings may use ``{asset}`` and ``{stream}``: an uploaded asset and a live
+stream made before any case runs). Deleting an asset while it renders is a scenario, not
+one request: it is :func:`test_deleting_an_asset_while_it_renders`, below the table.
 """
 
 from __future__ import annotations
