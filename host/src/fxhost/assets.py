@@ -271,7 +271,7 @@ class AssetStore:
         then insert its row and event. The temporary file is gone afterwards, either way."""
         try:
             name = clean_name(name)
-            info = await asyncio.to_thread(audiofile.probe, temp, display_name=name)
+            info = await asyncio.to_thread(audiofile.probe, temp, display_name=name, full=kind == "upload")
             asset_id = secrets.token_hex(16)
             final = self.folders[kind] / asset_id
             os.replace(temp, final)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,13 +102,15 @@ class AudioReader:
 
     info: AudioInfo
     name: str
+    #: What is wrong with a file that still reads as far as it is whole (a cut WAV), if anything.
+    damage: str | None = None
 
     def blocks(self, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[np.ndarray]:
         """Yield float32 C-contiguous blocks shaped ``(channels, block_frames)``, the
         last one shorter; ``info.frames`` frames in all."""
         if block_frames < 1:
             raise ValueError(f"block_frames must be at least 1, not {block_frames}")
-        return _reblock(self._chunks(), block_frames, self.info.frames, self._truncated)
+        return _reblock(_finite(self._chunks(), self.name), block_frames, self.info.frames, self._truncated)
 
     def read(self) -> np.ndarray:
         """All of it, as one float32 ``(channels, frames)`` array."""
@@ -163,9 +166,18 @@ def open_input(source: str | os.PathLike | BinaryIO, *, display_name: str | None
         raise
 
 
-def probe(source: str | os.PathLike | BinaryIO, *, display_name: str | None = None) -> AudioInfo:
-    """What :func:`open_input` would say about ``source``."""
+def probe(
+    source: str | os.PathLike | BinaryIO, *, display_name: str | None = None, full: bool = False
+) -> AudioInfo:
+    """What :func:`open_input` would say about ``source``; ``full`` refuses a damaged file
+    and decodes all of it too, so that corrupt data or NaN samples are refused now rather
+    than later (for a file to keep)."""
     with open_input(source, display_name=display_name) as reader:
+        if full and reader.damage:
+            raise AudioFormatError(f"{reader.name}: {reader.damage}")
+        if full:
+            for _ in reader.blocks(_READ_CHUNK):
+                pass
         return reader.info
 
 
@@ -203,9 +215,22 @@ def _reason(error: sf.LibsndfileError) -> str:
     return reason or "unknown libsndfile error"
 
 
+#: libsndfile's log line for an audio chunk whose header claims more bytes than the file holds.
+_CUT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: Sizes written by recorders that stream and never go back to fix the header: not a cut.
+_UNKNOWN_SIZES = {0, 0x7FFFFFFF, 0xFFFFFFFF}
+
+
 class _SndfileReader(AudioReader):
     def __init__(self, handle: sf.SoundFile, owned: BinaryIO | None, name: str):
         self._handle, self._owned, self.name = handle, owned, name
+        # libsndfile reads a cut PCM file up to where it ends, and says so only in its log.
+        cut = _CUT_CHUNK.search(handle.extra_info)
+        if cut and int(cut[1]) > int(cut[2]) and int(cut[1]) not in _UNKNOWN_SIZES:
+            self.damage = (
+                f"truncated {handle.format} data: the header says {cut[1]} bytes of audio, "
+                f"the file holds {cut[2]}"
+            )
         frames = handle.frames
         if handle.subtype.startswith("MPEG_"):  # mpg123's count is an estimate without a Xing/LAME tag
             frames = sum(chunk.shape[1] for chunk in self._chunks())
@@ -274,6 +299,8 @@ class _PyAVReader(AudioReader):
             stream = container.streams.best("audio")
             if stream is None:
                 raise AudioFormatError(f"{name}: not audio: no audio stream in this {fmt} file")
+            if stream.codec_context is None:  # FFmpeg has no decoder for the codec the header names
+                raise AudioFormatError(f"{name}: not audio fxhost can read (no decoder for its {fmt} codec)")
             codec = stream.codec_context.codec.canonical_name.upper()
             rate = channels = frames = longest = 0
             try:
@@ -320,6 +347,19 @@ class _PyAVReader(AudioReader):
     def close(self) -> None:
         if self._owned:
             self._file.close()
+
+
+def _finite(chunks: Iterator[np.ndarray], name: str) -> Iterator[np.ndarray]:
+    """``chunks`` as they are, refused at the first NaN or infinite sample (float files can
+    hold them; no effect or encoder can use them)."""
+    done = 0
+    with contextlib.closing(chunks):
+        for chunk in chunks:
+            if not np.isfinite(chunk).all():
+                frame = done + int(np.flatnonzero(~np.isfinite(chunk).all(axis=0))[0])
+                raise AudioFormatError(f"{name}: NaN or infinite sample at frame {frame}")
+            done += chunk.shape[1]
+            yield chunk
 
 
 def _frame_array(frame: av.AudioFrame) -> np.ndarray:

@@ -259,6 +259,9 @@ class RenderService:
         except Exception as error:
             log.warning("render %s failed: %s", row.id, error, exc_info=not isinstance(error, ValueError))
             row.status, row.error = "failed", _one_line(error)
+            if isinstance(error, FileNotFoundError) and not self.store.path_of(asset).exists():
+                # deleted before the render opened it (once open, a deleted file still reads to the end)
+                row.error = f"the asset {asset.id} was deleted before the render could read it"
         finally:
             temp.unlink(missing_ok=True)
             row.finished = _now()

@@ -195,6 +195,11 @@ def decode_json_body(raw: bytes, body_type: type[T]) -> T:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as error:
         raise _validation_problem(field_error(error), "The request body") from None
+    except UnicodeDecodeError:  # msgspec checks UTF-8 string by string, and says where in the string
+        where = _where(raw, _bad_utf8_at(raw))
+        raise ProblemException(400, f"The request body is not valid UTF-8 at {where}.") from None
+    except RecursionError:
+        raise ProblemException(400, "The request body is not valid JSON: it is nested too deeply.") from None
     except msgspec.DecodeError as error:
         message = str(error)
         if message == "Input data was truncated":
@@ -207,6 +212,14 @@ def decode_json_body(raw: bytes, body_type: type[T]) -> T:
             else:
                 detail = f"The request body is not valid JSON: {message}."
         raise ProblemException(400, detail) from None
+
+
+def _bad_utf8_at(raw: bytes) -> int:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start
+    return 0
 
 
 def _type_name(tp: Any) -> str:

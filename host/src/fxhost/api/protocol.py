@@ -115,6 +115,8 @@ def decode_message(text: str) -> ClientMessage:
         raise field_error(error) from None
     except msgspec.DecodeError as error:
         raise FieldError("", f"not a JSON message: {error}") from None
+    except RecursionError:
+        raise FieldError("", "not a JSON message: it is nested too deeply") from None
 
 
 def encode_message(message: ServerMessage) -> str:
