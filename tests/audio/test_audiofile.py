@@ -380,6 +380,20 @@ def test_truncated_data(tmp_path: Path):
             reader.read()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_refused_when_read(tmp_path: Path, bad: float):
+    """A float WAV may hold NaN or infinities (found by tests/fuzz): it opens, since its
+    header is fine, but reading it raises rather than handing them to an effect."""
+    audio = noise(10000)
+    audio[1, 7000] = bad
+    path = tmp_path / "bad.wav"
+    sf.write(path, audio.T, 44100, subtype="FLOAT")
+    with af.open_input(path) as reader:
+        assert reader.info.frames == 10000
+        with pytest.raises(AudioFormatError, match=r"^bad\.wav: NaN or infinite samples in its WAV data"):
+            reader.read()
+
+
 # ---------------------------------------------------------------------------------
 # Writing
 

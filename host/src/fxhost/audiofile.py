@@ -15,7 +15,8 @@ and everything read through PyAV (container durations are rounded, estimated or
 absent). For MP4/M4A the count is then cut to the stream's duration from the edit
 list, which drops the encoder's padding at the end (the priming at the start is
 dropped by FFmpeg itself), so an AAC file is as long as the audio it was made from,
-to the millisecond. A file that decodes to fewer frames than that (a truncated FLAC)
+to the millisecond. A file that decodes to fewer frames than that (a truncated FLAC),
+or to NaN or infinite samples (a float file may hold them),
 raises :class:`AudioFormatError` from ``blocks()``.
 
 **Writing.** :data:`OUTPUT_FORMATS` lists the formats written, by name, with their
@@ -107,7 +108,7 @@ class AudioReader:
         last one shorter; ``info.frames`` frames in all."""
         if block_frames < 1:
             raise ValueError(f"block_frames must be at least 1, not {block_frames}")
-        return _reblock(self._chunks(), block_frames, self.info.frames, self._truncated)
+        return _reblock(self._finite_chunks(), block_frames, self.info.frames, self._truncated)
 
     def read(self) -> np.ndarray:
         """All of it, as one float32 ``(channels, frames)`` array."""
@@ -132,6 +133,20 @@ class AudioReader:
         same whatever block size is asked for, so that blocks of any size hold the
         very same samples (mpg123's float output depends on the read sizes)."""
         raise NotImplementedError
+
+    def _finite_chunks(self) -> Iterator[np.ndarray]:
+        """``_chunks()``, refusing NaN and infinities (a float file may hold them): no
+        effect, resampler or integer encoder can make sense of them."""
+        done = 0
+        with contextlib.closing(self._chunks()) as chunks:
+            for chunk in chunks:
+                if not np.isfinite(chunk).all():
+                    raise AudioFormatError(
+                        f"{self.name}: NaN or infinite samples in its {self.info.format} data "
+                        f"after {done} frames"
+                    )
+                done += chunk.shape[1]
+                yield chunk
 
     def _truncated(self, done: int) -> AudioFormatError:
         return AudioFormatError(
