@@ -27,11 +27,11 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import soundfile as sf
-from hypothesis import strategies as st
 from fxhost.api import protocol
 from fxhost.api.live import BYTES_PER_SAMPLE, ProtocolError, audio_of
 from fxhost.audiofile import AudioFormatError, open_input
 from fxhost_sdk import FieldError
+from hypothesis import strategies as st
 
 #: Formats of the seed files, as soundfile writes them: (format, subtype).
 SEED_FORMATS = {
