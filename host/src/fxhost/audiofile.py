@@ -61,6 +61,8 @@ RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _READ_CHUNK = 65536
+#: libsndfile's frame count for "unknown".
+_SF_COUNT_MAX = 2**63 - 1
 
 
 class AudioFormatError(ValueError):
@@ -112,7 +114,13 @@ class AudioReader:
 
     def read(self) -> np.ndarray:
         """All of it, as one float32 ``(channels, frames)`` array."""
-        out = np.empty((self.info.channels, self.info.frames), np.float32)
+        try:
+            out = np.empty((self.info.channels, self.info.frames), np.float32)
+        except (MemoryError, ValueError):  # a damaged header can promise any length
+            raise AudioFormatError(
+                f"{self.name}: its {self.info.format} header declares {self.info.frames} frames, "
+                "too many to decode"
+            ) from None
         done = 0
         for block in self.blocks(_READ_CHUNK):
             out[:, done : done + block.shape[1]] = block
@@ -206,6 +214,11 @@ def _open_sndfile(fileobj: BinaryIO, owned: bool, name: str) -> _SndfileReader |
         # 1 is "format not recognised"; 7 is what a failed mpg123 open says ("file
         # does not exist or is not a regular file"), which says nothing either.
         return None if error.code in (1, 7) else _reason(error)
+    if handle.frames == _SF_COUNT_MAX:
+        # A FLAC written without knowing its length (piped) says so in its header;
+        # libsndfile can then neither count its frames nor seek back: FFmpeg reads it.
+        handle.close()
+        return None
     try:
         return _SndfileReader(handle, fileobj if owned else None, name)
     except BaseException:
