@@ -196,7 +196,7 @@ def main() -> int:
             engine = "atheris"
     crash_dir = args.crash_dir or Path(tempfile.mkdtemp(prefix=f"fxhost-fuzz-{args.target}-"))
     crash_dir.mkdir(parents=True, exist_ok=True)
-    print(f"fuzzing {args.target} with {engine} for {args.seconds:.0f} s; crashes go to {crash_dir}", flush=True)
+    print(f"fuzzing {args.target} with {engine} for {args.seconds:.0f} s; crashes in {crash_dir}", flush=True)
 
     # The decoders print warnings of their own on every damaged file: keep them apart.
     log = os.open(crash_dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
