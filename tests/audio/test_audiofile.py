@@ -380,6 +380,54 @@ def test_truncated_data(tmp_path: Path):
             reader.read()
 
 
+def _flac_with_total_samples(audio: np.ndarray, total: int) -> bytes:
+    """A FLAC of ``audio`` whose STREAMINFO says ``total`` samples (36 bits; 0: unknown)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio.T, 44100, format="FLAC")
+    data = bytearray(buffer.getvalue())
+    # 'fLaC', block header (4), block sizes (4), frame sizes (6), then 64 bits: rate (20),
+    # channels - 1 (3), bits - 1 (5), total samples (36).
+    packed = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1) | total
+    data[18:26] = packed.to_bytes(8, "big")
+    return bytes(data)
+
+
+def test_flac_of_unknown_length(tmp_path: Path):
+    """A FLAC written without knowing its length (piped) has 0 total samples in its
+    header (found by tests/fuzz: it was described as 2**63 - 1 frames, and read failed)."""
+    audio = noise(30000)
+    path = tmp_path / "piped.flac"
+    path.write_bytes(_flac_with_total_samples(audio, 0))
+    with af.open_input(path) as reader:
+        assert (reader.info.format, reader.info.frames, reader.info.channels) == ("FLAC", 30000, 2)
+        decoded = reader.read()
+    expected, _ = sf.read(io.BytesIO(_flac_with_total_samples(audio, 30000)), dtype="float32")
+    np.testing.assert_array_equal(decoded, expected.T)
+
+
+def test_flac_promising_more_than_memory_is_refused(tmp_path: Path):
+    """A damaged header may promise 2**36 frames in a few hundred bytes (found by
+    bench/fuzz.py): reading refuses it as bad audio, not with a MemoryError."""
+    path = tmp_path / "huge.flac"
+    path.write_bytes(_flac_with_total_samples(noise(1000), 2**36 - 1))
+    with af.open_input(path) as reader, pytest.raises(AudioFormatError, match=r"^huge\.flac: "):
+        reader.read()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_refused_when_read(tmp_path: Path, bad: float):
+    """A float WAV may hold NaN or infinities (found by tests/fuzz): it opens, since its
+    header is fine, but reading it raises rather than handing them to an effect."""
+    audio = noise(10000)
+    audio[1, 7000] = bad
+    path = tmp_path / "bad.wav"
+    sf.write(path, audio.T, 44100, subtype="FLOAT")
+    with af.open_input(path) as reader:
+        assert reader.info.frames == 10000
+        with pytest.raises(AudioFormatError, match=r"^bad\.wav: NaN or infinite sample at frame"):
+            reader.read()
+
+
 # ---------------------------------------------------------------------------------
 # Writing
 

@@ -44,6 +44,7 @@ def test_create_get_replace_delete(client):
             "unknown",
         ),
         ({"name": "Bad Name", "steps": STEPS}, "name", "invalid chain name"),
+        ({"name": "x\n", "steps": STEPS}, "name", "invalid chain name"),
         ({"name": "x", "steps": []}, "steps", "at least one step"),
         ({"name": "x"}, "steps", "required"),
         ({"name": "x", "steps": STEPS, "extra": 1}, "extra", "unknown"),

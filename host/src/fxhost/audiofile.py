@@ -15,7 +15,8 @@ and everything read through PyAV (container durations are rounded, estimated or
 absent). For MP4/M4A the count is then cut to the stream's duration from the edit
 list, which drops the encoder's padding at the end (the priming at the start is
 dropped by FFmpeg itself), so an AAC file is as long as the audio it was made from,
-to the millisecond. A file that decodes to fewer frames than that (a truncated FLAC)
+to the millisecond. A file that decodes to fewer frames than that (a truncated FLAC),
+or to NaN or infinite samples (a float file may hold them),
 raises :class:`AudioFormatError` from ``blocks()``.
 
 **Writing.** :data:`OUTPUT_FORMATS` lists the formats written, by name, with their
@@ -61,6 +62,8 @@ RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
 
 _FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
 _READ_CHUNK = 65536
+#: libsndfile's frame count for "unknown".
+_SF_COUNT_MAX = 2**63 - 1
 
 
 class AudioFormatError(ValueError):
@@ -114,7 +117,13 @@ class AudioReader:
 
     def read(self) -> np.ndarray:
         """All of it, as one float32 ``(channels, frames)`` array."""
-        out = np.empty((self.info.channels, self.info.frames), np.float32)
+        try:
+            out = np.empty((self.info.channels, self.info.frames), np.float32)
+        except (MemoryError, ValueError):  # a damaged header can promise any length
+            raise AudioFormatError(
+                f"{self.name}: its {self.info.format} header declares {self.info.frames} frames, "
+                "too many to decode"
+            ) from None
         done = 0
         for block in self.blocks(_READ_CHUNK):
             out[:, done : done + block.shape[1]] = block
@@ -203,6 +212,11 @@ def _open_sndfile(fileobj: BinaryIO, owned: bool, name: str) -> _SndfileReader |
         # 1 is "format not recognised"; 7 is what a failed mpg123 open says ("file
         # does not exist or is not a regular file"), which says nothing either.
         return None if error.code in (1, 7) else _reason(error)
+    if handle.frames == _SF_COUNT_MAX:
+        # A FLAC written without knowing its length (piped) says so in its header;
+        # libsndfile can then neither count its frames nor seek back: FFmpeg reads it.
+        handle.close()
+        return None
     try:
         return _SndfileReader(handle, fileobj if owned else None, name)
     except BaseException:

@@ -16,7 +16,7 @@ import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import msgspec
 from fxhost_sdk import Effect, FieldError, Params, asset_fields, convert
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fxhost.registry import Registry
 
 #: Chain names: lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit.
+#: Use ``fullmatch``: with ``match`` the ``$`` lets a trailing newline through.
 CHAIN_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 #: The most steps a chain may have.
 MAX_STEPS = 64
@@ -41,6 +42,15 @@ class ChainStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_de
     effect: str
     params: dict[str, Any] = {}
     preset: str | None = None
+
+
+# The rules above as the API documents them. Only documented (extra_json_schema), not
+# checked on decoding: validate_chain_name and validate_chain check them, with messages
+# that say how to fix the value.
+ChainName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": CHAIN_NAME_PATTERN.pattern})]
+ChainSteps = Annotated[
+    list[ChainStep], msgspec.Meta(extra_json_schema={"minItems": 1, "maxItems": MAX_STEPS})
+]
 
 
 class Chain(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,7 +96,7 @@ def _join(path: str, key: str) -> str:
 
 def validate_chain_name(name: object, path: str = "name") -> str:
     """Check a chain name; raise FieldError at ``path`` if it is not one."""
-    if not isinstance(name, str) or not CHAIN_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not CHAIN_NAME_PATTERN.fullmatch(name):
         raise FieldError(
             path,
             f"invalid chain name {name!r}: use 1 to 64 lower-case letters, digits, '-' and '_', "

@@ -58,7 +58,7 @@ class ChainStore:
     async def get(self, name: str, tenant: str) -> Chain | None:
         if name in self.config_chains:
             return self.config_chains[name]
-        if not CHAIN_NAME_PATTERN.match(name):
+        if not CHAIN_NAME_PATTERN.fullmatch(name):
             return None  # not a name any chain can have (and too long for the column)
         row = await SavedChain.get_or_none(tenant=tenant, name=name)
         return self._from_row(row) if row else None
@@ -142,7 +142,7 @@ class ChainStore:
     async def delete(self, name: str, tenant: str) -> bool:
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; remove it there")
-        if not CHAIN_NAME_PATTERN.match(name):
+        if not CHAIN_NAME_PATTERN.fullmatch(name):
             return False
         return bool(await SavedChain.filter(tenant=tenant, name=name).delete())
 

@@ -185,7 +185,7 @@ def effect_class_problems(cls: object) -> list[str]:
         return [f"{cls!r} is not a subclass of fxhost_sdk.Effect"]
     problems = []
     name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.append(
             f"{cls.__qualname__}.name must be a string of lower-case letters, digits and '_' "
             f"starting with a letter, got {name!r}"

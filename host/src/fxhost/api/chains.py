@@ -12,20 +12,20 @@ from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import ProblemException, decode_json_body, problem_resp
 from fxhost.api.spec import api
-from fxhost.chains import Chain, ChainStep
+from fxhost.chains import Chain, ChainName, ChainStep, ChainSteps
 from fxhost.chainstore import ChainConflict, ReadOnlyChain
 
 
 class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A chain to save: a name and its steps (parameters left out take defaults)."""
 
-    name: str
-    steps: list[ChainStep]
+    name: ChainName
+    steps: ChainSteps
     description: str = ""
 
 
 class ChainUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    steps: list[ChainStep]
+    steps: ChainSteps
     description: str = ""
 
 
@@ -61,7 +61,13 @@ async def create_chain(request: Request) -> Response:
     return JSONResponse(chain, status_code=201, headers={"Location": f"/api/chains/{chain.name}"})
 
 
-@api.get("/api/chains/{name}", summary="One chain.", tags=["chains"], responses={200: Chain})
+@api.get(
+    "/api/chains/{name}",
+    summary="One chain.",
+    tags=["chains"],
+    responses={200: Chain},
+    path_types={"name": ChainName},
+)
 async def get_chain(request: Request) -> Response:
     name = request.path_params["name"]
     chain = await services(request).chains.get(name, tenant_of(request))
@@ -76,6 +82,7 @@ async def get_chain(request: Request) -> Response:
     tags=["chains"],
     body=ChainUpdate,
     responses={200: Chain, 201: Chain, 409: problem_resp("The chain comes from plugins.toml.")},
+    path_types={"name": ChainName},
 )
 async def put_chain(request: Request) -> Response:
     body = decode_json_body(await request.body(), ChainUpdate)
@@ -93,6 +100,7 @@ async def put_chain(request: Request) -> Response:
     summary="Delete a saved chain.",
     tags=["chains"],
     responses={204: None, 409: problem_resp("The chain comes from plugins.toml.")},
+    path_types={"name": ChainName},
 )
 async def delete_chain(request: Request) -> Response:
     name = request.path_params["name"]

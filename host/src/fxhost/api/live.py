@@ -29,7 +29,7 @@ from fxhost.api.openapi import (
     problem_resp,
 )
 from fxhost.api.spec import api
-from fxhost.chains import ChainStep
+from fxhost.chains import ChainName, ChainSteps
 from fxhost.live import LiveChain, Stream, StreamBuffers, StreamInfo, StreamLimit
 from fxhost.ring import RingOverflow, from_interleaved, to_interleaved
 
@@ -284,7 +284,7 @@ def _stats(live: LiveChain) -> p.StatsReply:
 
 class StreamCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: A chain's name, or its steps.
-    chain: str | list[ChainStep]
+    chain: ChainName | ChainSteps
     sample_rate: Annotated[int, msgspec.Meta(ge=8000, le=384000)] | None = None
     channels: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
     format: p.Format = "f32le"

@@ -309,6 +309,8 @@ class Operation:
     errors: tuple[int, ...]  # statuses documented as Problem by default
     security: Sequence[Mapping[str, Sequence[str]]] | None
     path_params: tuple[tuple[str, str], ...]  # (name, convertor)
+    #: name -> msgspec type whose schema documents that path parameter (default: its convertor's)
+    path_types: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def openapi_path(self) -> str:
@@ -409,6 +411,7 @@ class Api:
         description: str = "",
         errors: Collection[int] | None = None,
         security: Sequence[Mapping[str, Sequence[str]]] | None = None,
+        path_types: Mapping[str, Any] | None = None,
     ) -> Callable[[E], E]:
         """Declare an operation; decorates its Starlette endpoint (returned unchanged).
 
@@ -419,7 +422,8 @@ class Api:
         2xx declared, ``200`` without a described body is assumed. ``errors``: the
         statuses documented as :class:`Problem` (default: the Api's ``error_statuses``),
         besides any declared in ``responses``. ``operation_id`` defaults to the
-        endpoint's name and must be unique.
+        endpoint's name and must be unique. ``path_types``: path parameter name -> a msgspec
+        type (``Annotated[str, Meta(pattern=...)]``) whose schema documents it.
         """
         method = method.upper()
         if method not in _METHODS:
@@ -427,6 +431,10 @@ class Api:
         if not path.startswith("/"):
             raise ValueError(f"{path!r}: a path starts with '/'")
         _, params = _path_params(path)
+        for name, tp in (path_types or {}).items():
+            if name not in {n for n, _ in params}:
+                raise ValueError(f"{method} {path}: path_types names {name!r}, not a path parameter")
+            _check_schemable(tp, f"{method} {path}")
         if query is not None:
             _check_schemable(query, f"{method} {path}")
             _multi_valued(query)  # refuses anything but a Struct
@@ -467,6 +475,7 @@ class Api:
                     errors=tuple(sorted(self.error_statuses if errors is None else errors)),
                     security=None if security is None else [dict(s) for s in security],
                     path_params=tuple(params),
+                    path_types=dict(path_types or {}),
                 )
             )
             self._invalidate()
@@ -680,7 +689,7 @@ class _Builder:
         self.api = api
         types: list[Any] = [Problem]
         for op in api.operations:
-            types += [op.query, op.body] + [r.type for r in op.responses.values()]
+            types += [op.query, op.body, *op.path_types.values()] + [r.type for r in op.responses.values()]
         for ws in api.websockets:
             types += [ws.query, *ws.client_messages, *ws.server_messages]
         unique: list[Any] = []
@@ -707,9 +716,17 @@ class _Builder:
 
     # ---- parts
 
-    def path_parameters(self, params: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    def path_parameters(
+        self, params: Sequence[tuple[str, str]], types: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        types = types or {}
         return [
-            {"name": name, "in": "path", "required": True, "schema": dict(_CONVERTOR_SCHEMAS[convertor])}
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": self.schema(types[name]) if name in types else dict(_CONVERTOR_SCHEMAS[convertor]),
+            }
             for name, convertor in params
         ]
 
@@ -798,7 +815,7 @@ class _Builder:
             out["description"] = op.description
         if op.tags:
             out["tags"] = list(op.tags)
-        params = self.path_parameters(op.path_params) + self.query_parameters(op.query)
+        params = self.path_parameters(op.path_params, op.path_types) + self.query_parameters(op.query)
         if params:
             out["parameters"] = params
         body = self.request_body(op)

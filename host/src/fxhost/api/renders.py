@@ -13,7 +13,7 @@ from fxhost.api.auth import tenant_of
 from fxhost.api.http import JSONResponse, not_found, services
 from fxhost.api.openapi import Resp, decode_json_body
 from fxhost.api.spec import api
-from fxhost.chains import ChainStep
+from fxhost.chains import ChainName, ChainSteps
 from fxhost.renders import RenderOutput, RenderView
 
 
@@ -21,7 +21,7 @@ class RenderCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The id of the asset to render.
     asset: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     #: A chain's name, or the steps themselves.
-    chain: str | list[ChainStep]
+    chain: ChainName | ChainSteps
     output: RenderOutput = msgspec.field(default_factory=RenderOutput)
     #: Append the chain's tail (the reverb ringing out).
     tail: bool = True

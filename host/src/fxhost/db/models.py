@@ -12,7 +12,7 @@ ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
 def is_id(value: str) -> bool:
-    return bool(ID_PATTERN.match(value))
+    return bool(ID_PATTERN.fullmatch(value))
 
 
 #: The tenant of everything made while the server runs with no API keys.
