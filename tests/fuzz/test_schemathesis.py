@@ -9,14 +9,13 @@ The run is reproducible (fixed seed, deterministic generation, no example databa
 and bounded (``MAX_EXAMPLES`` per operation). To replay a failure, rerun the command
 printed with it against a server started the same way.
 
-With ``FXHOST_TEST_API_KEY`` set, every request carries ``Authorization: Bearer KEY``
-(the server inherits the environment, so configure its keys there as well).
+It runs against a server with no keys (open) and one with an API key, where every
+request carries ``Authorization: Bearer KEY`` and requests without it must be refused.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,24 +41,28 @@ CHECKS = [
 ]
 SEED = 20240611
 MAX_EXAMPLES = 25
-API_KEY = os.environ.get("FXHOST_TEST_API_KEY")
+API_KEY = "fuzz-test-key-0123456789"
 
-BACKENDS = [
-    "sqlite",
+SETUPS = [
+    pytest.param(("sqlite", None), id="sqlite-open"),
+    pytest.param(("sqlite", API_KEY), id="sqlite-keyed"),
     pytest.param(
-        "postgres",
+        ("postgres", API_KEY),
+        id="postgres-keyed",
         marks=pytest.mark.skipif(not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set"),
     ),
 ]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=SETUPS)
 def server(request, tmp_path_factory):
-    env = {}
-    if request.param == "postgres":
+    backend, key = request.param
+    env = {"FXHOST_API_KEYS": key} if key else {}
+    if backend == "postgres":
         reset_postgres(PG_URL)
         env["FXHOST_DATABASE_URL"] = PG_URL
-    srv = start_server(tmp_path_factory.mktemp(f"fuzz-{request.param}"), env)
+    srv = start_server(tmp_path_factory.mktemp(f"fuzz-{backend}"), env)
+    srv.key = key
     yield srv
     srv.stop()
 
@@ -81,7 +84,7 @@ def run_schemathesis(base: str, report: Path, headers: dict[str, str]) -> subpro
 
 
 def test_every_operation_conforms_to_the_document(server, tmp_path):
-    headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
+    headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
     document = httpx.get(f"{server.base}/openapi.json", headers=headers, timeout=30).json()
     expected = operations_in(document)
 

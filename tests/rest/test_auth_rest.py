@@ -329,6 +329,8 @@ def test_open_server_says_so_and_a_first_key_closes_it(tmp_path):
         log = next(tmp_path.glob("open/server-*.log"))
         assert "OPEN to anyone" in log.read_text()
         with server.client() as anyone:
+            # The document says what this server does: no keys, no security requirement.
+            assert "security" not in anyone.get("/openapi.json").json()
             asset = upload(anyone, "before-keys.wav")
             key = make_key(server, "first")
             deadline = time.monotonic() + 10
@@ -337,6 +339,7 @@ def test_open_server_says_so_and_a_first_key_closes_it(tmp_path):
                 time.sleep(0.2)
             assert_problem(anyone.get("/api/assets"), 401)
             assert anyone.get("/health").status_code == 200
+            assert anyone.get("/openapi.json").json()["security"] == [{"apiKey": []}]
         with as_(server, key) as keyed:  # what was made open is not the key's
             assert keyed.get(f"/api/assets/{asset['id']}").status_code == 404
     finally:

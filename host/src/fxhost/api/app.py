@@ -80,6 +80,11 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return problem_response(ProblemException(500, detail).to_problem(instance=request.url.path))
 
 
+async def _keys_required(request: Request) -> bool:
+    """Whether /openapi.json declares the API-key requirement: only when keys exist."""
+    return await request.app.state.services.auth.required()
+
+
 def _default_detail(request: Request, status: int) -> str:
     if status == 404:
         return f"There is nothing at {request.url.path}; /docs lists the API."
@@ -117,7 +122,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ),
         )
     return Starlette(
-        routes=[*api.routes(), *api.docs_routes()],
+        routes=[*api.routes(), *api.docs_routes(secured=_keys_required)],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers={

@@ -386,8 +386,9 @@ class Api:
         self.websockets: list[WebSocketOperation] = []
         self._tags: dict[str, str] = dict(tags or {})
         self._ids: set[str] = set()
-        self._document: dict[str, Any] | None = None
-        self._encoded: bytes | None = None
+        # By "secured": with or without the security requirements (see document()).
+        self._document: dict[bool, dict[str, Any]] = {}
+        self._encoded: dict[bool, bytes] = {}
 
     # ---- declaring
 
@@ -553,8 +554,8 @@ class Api:
         self._ids.add(operation_id)
 
     def _invalidate(self) -> None:
-        self._document = None
-        self._encoded = None
+        self._document.clear()
+        self._encoded.clear()
 
     def operation(self, operation_id: str) -> Operation:
         """The declared operation of that id (KeyError if none)."""
@@ -590,20 +591,22 @@ class Api:
 
     # ---- OpenAPI
 
-    def document(self) -> dict[str, Any]:
+    def document(self, secured: bool = True) -> dict[str, Any]:
         """The OpenAPI 3.1.0 document (built once, rebuilt after a new declaration).
+        ``secured`` False leaves out the security requirements and their 401s, for a
+        server that runs without credentials: the document says what the server does.
 
         The dict is shared: do not modify it.
         """
-        if self._document is None:
-            self._document = _Builder(self).build()
-        return self._document
+        if secured not in self._document:
+            self._document[secured] = _Builder(self, secured).build()
+        return self._document[secured]
 
-    def document_json(self) -> bytes:
+    def document_json(self, secured: bool = True) -> bytes:
         """:meth:`document` encoded as JSON (cached)."""
-        if self._encoded is None:
-            self._encoded = msgspec.json.encode(self.document())
-        return self._encoded
+        if secured not in self._encoded:
+            self._encoded[secured] = msgspec.json.encode(self.document(secured))
+        return self._encoded[secured]
 
     def docs_routes(
         self,
@@ -612,6 +615,7 @@ class Api:
         docs_url: str = "/docs",
         redoc_url: str = "/redoc",
         static_url: str = "/docs/static",
+        secured: Callable[[Request], Awaitable[bool]] | None = None,
     ) -> list[BaseRoute]:
         """The document at ``openapi_url``, Swagger UI at ``docs_url``, Redoc at ``redoc_url``,
         and their vendored assets under ``static_url``.
@@ -623,10 +627,11 @@ class Api:
 
         async def openapi_document(request: Request) -> Response:
             root = request.scope.get("root_path", "")
+            with_security = await secured(request) if secured is not None else True
             if root:
-                body = msgspec.json.encode({**api.document(), "servers": [{"url": root}]})
+                body = msgspec.json.encode({**api.document(with_security), "servers": [{"url": root}]})
             else:
-                body = api.document_json()
+                body = api.document_json(with_security)
             return Response(body, media_type="application/json")
 
         swagger = _swagger_html(
@@ -685,8 +690,9 @@ def _ref_names(node: Any) -> set[str]:
 class _Builder:
     """Builds the OpenAPI document of an :class:`Api`."""
 
-    def __init__(self, api: Api):
+    def __init__(self, api: Api, secured: bool = True):
         self.api = api
+        self.secured = secured
         types: list[Any] = [Problem]
         for op in api.operations:
             types += [op.query, op.body, *op.path_types.values()] + [r.type for r in op.responses.values()]
@@ -805,7 +811,7 @@ class _Builder:
             declared[200] = Resp(description="OK")
         for status in op.errors:
             declared.setdefault(status, problem_resp(_ERROR_DESCRIPTIONS.get(status, "")))
-        if op.security if op.security is not None else self.api.security:
+        if self.secured and (op.security if op.security is not None else self.api.security):
             declared.setdefault(401, problem_resp(_ERROR_DESCRIPTIONS[401]))
         return {str(s): self.response(s, declared[s]) for s in sorted(declared)}
 
@@ -822,7 +828,7 @@ class _Builder:
         if body is not None:
             out["requestBody"] = body
         out["responses"] = self.responses(op)
-        if op.security is not None:
+        if op.security is not None and self.secured:
             out["security"] = op.security
         return out
 
@@ -892,7 +898,7 @@ class _Builder:
         doc["paths"] = paths
         if websockets:
             doc["x-websockets"] = websockets
-        if api.security:
+        if api.security and self.secured:
             doc["security"] = api.security
 
         # Only the components reachable from the operations: query Structs are inlined
@@ -905,7 +911,7 @@ class _Builder:
                 reachable.add(name)
                 todo |= _ref_names(self.components[name])
         components: dict[str, Any] = {"schemas": {n: s for n, s in self.components.items() if n in reachable}}
-        if api.security_schemes:
+        if api.security_schemes and self.secured:
             components["securitySchemes"] = api.security_schemes
         doc["components"] = components
         return doc
