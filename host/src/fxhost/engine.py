@@ -45,6 +45,10 @@ class EffectFault(Exception):
         return type(self), (self.index, self.effect, self.problem)
 
 
+class EffectTimeout(EffectFault):
+    """A step ran past a time limit (``index``/``effect`` None when the hung step is unknown)."""
+
+
 def _raised(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"raised {type(error).__name__}: {text}" if text else f"raised {type(error).__name__}"
@@ -126,18 +130,6 @@ class CompiledChain:
             block = self._step(index, effect, block)
         return block
 
-    def running_step(self, thread_id: int) -> tuple[int, str] | None:
-        """(index, effect name) of the step the thread is inside now, read from its stack:
-        only to name the effect that hangs, so the hot path pays nothing for it."""
-        frame = sys._current_frames().get(thread_id)
-        while frame is not None:
-            if frame.f_code in _STEP_CODES and frame.f_locals.get("self") is self:
-                index = frame.f_locals.get("index")
-                if isinstance(index, int) and 0 <= index < len(self.effects):
-                    return index, self.effects[index].name
-            frame = frame.f_back
-        return None
-
     def reset(self) -> None:
         for effect in self.effects:
             effect.reset()
@@ -160,6 +152,19 @@ class CompiledChain:
 
 
 _STEP_CODES = (CompiledChain._step.__code__, CompiledChain.process_whole.__code__)
+
+
+def running_step(thread_id: int) -> tuple[int, str] | None:
+    """(index, effect name) of the chain step that thread ``thread_id`` is inside now, read
+    from its stack: only to name an effect that hangs, so the hot path pays nothing for it."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code in _STEP_CODES:
+            chain, index = frame.f_locals.get("self"), frame.f_locals.get("index")
+            if isinstance(chain, CompiledChain) and isinstance(index, int) and index < len(chain.effects):
+                return index, chain.effects[index].name
+        frame = frame.f_back
+    return None
 
 
 def render_blocks(

@@ -53,7 +53,11 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     await store.start()
     chains = ChainStore(runtime.chains, runtime.registry, store)
     renders = RenderService(
-        store, chains, workers=settings.render_workers, max_tail_seconds=settings.max_tail_seconds
+        store,
+        chains,
+        workers=settings.render_workers,
+        max_tail_seconds=settings.max_tail_seconds,
+        time_limit=settings.render_timeout_seconds,
     )
     await renders.start()
     streams = StreamManager(
