@@ -2,18 +2,23 @@
 streams whose producers write into an input ring, whose one processing task runs the
 chain, and whose many consumers read the output ring, each at its own cursor.
 
-Everything here runs on the event loop except chain processing of large blocks, which
-goes to a worker thread so that one client's big block never stalls the others.
+Everything here runs on the event loop except chain processing of blocks larger than
+``inline_frames``, which goes to a worker thread, within a deadline, so that neither one
+client's big block nor an effect that hangs stalls the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import secrets
+import threading
 import time
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import msgspec
@@ -21,7 +26,7 @@ import numpy as np
 from fxhost_sdk import AssetLoader, FieldError
 
 from fxhost.chains import ResolvedStep
-from fxhost.engine import CompiledChain
+from fxhost.engine import CompiledChain, EffectFault, EffectTimeout, running_step
 from fxhost.ring import RingBuffer, RingReader, RingStats
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,66 @@ class Broadcast:
         return self._event.wait()
 
 
+class _Abandoned(BaseException):
+    """Raised into a thread stuck in an effect, to end it if it is running Python code."""
+
+
+class BlockRunner:
+    """Worker threads that run live blocks through chains, each block within ``timeout``
+    seconds, so that an effect that hangs cannot freeze the event loop.
+
+    A thread stuck in an effect cannot be killed (Python has no way to stop a thread):
+    it is abandoned. Its pool is replaced, so no other block waits for its slot, and an
+    exception is raised into it, which ends a pure-Python loop at its next bytecode but
+    not a call blocked in native code (a sleep, a C++ deadlock): that thread stays until
+    the call returns, or the process ends."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._threads = min(32, (os.cpu_count() or 1) + 4)
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="live")
+
+    async def run(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
+        """``chain.process(block)`` in a worker thread; EffectTimeout past the deadline."""
+        loop = asyncio.get_running_loop()
+        worker: list[int] = []
+
+        def work() -> np.ndarray:
+            worker.append(threading.get_ident())
+            return chain.process(block)
+
+        future = loop.run_in_executor(self._executor, work)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            future.cancel()
+
+        timer = loop.call_later(self.timeout, expire)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            index, effect = (running_step(worker[0]) if worker else None) or (None, None)
+            self._abandon(worker[0] if worker else None)
+            raise EffectTimeout(index, effect, f"took longer than {self.timeout:g} s on one block") from None
+        finally:
+            timer.cancel()
+
+    def _abandon(self, thread_id: int | None) -> None:
+        old, self._executor = self._executor, ThreadPoolExecutor(self._threads, thread_name_prefix="live")
+        old.shutdown(wait=False)  # blocks queued there still run on its other threads
+        if thread_id is not None:
+            set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+            set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(_Abandoned))
+        log.warning("abandoned a live processing thread stuck in an effect for over %g s", self.timeout)
+
+    def stop(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class LiveChain:
     """A compiled chain driven block by block, with its counters. Blocks larger than
     ``inline_frames`` are processed in a worker thread."""
@@ -61,11 +126,13 @@ class LiveChain:
         *,
         inline_frames: int,
         max_tail_seconds: float,
+        runner: BlockRunner,
         assets: AssetLoader | None = None,
     ):
         self.steps = list(steps)
         self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
         self.inline_frames = inline_frames
+        self.runner = runner
         self.max_tail_seconds = max_tail_seconds
         self.frames_in = 0
         self.frames_out = 0
@@ -95,7 +162,7 @@ class LiveChain:
             if block.shape[1] <= self.inline_frames:
                 return self._process_now(block)
             start = time.perf_counter()
-            out = await asyncio.to_thread(self.chain.process, block)
+            out = await self.runner.run(self.chain, block)
             return self._count(block, out, start)
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
@@ -186,6 +253,8 @@ class Stream:
         self.last_active = time.monotonic()
         self.consumers = 0
         self.closed = False
+        #: Why processing stopped, when an effect failed: producers and consumers are told.
+        self.failure: EffectFault | None = None
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -216,6 +285,10 @@ class Stream:
                 await asyncio.sleep(0)  # let producers and consumers run between chunks
         except asyncio.CancelledError:
             raise
+        except EffectFault as fault:
+            log.warning("stream %s: %s; the stream is closed", self.id, fault)
+            self.failure, self.closed = fault, True
+            self.output_ready.notify()
         except Exception:
             log.exception("stream %s: processing failed; the stream is closed", self.id)
             self.closed = True
@@ -266,11 +339,20 @@ class StreamLimit(Exception):
 class StreamManager:
     """The streams of this process, with a limit and idle expiry."""
 
-    def __init__(self, *, max_streams: int, idle_seconds: float, inline_frames: int, max_tail_seconds: float):
+    def __init__(
+        self,
+        *,
+        max_streams: int,
+        idle_seconds: float,
+        inline_frames: int,
+        max_tail_seconds: float,
+        block_timeout: float,
+    ):
         self.max_streams = max_streams
         self.idle_seconds = idle_seconds
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
+        self.runner = BlockRunner(block_timeout)
         self.streams: dict[str, Stream] = {}
         self._reaper: asyncio.Task | None = None
 
@@ -285,6 +367,7 @@ class StreamManager:
         for stream in list(self.streams.values()):
             await stream.close()
         self.streams.clear()
+        self.runner.stop()
 
     def live_chain(
         self,
@@ -299,6 +382,7 @@ class StreamManager:
             channels,
             inline_frames=self.inline_frames,
             max_tail_seconds=self.max_tail_seconds,
+            runner=self.runner,
             assets=assets,
         )
 

@@ -65,6 +65,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         idle_seconds=settings.stream_idle_seconds,
         inline_frames=settings.inline_frames,
         max_tail_seconds=settings.max_tail_seconds,
+        block_timeout=settings.block_timeout_seconds,
     )
     streams.start()
     services = Services(settings, runtime, cache, store, chains, renders, streams)

@@ -57,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Live blocks up to this many frames are processed on the event loop; larger ones
     #: in a worker thread (a thread hop costs more than processing a small block).
     inline_frames: Annotated[int, msgspec.Meta(ge=0)] = 2048
+    #: Longest one live block may take in the chain (in a worker thread); past it the
+    #: session or stream ends with an error naming the effect.
+    block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
     #: Origins allowed by CORS (``*`` for any); none by default.
