@@ -3,8 +3,9 @@ streams whose producers write into an input ring, whose one processing task runs
 chain, and whose many consumers read the output ring, each at its own cursor.
 
 Everything here runs on the event loop except chain processing of blocks larger than
-``inline_frames``, which goes to a worker thread, within a deadline, so that neither one
-client's big block nor an effect that hangs stalls the others.
+``inline_frames``, which goes to a worker thread so that one client's big block never
+stalls the others. Every block has a deadline (:class:`BlockRunner`): an effect that
+hangs ends its session, not the server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ctypes
 import logging
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Coroutine, Sequence
@@ -59,19 +61,55 @@ class _Abandoned(BaseException):
 
 
 class BlockRunner:
-    """Worker threads that run live blocks through chains, each block within ``timeout``
-    seconds, so that an effect that hangs cannot freeze the event loop.
+    """Runs live blocks through chains, each block within ``timeout`` seconds, so that an
+    effect that hangs ends its session instead of freezing the server.
 
-    A thread stuck in an effect cannot be killed (Python has no way to stop a thread):
-    it is abandoned. Its pool is replaced, so no other block waits for its slot, and an
-    exception is raised into it, which ends a pure-Python loop at its next bytecode but
-    not a call blocked in native code (a sleep, a C++ deadlock): that thread stays until
-    the call returns, or the process ends."""
+    Small blocks run on the event loop (:meth:`now`): a thread hop per block would cost
+    more than the processing (bench/streaming.py: 37 -> 102 us of server CPU per 256-frame
+    block). There a one-shot SIGALRM timer interrupts the block and its handler raises
+    EffectTimeout into it: that ends an effect that sleeps or loops in Python, but one
+    stuck in native code that ignores signals still freezes the loop (set
+    FXHOST_INLINE_FRAMES=0 to send every block to a thread instead).
+
+    Large blocks run in worker threads (:meth:`run`). A thread stuck in an effect cannot
+    be killed (Python has no way to stop a thread): it is abandoned. Its pool is
+    replaced, so no other block waits for its slot, and an exception is raised into it,
+    which ends a pure-Python loop at its next bytecode but not a call blocked in native
+    code (a sleep, a C++ deadlock): that thread stays until the call returns, or the
+    process ends."""
 
     def __init__(self, timeout: float):
         self.timeout = timeout
         self._threads = min(32, (os.cpu_count() or 1) + 4)
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="live")
+        self._alarm = False  # SIGALRM is ours (the loop runs in the main thread)
+        self._in_block = False
+        self._previous_handler: Any = None
+
+    def start(self) -> None:
+        """Call on the event loop. Signals reach only the main thread: elsewhere (a test
+        client's thread) blocks on the loop run with no deadline."""
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
+            self._previous_handler = signal.signal(signal.SIGALRM, self._expired)
+            self._alarm = True
+
+    def now(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
+        """``chain.process(block)`` here, on the event loop; EffectTimeout past the deadline."""
+        if not self._alarm:
+            return chain.process(block)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        self._in_block = True
+        try:
+            return chain.process(block)
+        finally:
+            self._in_block = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expired(self, signum: int, frame: Any) -> None:
+        if self._in_block:  # else the block ended as the alarm went off
+            self._in_block = False
+            index, effect = running_step(threading.get_ident()) or (None, None)
+            raise EffectTimeout(index, effect, f"took longer than {self.timeout:g} s on one block")
 
     async def run(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
         """``chain.process(block)`` in a worker thread; EffectTimeout past the deadline."""
@@ -112,6 +150,10 @@ class BlockRunner:
 
     def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous_handler)
+            self._alarm = False
 
 
 class LiveChain:
@@ -167,7 +209,7 @@ class LiveChain:
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        return self._count(block, self.chain.process(block), start)
+        return self._count(block, self.runner.now(self.chain, block), start)
 
     def _count(self, block: np.ndarray, out: np.ndarray, start: float) -> np.ndarray:
         self.process_seconds += time.perf_counter() - start
@@ -357,6 +399,7 @@ class StreamManager:
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
+        self.runner.start()
         self._reaper = asyncio.create_task(self._reap())
 
     async def stop(self) -> None:
