@@ -91,6 +91,8 @@ class CompiledChain:
     def _step(self, index: int, effect: Effect, block: np.ndarray) -> np.ndarray:
         try:
             out = effect.process(block)
+        except EffectFault:
+            raise  # a deadline raised into the effect (live blocks)
         except Exception as error:
             raise self.fault(index, _raised(error)) from error
         if problem := _bad_output(out, self.channels, block.shape[1]):
