@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -116,8 +115,6 @@ class WorkerPool:
         except ProcessExpired as error:
             how = f"signal {-error.exitcode}" if (error.exitcode or 0) < 0 else f"exit code {error.exitcode}"
             raise EffectFault(None, None, f"the worker process died ({how})") from None
-        except CancelledError:
-            raise asyncio.CancelledError from None
         finally:
             del self._watches[task]
 
