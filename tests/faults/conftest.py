@@ -3,17 +3,8 @@ the way an operator loads a third party's module: named in plugins.toml. Time li
 short so that hung effects are stopped quickly."""
 
 import pytest
-from restkit import PG_URL, REPO, reset_postgres, start_server
-
-#: Render and /api/process time limit, and the live block deadline, in seconds.
-RENDER_LIMIT = 2
-BLOCK_LIMIT = 1
-
-PLUGINS_TOML = f"""
-[plugins]
-paths = ["{REPO / "tests" / "support"}"]
-modules = ["broken_effects"]
-"""
+from faultkit import BLOCK_LIMIT, PLUGINS_TOML, RENDER_LIMIT
+from restkit import PG_URL, reset_postgres, start_server
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,17 @@ from __future__ import annotations
 import numpy as np
 from fxhost.engine import CompiledChain, render_blocks
 from fxhost_feedback_delay import FeedbackDelay
+from restkit import REPO
+
+#: Render and /api/process time limit, and the live block deadline, in seconds.
+RENDER_LIMIT = 2
+BLOCK_LIMIT = 1
+#: The broken effects, loaded as an operator loads a third party's module.
+PLUGINS_TOML = f"""
+[plugins]
+paths = ["{REPO / "tests" / "support"}"]
+modules = ["broken_effects"]
+"""
 
 #: Broken effect -> words its fault report must contain (besides the step and the name).
 FAULTS = {

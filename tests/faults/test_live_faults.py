@@ -10,8 +10,7 @@ import threading
 import httpx
 import numpy as np
 import pytest
-from conftest import BLOCK_LIMIT
-from faultkit import DELAY, FAULTS, HANGS, delay_chain
+from faultkit import BLOCK_LIMIT, DELAY, FAULTS, HANGS, delay_chain
 from restkit import tone
 from websockets.exceptions import ConnectionClosed
 from wskit import Session, deinterleave, interleave, open_ws

@@ -10,8 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from clitools import run_fxhost
-from conftest import PLUGINS_TOML, RENDER_LIMIT
-from faultkit import DELAY, FAULTS, HANGS, delayed
+from faultkit import DELAY, FAULTS, HANGS, PLUGINS_TOML, RENDER_LIMIT, delayed
 from restkit import decode, encode, tone
 
 RATE = 44100

@@ -66,10 +66,10 @@ class BlockRunner:
 
     Small blocks run on the event loop (:meth:`now`): a thread hop per block would cost
     more than the processing (bench/streaming.py: 37 -> 102 us of server CPU per 256-frame
-    block). There a one-shot SIGALRM timer interrupts the block and its handler raises
-    EffectTimeout into it: that ends an effect that sleeps or loops in Python, but one
-    stuck in native code that ignores signals still freezes the loop (set
-    FXHOST_INLINE_FRAMES=0 to send every block to a thread instead).
+    block). There a watchdog thread sends the loop's thread a signal when a block runs
+    past the deadline, and the handler raises EffectTimeout into it: that ends an effect
+    that sleeps or loops in Python, but one stuck in native code that ignores signals
+    still freezes the loop (set FXHOST_INLINE_FRAMES=0 to send every block to a thread).
 
     Large blocks run in worker threads (:meth:`run`). A thread stuck in an effect cannot
     be killed (Python has no way to stop a thread): it is abandoned. Its pool is
@@ -82,32 +82,42 @@ class BlockRunner:
         self.timeout = timeout
         self._threads = min(32, (os.cpu_count() or 1) + 4)
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="live")
-        self._alarm = False  # SIGALRM is ours (the loop runs in the main thread)
-        self._in_block = False
+        # The block on the loop: when it started (0.0: none), and the one signalled.
+        self._started = 0.0
+        self._signalled = 0.0
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._previous_handler: Any = None
 
     def start(self) -> None:
-        """Call on the event loop. Signals reach only the main thread: elsewhere (a test
-        client's thread) blocks on the loop run with no deadline."""
-        if threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer"):
-            self._previous_handler = signal.signal(signal.SIGALRM, self._expired)
-            self._alarm = True
+        """Call on the event loop. Python runs signal handlers in the main thread only: a
+        loop elsewhere (a test client's thread) runs blocks with no deadline."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_handler = signal.signal(signal.SIGALRM, self._expired)
+        loop_thread = threading.get_ident()
+
+        def watch() -> None:
+            while not self._stopping.wait(min(0.1, self.timeout / 4)):
+                started = self._started
+                if started and started != self._signalled and time.monotonic() - started > self.timeout:
+                    self._signalled = started
+                    signal.pthread_kill(loop_thread, signal.SIGALRM)
+
+        self._watchdog = threading.Thread(target=watch, name="live-deadline", daemon=True)
+        self._watchdog.start()
 
     def now(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
         """``chain.process(block)`` here, on the event loop; EffectTimeout past the deadline."""
-        if not self._alarm:
-            return chain.process(block)
-        signal.setitimer(signal.ITIMER_REAL, self.timeout)
-        self._in_block = True
+        self._started = time.monotonic()
         try:
             return chain.process(block)
         finally:
-            self._in_block = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._started = 0.0
 
     def _expired(self, signum: int, frame: Any) -> None:
-        if self._in_block:  # else the block ended as the alarm went off
-            self._in_block = False
+        if self._started and self._started == self._signalled:  # else that block has ended
+            self._started = 0.0
             index, effect = running_step(threading.get_ident()) or (None, None)
             raise EffectTimeout(index, effect, f"took longer than {self.timeout:g} s on one block")
 
@@ -150,10 +160,11 @@ class BlockRunner:
 
     def stop(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._watchdog is not None:
+            self._stopping.set()
+            self._watchdog.join()
             signal.signal(signal.SIGALRM, self._previous_handler)
-            self._alarm = False
+            self._watchdog = None
 
 
 class LiveChain:
