@@ -77,6 +77,9 @@ class AudioFormatError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):  # raised in render worker processes, re-raised here
+        return type(self), (*self.args, self.field)
+
 
 # ---------------------------------------------------------------------------------
 # Reading

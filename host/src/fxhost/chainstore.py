@@ -11,6 +11,7 @@ import msgspec
 from fxhost_sdk import AssetLoader, FieldError, LoadedAudio, asset_fields
 from tortoise.exceptions import IntegrityError
 
+from fxhost import audiofile
 from fxhost.chains import CHAIN_NAME_PATTERN, Chain, ChainStep, ResolvedStep, build_chain, validate_chain
 from fxhost.db.models import SavedChain
 from fxhost.registry import Registry
@@ -27,6 +28,39 @@ class ResolvedChain:
     name: str | None
     steps: list[ResolvedStep]
     assets: AssetLoader
+
+
+class StoredAssets:
+    """Loads a chain's asset parameters from the store, through its cache. Pickled (for a
+    render worker process, which has no store) it becomes :class:`AssetFiles`."""
+
+    def __init__(self, rows: dict[str, Any], store: AssetStore | None):
+        self.rows, self.store = rows, store
+
+    def __call__(self, ref: str, path: str) -> LoadedAudio:
+        row = self.rows.get(ref)
+        if row is None or self.store is None:
+            raise FieldError(path, f"no asset with id {ref!r}")
+        return LoadedAudio(self.store.decoded(row), row.sample_rate)
+
+    def __reduce__(self):
+        store = self.store
+        files = {ref: (str(store.path_of(row)), row.name) for ref, row in self.rows.items()} if store else {}
+        return AssetFiles, (files,)
+
+
+@dataclass(frozen=True)
+class AssetFiles:
+    """Loads a chain's asset parameters by decoding their stored files: ref -> (path, name)."""
+
+    files: dict[str, tuple[str, str]]
+
+    def __call__(self, ref: str, path: str) -> LoadedAudio:
+        if ref not in self.files:
+            raise FieldError(path, f"no asset with id {ref!r}")
+        file, name = self.files[ref]
+        with audiofile.open_input(file, display_name=name) as reader:
+            return LoadedAudio(reader.read(), reader.info.sample_rate)
 
 
 class ChainConflict(Exception):
@@ -107,15 +141,7 @@ class ChainStore:
         return ResolvedChain(name, steps, self._loader(rows))
 
     def _loader(self, rows: dict[str, Any]) -> AssetLoader:
-        store = self.store
-
-        def load(ref: str, path: str) -> LoadedAudio:
-            row = rows.get(ref)
-            if row is None or store is None:
-                raise FieldError(path, f"no asset with id {ref!r}")
-            return LoadedAudio(store.decoded(row), row.sample_rate)
-
-        return load
+        return StoredAssets(rows, self.store)
 
     async def create(self, name: str, steps: Any, description: str, tenant: str) -> Chain:
         chain = build_chain(name, steps, self.registry, description=description, source="api")

@@ -23,6 +23,7 @@ from fxhost_sdk import FieldError
 
 from fxhost.audiofile import AudioFormatError, probe
 from fxhost.config import ConfigError
+from fxhost.engine import EffectFault
 from fxhost.registry import Registry, load_registry
 from fxhost.runtime import Runtime, load_config_of, load_runtime
 from fxhost.settings import Settings, env_name, load_settings
@@ -407,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except USER_ERRORS as error:
         click.echo(f"fxhost: {_one_line(error)}", err=True)
+        sys.exit(1)
+    except EffectFault as error:  # a plugin's bug, not fxhost's: the report names the effect
+        click.echo(f"fxhost: {error}", err=True)
         sys.exit(1)
     except Exception as error:
         if os.environ.get("FXHOST_DEBUG"):

@@ -3,20 +3,26 @@
 A compiled chain is a list of effect instances for one sample rate and channel
 count. Offline rendering streams blocks through it, compensates the chain's latency
 and appends the tail, so memory does not grow with the length of the input.
+
+Effects are third-party code: every step's output is checked (an ndarray of float32,
+the shape it was given, finite) and whatever goes wrong in a step is raised as one
+:class:`EffectFault` that names the step and the effect.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
-from fxhost_sdk import AssetLoader, Effect, Params
+from fxhost_sdk import AssetLoader, Effect, FieldError, Params
 
 #: Offline block size. Large enough to amortise per-call overhead, and equal to
 #: pedalboard's internal chunk so a pedalboard effect is never re-prepared.
 RENDER_BLOCK = 8192
+_FLOAT32 = np.dtype(np.float32)
 
 
 class Step(Protocol):
@@ -24,6 +30,43 @@ class Step(Protocol):
 
     cls: type[Effect]
     params: Params
+
+
+class EffectFault(Exception):
+    """A step's effect failed: it raised, returned something other than float32 audio of
+    the shape it was given, returned NaN/Inf, or ran past a time limit. ``str()`` is
+    ``steps[1] (reverb): returned NaN/Inf``."""
+
+    def __init__(self, index: int | None, effect: str | None, problem: str):
+        self.index, self.effect, self.problem = index, effect, problem
+        where = f"steps[{index}] ({effect}): " if index is not None else ""
+        super().__init__(f"{where}{problem}")
+
+    def __reduce__(self):  # crosses process boundaries (render workers)
+        return type(self), (self.index, self.effect, self.problem)
+
+
+class EffectTimeout(EffectFault):
+    """A step ran past a time limit (``index``/``effect`` None when the hung step is unknown)."""
+
+
+def _raised(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"raised {type(error).__name__}: {text}" if text else f"raised {type(error).__name__}"
+
+
+def _bad_output(out: object, channels: int, frames: int | None) -> str | None:
+    """What is wrong with an effect's output, or None. ``frames`` None: any length."""
+    if type(out) is not np.ndarray:
+        return f"returned {type(out).__name__}, not a numpy array"
+    if out.dtype != np.float32:
+        return f"returned {out.dtype} samples, not float32"
+    if out.ndim != 2 or out.shape[0] != channels or (frames is not None and out.shape[1] != frames):
+        wanted = f"({channels}, {frames if frames is not None else 'frames'})"
+        return f"returned shape {out.shape}, not {wanted}"
+    if not np.isfinite(out).all():
+        return "returned NaN/Inf"
+    return None
 
 
 class CompiledChain:
@@ -34,9 +77,30 @@ class CompiledChain:
     ):
         self.sample_rate = float(sample_rate)
         self.channels = channels
-        self.effects: list[Effect] = [
-            step.cls(sample_rate, channels, step.params, assets=assets) for step in steps
-        ]
+        self.effects: list[Effect] = []
+        for index, step in enumerate(steps):
+            try:
+                self.effects.append(step.cls(sample_rate, channels, step.params, assets=assets))
+            except FieldError:
+                raise  # a parameter's value (a missing asset): the client's to fix
+            except Exception as error:
+                raise EffectFault(index, step.cls.name, f"failed to start: {_raised(error)}") from error
+
+    def fault(self, index: int, problem: str) -> EffectFault:
+        return EffectFault(index, self.effects[index].name, problem)
+
+    def _step(self, index: int, effect: Effect, block: np.ndarray) -> np.ndarray:
+        try:
+            out = effect.process(block)
+        except EffectFault:
+            raise  # a deadline raised into the effect (live blocks)
+        except Exception as error:
+            raise self.fault(index, _raised(error)) from error
+        # The common case in one cheap test; the details only for a report.
+        ok = type(out) is np.ndarray and out.dtype == _FLOAT32 and out.shape == block.shape
+        if ok and np.isfinite(out).all():
+            return out
+        raise self.fault(index, _bad_output(out, self.channels, block.shape[1]) or "returned bad audio")
 
     @property
     def offline(self) -> bool:
@@ -46,14 +110,20 @@ class CompiledChain:
     def process_whole(self, audio: np.ndarray, block_frames: int = RENDER_BLOCK) -> np.ndarray:
         """Process a whole signal, offline-only steps included. Each streaming step runs
         in blocks with its own latency removed, so every step sees the signal aligned."""
-        for effect in self.effects:
+        for index, effect in enumerate(self.effects):
             if effect.offline_only:
-                audio = np.ascontiguousarray(effect.process_offline(audio), dtype=np.float32)
+                try:
+                    whole = effect.process_offline(audio)
+                except Exception as error:
+                    raise self.fault(index, _raised(error)) from error
+                if problem := _bad_output(whole, self.channels, None):
+                    raise self.fault(index, problem)
+                audio = np.ascontiguousarray(whole)
                 continue
             latency = effect.latency
             padded = np.concatenate([audio, np.zeros((self.channels, latency), np.float32)], axis=1)
             out = [
-                effect.process(padded[:, i : i + block_frames])
+                self._step(index, effect, padded[:, i : i + block_frames])
                 for i in range(0, padded.shape[1], block_frames)
             ]
             joined = np.concatenate(out, axis=1) if out else padded[:, :0]
@@ -61,8 +131,8 @@ class CompiledChain:
         return audio
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        for effect in self.effects:
-            block = effect.process(block)
+        for index, effect in enumerate(self.effects):
+            block = self._step(index, effect, block)
         return block
 
     def reset(self) -> None:
@@ -84,6 +154,22 @@ class CompiledChain:
     def tail_frames(self, max_tail_seconds: float) -> int:
         # round() first, so that 0.1 + 0.2 seconds is 300 frames at 1 kHz, not 301
         return math.ceil(round(min(self.tail_seconds, max_tail_seconds) * self.sample_rate, 6))
+
+
+_STEP_CODES = (CompiledChain._step.__code__, CompiledChain.process_whole.__code__)
+
+
+def running_step(thread_id: int) -> tuple[int, str] | None:
+    """(index, effect name) of the chain step that thread ``thread_id`` is inside now, read
+    from its stack: only to name an effect that hangs, so the hot path pays nothing for it."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code in _STEP_CODES:
+            chain, index = frame.f_locals.get("self"), frame.f_locals.get("index")
+            if isinstance(chain, CompiledChain) and isinstance(index, int) and index < len(chain.effects):
+                return index, chain.effects[index].name
+        frame = frame.f_back
+    return None
 
 
 def render_blocks(

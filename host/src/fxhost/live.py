@@ -2,18 +2,25 @@
 streams whose producers write into an input ring, whose one processing task runs the
 chain, and whose many consumers read the output ring, each at its own cursor.
 
-Everything here runs on the event loop except chain processing of large blocks, which
-goes to a worker thread so that one client's big block never stalls the others.
+Everything here runs on the event loop except chain processing of blocks larger than
+``inline_frames``, which goes to a worker thread so that one client's big block never
+stalls the others. Every block has a deadline (:class:`BlockRunner`): an effect that
+hangs ends its session, not the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import msgspec
@@ -21,7 +28,7 @@ import numpy as np
 from fxhost_sdk import AssetLoader, FieldError
 
 from fxhost.chains import ResolvedStep
-from fxhost.engine import CompiledChain
+from fxhost.engine import CompiledChain, EffectFault, EffectTimeout, running_step
 from fxhost.ring import RingBuffer, RingReader, RingStats
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,117 @@ class Broadcast:
         return self._event.wait()
 
 
+class _Abandoned(BaseException):
+    """Raised into a thread stuck in an effect, to end it if it is running Python code."""
+
+
+class BlockRunner:
+    """Runs live blocks through chains, each block within ``timeout`` seconds, so that an
+    effect that hangs ends its session instead of freezing the server.
+
+    Small blocks run on the event loop (:meth:`now`): a thread hop per block would cost
+    more than the processing (bench/streaming.py: 37 -> 102 us of server CPU per 256-frame
+    block). There a watchdog thread sends the loop's thread a signal when a block runs
+    past the deadline, and the handler raises EffectTimeout into it: that ends an effect
+    that sleeps or loops in Python, but one stuck in native code that ignores signals
+    still freezes the loop (set FXHOST_INLINE_FRAMES=0 to send every block to a thread).
+
+    Large blocks run in worker threads (:meth:`run`). A thread stuck in an effect cannot
+    be killed (Python has no way to stop a thread): it is abandoned. Its pool is
+    replaced, so no other block waits for its slot, and an exception is raised into it,
+    which ends a pure-Python loop at its next bytecode but not a call blocked in native
+    code (a sleep, a C++ deadlock): that thread stays until the call returns, or the
+    process ends."""
+
+    def __init__(self, timeout: float):
+        self.timeout = timeout
+        self._threads = min(32, (os.cpu_count() or 1) + 4)
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="live")
+        # The block on the loop: when it started (0.0: none), and the one signalled.
+        self._started = 0.0
+        self._signalled = 0.0
+        self._watchdog: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._previous_handler: Any = None
+
+    def start(self) -> None:
+        """Call on the event loop. Python runs signal handlers in the main thread only: a
+        loop elsewhere (a test client's thread) runs blocks with no deadline."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous_handler = signal.signal(signal.SIGALRM, self._expired)
+        loop_thread = threading.get_ident()
+
+        def watch() -> None:
+            while not self._stopping.wait(min(0.1, self.timeout / 4)):
+                started = self._started
+                if started and started != self._signalled and time.monotonic() - started > self.timeout:
+                    self._signalled = started
+                    signal.pthread_kill(loop_thread, signal.SIGALRM)
+
+        self._watchdog = threading.Thread(target=watch, name="live-deadline", daemon=True)
+        self._watchdog.start()
+
+    def now(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
+        """``chain.process(block)`` here, on the event loop; EffectTimeout past the deadline."""
+        self._started = time.monotonic()
+        try:
+            return chain.process(block)
+        finally:
+            self._started = 0.0
+
+    def _expired(self, signum: int, frame: Any) -> None:
+        if self._started and self._started == self._signalled:  # else that block has ended
+            self._started = 0.0
+            index, effect = running_step(threading.get_ident()) or (None, None)
+            raise EffectTimeout(index, effect, f"took longer than {self.timeout:g} s on one block")
+
+    async def run(self, chain: CompiledChain, block: np.ndarray) -> np.ndarray:
+        """``chain.process(block)`` in a worker thread; EffectTimeout past the deadline."""
+        loop = asyncio.get_running_loop()
+        worker: list[int] = []
+
+        def work() -> np.ndarray:
+            worker.append(threading.get_ident())
+            return chain.process(block)
+
+        future = loop.run_in_executor(self._executor, work)
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            future.cancel()
+
+        timer = loop.call_later(self.timeout, expire)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            index, effect = (running_step(worker[0]) if worker else None) or (None, None)
+            self._abandon(worker[0] if worker else None)
+            raise EffectTimeout(index, effect, f"took longer than {self.timeout:g} s on one block") from None
+        finally:
+            timer.cancel()
+
+    def _abandon(self, thread_id: int | None) -> None:
+        old, self._executor = self._executor, ThreadPoolExecutor(self._threads, thread_name_prefix="live")
+        old.shutdown(wait=False)  # blocks queued there still run on its other threads
+        if thread_id is not None:
+            set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+            set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(_Abandoned))
+        log.warning("abandoned a live processing thread stuck in an effect for over %g s", self.timeout)
+
+    def stop(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._watchdog is not None:
+            self._stopping.set()
+            self._watchdog.join()
+            signal.signal(signal.SIGALRM, self._previous_handler)
+            self._watchdog = None
+
+
 class LiveChain:
     """A compiled chain driven block by block, with its counters. Blocks larger than
     ``inline_frames`` are processed in a worker thread."""
@@ -61,11 +179,13 @@ class LiveChain:
         *,
         inline_frames: int,
         max_tail_seconds: float,
+        runner: BlockRunner,
         assets: AssetLoader | None = None,
     ):
         self.steps = list(steps)
         self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
         self.inline_frames = inline_frames
+        self.runner = runner
         self.max_tail_seconds = max_tail_seconds
         self.frames_in = 0
         self.frames_out = 0
@@ -95,12 +215,12 @@ class LiveChain:
             if block.shape[1] <= self.inline_frames:
                 return self._process_now(block)
             start = time.perf_counter()
-            out = await asyncio.to_thread(self.chain.process, block)
+            out = await self.runner.run(self.chain, block)
             return self._count(block, out, start)
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        return self._count(block, self.chain.process(block), start)
+        return self._count(block, self.runner.now(self.chain, block), start)
 
     def _count(self, block: np.ndarray, out: np.ndarray, start: float) -> np.ndarray:
         self.process_seconds += time.perf_counter() - start
@@ -189,6 +309,8 @@ class Stream:
         self.last_active = time.monotonic()
         self.consumers = 0
         self.closed = False
+        #: Why processing stopped, when an effect failed: producers and consumers are told.
+        self.failure: EffectFault | None = None
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -219,6 +341,10 @@ class Stream:
                 await asyncio.sleep(0)  # let producers and consumers run between chunks
         except asyncio.CancelledError:
             raise
+        except EffectFault as fault:
+            log.warning("stream %s: %s; the stream is closed", self.id, fault)
+            self.failure, self.closed = fault, True
+            self.output_ready.notify()
         except Exception:
             log.exception("stream %s: processing failed; the stream is closed", self.id)
             self.closed = True
@@ -269,15 +395,25 @@ class StreamLimit(Exception):
 class StreamManager:
     """The streams of this process, with a limit and idle expiry."""
 
-    def __init__(self, *, max_streams: int, idle_seconds: float, inline_frames: int, max_tail_seconds: float):
+    def __init__(
+        self,
+        *,
+        max_streams: int,
+        idle_seconds: float,
+        inline_frames: int,
+        max_tail_seconds: float,
+        block_timeout: float,
+    ):
         self.max_streams = max_streams
         self.idle_seconds = idle_seconds
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
+        self.runner = BlockRunner(block_timeout)
         self.streams: dict[str, Stream] = {}
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
+        self.runner.start()
         self._reaper = asyncio.create_task(self._reap())
 
     async def stop(self) -> None:
@@ -288,6 +424,7 @@ class StreamManager:
         for stream in list(self.streams.values()):
             await stream.close()
         self.streams.clear()
+        self.runner.stop()
 
     def live_chain(
         self,
@@ -302,6 +439,7 @@ class StreamManager:
             channels,
             inline_frames=self.inline_frames,
             max_tail_seconds=self.max_tail_seconds,
+            runner=self.runner,
             assets=assets,
         )
 
@@ -336,9 +474,12 @@ class StreamManager:
         return stream
 
     def get(self, stream_id: str, tenant: str) -> Stream | None:
-        """The tenant's open stream; another tenant's is as absent as one that never was."""
+        """The tenant's stream, open or stopped by a fault (until reaped, so that it can
+        say why); another tenant's is as absent as one that never was."""
         stream = self.streams.get(stream_id)
-        return stream if stream is not None and stream.tenant == tenant and not stream.closed else None
+        if stream is None or stream.tenant != tenant:
+            return None
+        return stream if not stream.closed or stream.failure is not None else None
 
     def of(self, tenant: str) -> list[Stream]:
         return [s for s in self.streams.values() if s.tenant == tenant and not s.closed]

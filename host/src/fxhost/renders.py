@@ -1,4 +1,4 @@
-"""Offline renders of assets through chains, in a worker pool, never on the event loop.
+"""Offline renders of assets through chains, in worker processes, never on the event loop.
 
 A render is a database row (status, progress, result) and, while it runs, a job in
 the process that accepted it. Progress is kept in memory for server-sent events and
@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,8 +28,9 @@ from fxhost.assets import AssetStore, AssetSummary, clean_name, summary_of
 from fxhost.chains import ResolvedStep
 from fxhost.chainstore import ChainStore, ResolvedChain
 from fxhost.db.models import Asset, Render, is_id
-from fxhost.engine import RENDER_BLOCK, CompiledChain, render_blocks
+from fxhost.engine import RENDER_BLOCK, CompiledChain, EffectFault, render_blocks
 from fxhost.owners import owner_alive, owner_id
+from fxhost.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,14 @@ def render_to_file(
                 sink.write(resampler.flush())
 
 
+def render_and_seal(
+    source: Path, display_name: str, steps: list[ResolvedStep], target: Path, output: RenderOutput, **options
+) -> tuple[int, str]:
+    """A render task for a worker process: :func:`render_to_file`, then :func:`seal`."""
+    render_to_file(source, display_name, steps, target, output, **options)
+    return seal(target)
+
+
 def seal(path: Path) -> tuple[int, str]:
     """Make a written file durable and fingerprint it: (size, sha256). Blocking."""
     digest = hashlib.sha256()
@@ -148,11 +156,20 @@ class Job:
 
 
 class RenderService:
-    def __init__(self, store: AssetStore, chains: ChainStore, *, workers: int, max_tail_seconds: float):
+    def __init__(
+        self,
+        store: AssetStore,
+        chains: ChainStore,
+        *,
+        workers: int,
+        max_tail_seconds: float,
+        time_limit: float,
+    ):
         self.store = store
         self.chains = chains
         self.max_tail_seconds = max_tail_seconds
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="render")
+        #: Worker processes, shared with /api/process.
+        self.pool = WorkerPool(workers, time_limit)
         self.slots = asyncio.Semaphore(workers)
         self.owner = owner_id()
         self.jobs: dict[str, Job] = {}
@@ -160,6 +177,7 @@ class RenderService:
         self._persister: asyncio.Task | None = None
 
     async def start(self) -> None:
+        self.pool.start()
         await self.fail_orphans()
         self._persister = asyncio.create_task(self._persist_loop())
 
@@ -169,7 +187,7 @@ class RenderService:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.stop()
 
     async def fail_orphans(self) -> int:
         """Mark failed the renders left queued or running by a process that is gone."""
@@ -215,7 +233,6 @@ class RenderService:
         return row
 
     async def _run(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job):
-        loop = asyncio.get_running_loop()
         temp = self.store.temp_path("render")
         try:
             async with self.slots:
@@ -225,26 +242,21 @@ class RenderService:
                 job.changed.set()
 
                 def progress(fraction: float) -> None:
-                    job.progress = fraction
-                    loop.call_soon_threadsafe(job.changed.set)
+                    job.progress = fraction  # called on the loop, from the workers' reports
+                    job.changed.set()
 
-                source = self.store.path_of(asset)
-
-                def work() -> tuple[int, str]:
-                    render_to_file(
-                        source,
-                        asset.name,
-                        chain.steps,
-                        temp,
-                        output,
-                        tail=row.tail,
-                        max_tail_seconds=self.max_tail_seconds,
-                        progress=progress,
-                        assets=chain.assets,
-                    )
-                    return seal(temp)
-
-                size, sha256 = await loop.run_in_executor(self.pool, work)
+                size, sha256 = await self.pool.run(
+                    render_and_seal,
+                    self.store.path_of(asset),
+                    asset.name,
+                    chain.steps,
+                    temp,
+                    output,
+                    tail=row.tail,
+                    max_tail_seconds=self.max_tail_seconds,
+                    progress=progress,
+                    assets=chain.assets,
+                )
                 spec = audiofile.output_format_named(output.format)
                 stem = asset.name.rsplit(".", 1)[0]
                 label = row.chain.get("name") or "render"
@@ -257,7 +269,8 @@ class RenderService:
             row.status, row.error = "failed", "interrupted: the server stopped"
             raise
         except Exception as error:
-            log.warning("render %s failed: %s", row.id, error, exc_info=not isinstance(error, ValueError))
+            expected = isinstance(error, ValueError | EffectFault)
+            log.warning("render %s failed: %s", row.id, error, exc_info=not expected)
             row.status, row.error = "failed", _one_line(error)
             if isinstance(error, FileNotFoundError) and not self.store.path_of(asset).exists():
                 # deleted before the render opened it (once open, a deleted file still reads to the end)
@@ -351,4 +364,5 @@ def _now() -> datetime:
 
 def _one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
-    return text if isinstance(error, ValueError | FieldError) else f"{type(error).__name__}: {text}"
+    plain = isinstance(error, ValueError | FieldError | EffectFault)
+    return text if plain else f"{type(error).__name__}: {text}"

@@ -55,7 +55,11 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     await store.start()
     chains = ChainStore(runtime.chains, runtime.registry, store)
     renders = RenderService(
-        store, chains, workers=settings.render_workers, max_tail_seconds=settings.max_tail_seconds
+        store,
+        chains,
+        workers=settings.render_workers,
+        max_tail_seconds=settings.max_tail_seconds,
+        time_limit=settings.render_timeout_seconds,
     )
     await renders.start()
     streams = StreamManager(
@@ -63,6 +67,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         idle_seconds=settings.stream_idle_seconds,
         inline_frames=settings.inline_frames,
         max_tail_seconds=settings.max_tail_seconds,
+        block_timeout=settings.block_timeout_seconds,
     )
     streams.start()
     auth = Authenticator(settings.api_keys)

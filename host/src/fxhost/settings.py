@@ -39,8 +39,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     block_size: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 256
     #: Memory for decoded audio kept in the LRU cache, in bytes.
     cache_bytes: Annotated[int, msgspec.Meta(ge=0)] = 256 * MiB
-    #: Renders run at once (threads; pedalboard releases the GIL).
+    #: Renders (and /api/process requests) run at once, each in a worker process.
     render_workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    #: Longest a render or /api/process may run; past it the worker process is killed and
+    #: the render fails, naming the effect that hung.
+    render_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
     #: Live streams this process runs at once.
     max_streams: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 64
     #: WebSocket connections this process accepts at once.
@@ -54,6 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Live blocks up to this many frames are processed on the event loop; larger ones
     #: in a worker thread (a thread hop costs more than processing a small block).
     inline_frames: Annotated[int, msgspec.Meta(ge=0)] = 2048
+    #: Longest one live block may take in the chain (in a worker thread); past it the
+    #: session or stream ends with an error naming the effect.
+    block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
     #: Origins allowed by CORS (``*`` for any); none by default.

@@ -82,6 +82,9 @@ class FieldError(ValueError):
         self.path = path
         self.message = message
 
+    def __reduce__(self):  # picklable, so it crosses to a host's worker processes intact
+        return type(self), (self.path, self.message)
+
 
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<at>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"^Object (?P<what>contains unknown|missing required) field `(?P<field>[^`]*)`$")

@@ -29,11 +29,16 @@ from fxhost.api.openapi import FieldProblem, ProblemException
 from fxhost.api.spec import api
 from fxhost.assets import InvalidCursor, UploadTooLarge
 from fxhost.audiofile import AudioFormatError
+from fxhost.engine import EffectFault, EffectTimeout
 from fxhost.runtime import Runtime, load_runtime
 from fxhost.services import start_services, stop_services
 from fxhost.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+#: Problem types of a request that an effect failed.
+EFFECT_FAULT = "urn:fxhost:problem:effect-fault"
+EFFECT_TIMEOUT = "urn:fxhost:problem:effect-timeout"
 
 
 async def on_problem(request: Request, exc: Exception) -> Response:
@@ -59,6 +64,20 @@ async def on_too_large(request: Request, exc: Exception) -> Response:
 
 async def on_cursor(request: Request, exc: Exception) -> Response:
     error = ProblemException(400, f"cursor: {exc}", errors=[FieldProblem("cursor", str(exc))])
+    return problem_response(error.to_problem(instance=request.url.path))
+
+
+async def on_effect_fault(request: Request, exc: Exception) -> Response:
+    # The request was valid; a plugin the server relies on failed it, as an upstream
+    # server fails a gateway: 502 for bad output or an exception, 504 past the time limit.
+    assert isinstance(exc, EffectFault)
+    timeout = isinstance(exc, EffectTimeout)
+    error = ProblemException(
+        504 if timeout else 502,
+        str(exc),
+        title="Effect timed out" if timeout else "Effect failed",
+        type=EFFECT_TIMEOUT if timeout else EFFECT_FAULT,
+    )
     return problem_response(error.to_problem(instance=request.url.path))
 
 
@@ -131,6 +150,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             AudioFormatError: on_audio_error,
             UploadTooLarge: on_too_large,
             InvalidCursor: on_cursor,
+            EffectFault: on_effect_fault,
             HTTPException: on_http,
             Exception: on_crash,
         },

@@ -30,6 +30,7 @@ from fxhost.api.openapi import (
 )
 from fxhost.api.spec import api
 from fxhost.chains import ChainName, ChainSteps
+from fxhost.engine import EffectFault, EffectTimeout
 from fxhost.live import LiveChain, Stream, StreamBuffers, StreamInfo, StreamLimit
 from fxhost.ring import RingOverflow, from_interleaved, to_interleaved
 
@@ -84,6 +85,8 @@ async def session(ws: WebSocket) -> AsyncIterator[None]:
         yield
     except ProtocolError as error:
         await close_with(ws, error)
+    except EffectFault as fault:  # while flushing the tail
+        await close_with(ws, effect_failed(fault))
     except WebSocketDisconnect:
         pass
     except Exception:
@@ -133,6 +136,18 @@ def audio_of(data: bytes, channels: int, fmt: str, max_bytes: int) -> np.ndarray
         return from_interleaved(data, channels, fmt)
     except ValueError as error:
         raise ProtocolError("invalid_audio", str(error), p.CLOSE_INVALID_DATA) from None
+
+
+def effect_failed(fault: EffectFault) -> ProtocolError:
+    """An effect failed or hung: the session or stream ends (1011), naming the effect."""
+    code = "effect_timeout" if isinstance(fault, EffectTimeout) else "effect_failed"
+    return ProtocolError(code, str(fault), p.CLOSE_INTERNAL)
+
+
+def stream_closed(stream: Stream) -> ProtocolError:
+    if stream.failure is not None:
+        return effect_failed(stream.failure)
+    return ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
 
 
 def field_problem(error: FieldError) -> ValidationProblem:
@@ -235,11 +250,9 @@ def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.
 async def _process(live: LiveChain, block: np.ndarray) -> np.ndarray:
     try:
         return await live.process(block)
-    except Exception as error:
-        log.exception("an effect failed while streaming")
-        raise ProtocolError(
-            "effect_failed", f"an effect failed: {type(error).__name__}", p.CLOSE_INTERNAL
-        ) from None
+    except EffectFault as fault:
+        log.warning("/ws/process: %s", fault)
+        raise effect_failed(fault) from None
 
 
 async def _control(ws: WebSocket, live: LiveChain, text: str, fmt: str) -> None:
@@ -319,6 +332,8 @@ class StepUpdate(msgspec.Struct, kw_only=True):
 def _stream(conn: HTTPConnection) -> Stream:
     stream_id = conn.path_params["id"]
     stream = services(conn).streams.get(stream_id, tenant_of(conn))
+    if stream is not None and stream.failure is not None:
+        raise stream.failure  # until the stream is reaped, say why it stopped
     if stream is None:
         raise not_found(f"no stream with id {stream_id!r}")
     return stream
@@ -497,7 +512,7 @@ async def ws_stream_input(ws: WebSocket) -> None:
                     "expected_audio", "send binary PCM frames in the stream's format", p.CLOSE_UNSUPPORTED
                 )
             if stream.closed:
-                raise ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
+                raise stream_closed(stream)
             block = audio_of(data, stream.channels, stream.format, max_bytes)
             try:
                 stream.write(block)
@@ -531,7 +546,7 @@ async def ws_stream_output(ws: WebSocket) -> None:
                     await ws.send_bytes(to_interleaved(block, stream.format))
                     continue
                 if stream.closed:
-                    raise ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
+                    raise stream_closed(stream)
                 waiter = asyncio.ensure_future(stream.output_ready.wait())
                 await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -549,6 +564,8 @@ async def _drain(ws: WebSocket) -> None:
 
 def _ws_stream(ws: WebSocket) -> Stream:
     stream = services(ws).streams.get(ws.path_params["id"], tenant_of(ws))
+    if stream is not None and stream.failure is not None:
+        raise effect_failed(stream.failure)
     if stream is None:
         raise ProtocolError("unknown_stream", f"no stream with id {ws.path_params['id']!r}", p.CLOSE_GONE)
     return stream

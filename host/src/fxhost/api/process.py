@@ -49,6 +49,8 @@ class ProcessQuery(msgspec.Struct, kw_only=True):
         200: Resp(media_type="audio/*", binary=True, description="The processed audio."),
         413: problem_resp("The body is larger than the upload limit."),
         415: problem_resp("The body is not audio that can be decoded."),
+        502: problem_resp("An effect failed (raised, or returned bad audio); the detail names it."),
+        504: problem_resp("An effect ran past the render time limit; the detail names it."),
     },
 )
 async def process_audio(request: Request) -> Response:
@@ -91,7 +93,8 @@ async def process_audio(request: Request) -> Response:
         fmt_name = (query.format or audiofile.format_name_of(info.format, info.subtype) or "wav").lower()
         requested = RenderOutput(format=fmt_name, sample_rate=query.sample_rate, subtype=query.subtype)
         output = keeping_source_subtype(requested, info.subtype, info.sample_rate, info.channels)
-        await asyncio.to_thread(
+        # In a worker process, within the render time limit: a hung effect is killed.
+        await svc.renders.pool.run(
             render_to_file,
             received.temp,
             "body",
@@ -100,7 +103,6 @@ async def process_audio(request: Request) -> Response:
             output,
             tail=query.tail,
             max_tail_seconds=svc.settings.max_tail_seconds,
-            progress=lambda _: None,
             assets=resolved.assets,
         )
     except BaseException:

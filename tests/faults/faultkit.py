@@ -1,0 +1,52 @@
+"""What the fault tests share: the broken effects and what each must be reported as, and
+the expected output of a healthy chain, computed here with the engine itself."""
+
+from __future__ import annotations
+
+import numpy as np
+from fxhost.engine import CompiledChain, render_blocks
+from fxhost_feedback_delay import FeedbackDelay
+from restkit import REPO
+
+#: Render and /api/process time limit, and the live block deadline, in seconds.
+RENDER_LIMIT = 2
+BLOCK_LIMIT = 1
+#: The broken effects, loaded as an operator loads a third party's module.
+PLUGINS_TOML = f"""
+[plugins]
+paths = ["{REPO / "tests" / "support"}"]
+modules = ["broken_effects"]
+"""
+
+#: Broken effect -> words its fault report must contain (besides the step and the name).
+FAULTS = {
+    "broken_raise": "raised RuntimeError: the DSP blew up",
+    "broken_shape": "returned shape (2, ",
+    "broken_dtype": "returned float64 samples, not float32",
+    "broken_int16": "returned int16 samples, not float32",
+    "broken_list": "returned list, not a numpy array",
+    "broken_nan": "returned NaN/Inf",
+    "broken_inf": "returned NaN/Inf",
+    "broken_init": "failed to start: raised MemoryError",
+}
+HANGS = ["broken_sleep", "broken_spin"]
+#: The bystander's chain: a healthy effect whose output is checked sample by sample.
+DELAY = {"effect": "feedback_delay", "params": {"delay_seconds": 0.01, "feedback": 0.5, "mix": 0.5}}
+
+
+class _Step:
+    def __init__(self, params: dict):
+        self.cls = FeedbackDelay
+        self.params = FeedbackDelay.check_params(params)
+
+
+def delayed(audio: np.ndarray, sample_rate: int, *, tail: bool) -> np.ndarray:
+    """What DELAY makes of ``audio`` (with its tail, as a render appends it)."""
+    chain = CompiledChain([_Step(DELAY["params"])], sample_rate, audio.shape[0])
+    tail_frames = chain.tail_frames(30.0) if tail else 0
+    return np.concatenate(list(render_blocks(chain, [audio], tail_frames=tail_frames)), axis=1)
+
+
+def delay_chain(sample_rate: int, channels: int) -> CompiledChain:
+    """DELAY, to feed block by block as a live session does."""
+    return CompiledChain([_Step(DELAY["params"])], sample_rate, channels)

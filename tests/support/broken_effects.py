@@ -1,0 +1,116 @@
+"""Deliberately broken effects, packaged as a third party's plugin module would be (it
+imports only fxhost_sdk): a test's ``plugins.toml`` names it in ``[plugins] modules``
+with this folder in ``paths``. Each breaks the effect contract in one way, from the
+first block on, so that the host's containment of plugin faults can be tested."""
+
+from __future__ import annotations
+
+import time
+
+import fxhost_sdk
+import numpy as np
+
+
+class _Broken(fxhost_sdk.Effect):
+    version = "0.0.1"
+
+    class Params(fxhost_sdk.Params):
+        pass
+
+
+class Raises(_Broken):
+    name = "broken_raise"
+    summary = "Raises in process()."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        raise RuntimeError("the DSP blew up")
+
+
+class WrongShape(_Broken):
+    name = "broken_shape"
+    summary = "Returns half the frames it was given."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block[:, : block.shape[1] // 2].copy()
+
+
+class WrongDtype(_Broken):
+    name = "broken_dtype"
+    summary = "Returns float64 instead of float32."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block.astype(np.float64)
+
+
+class Int16(_Broken):
+    name = "broken_int16"
+    summary = "Returns int16 PCM instead of float32."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return (block * 32767).astype(np.int16)
+
+
+class NotAnArray(_Broken):
+    name = "broken_list"
+    summary = "Returns a list instead of an array."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block.tolist()  # type: ignore[return-value]
+
+
+class NaN(_Broken):
+    name = "broken_nan"
+    summary = "Returns NaN in its output."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        out = block.copy()
+        out[:, ::7] = np.nan
+        return out
+
+
+class Inf(_Broken):
+    name = "broken_inf"
+    summary = "Returns +Inf in its output."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        out = block.copy()
+        out[-1, -1:] = np.inf
+        return out
+
+
+class Sleeps(_Broken):
+    name = "broken_sleep"
+    summary = "Never returns: sleeps (in C, the GIL released)."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        while True:
+            time.sleep(3600)
+
+
+class Spins(_Broken):
+    name = "broken_spin"
+    summary = "Never returns: a pure-Python busy loop (holds the GIL between switches)."
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        n = 0
+        while True:
+            n += 1
+
+
+class FailsToStart(_Broken):
+    name = "broken_init"
+    summary = "Raises in prepare(), when an instance is made."
+
+    def prepare(self) -> None:
+        raise MemoryError("could not allocate the delay line")
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block
+
+
+EFFECTS = [Raises, WrongShape, WrongDtype, Int16, NotAnArray, NaN, Inf, Sleeps, Spins, FailsToStart]
+
+
+@fxhost_sdk.hookimpl
+def fxhost_effects() -> list[type[fxhost_sdk.Effect]]:
+    return EFFECTS
