@@ -113,7 +113,12 @@ def test_process_answers_502_naming_the_effect(server, client, effect):
         bystander.result()
     assert body["type"] == "urn:fxhost:problem:effect-fault"
     assert body["detail"].startswith(f"steps[0] ({effect}): ") and FAULTS[effect] in body["detail"]
-    assert sorted(p.name for p in (server.root / "renders").iterdir()) == temp_before  # no file left
+    # No file left: a process response's temporary output is removed just after it is
+    # sent (a background task), so give that a moment rather than racing it.
+    deadline = time.monotonic() + 10
+    while (left := sorted(p.name for p in (server.root / "renders").iterdir())) != temp_before:
+        assert time.monotonic() < deadline, left
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("effect", HANGS)
