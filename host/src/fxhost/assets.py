@@ -19,7 +19,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -259,10 +259,18 @@ class AssetStore:
         return temp, size, digest.hexdigest() if digest is not None else ""
 
     async def add(
-        self, temp: Path, name: str, *, kind: str = "upload", size: int, sha256: str
+        self,
+        temp: Path,
+        name: str,
+        *,
+        kind: str = "upload",
+        size: int,
+        sha256: str,
+        commit_with: Callable[[str], Awaitable[object]] | None = None,
     ) -> AssetSummary:
         """Make a received temporary file an asset: probe it, rename it into place,
-        then insert its row and event. The temporary file is gone afterwards, either way."""
+        then insert its row and event. The temporary file is gone afterwards, either way.
+        ``commit_with(asset_id)`` runs in the row's transaction (a render marking itself done)."""
         claim = _claim(temp)  # held until the row is in: see sweep
         try:
             name = clean_name(name)
@@ -292,6 +300,8 @@ class AssetStore:
                     sha256=sha256,
                 )
                 await AssetEvent.create(asset_id=asset_id, op="add")
+                if commit_with is not None:
+                    await commit_with(asset_id)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
