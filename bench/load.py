@@ -62,6 +62,7 @@ START = {"type": "start", "steps": STEPS, "sample_rate": SR, "channels": CHANNEL
 STREAM_BLOCK = 4096  # frames a stream producer writes at a time, paced in real time
 IDLE_SECONDS = 2.0
 SAMPLE_SECONDS = 0.05
+KINDS = ("never-read", "half-frame", "abandon")
 
 
 def free_port() -> int:
@@ -309,14 +310,18 @@ class Load:
                     await asyncio.sleep(0.2)
 
     def misbehaving(self) -> list:
-        n = self.args.bad
-        tasks = [self.never_reads("/ws/process", send=True) for _ in range(n)]
-        tasks += [
-            self.never_reads(f"/ws/streams/{self.streams[i % len(self.streams)]}/output", send=False)
-            for i in range(n)
-        ]
-        tasks += [self.half_frames(stall=i % 2 == 1) for i in range(n)]
-        tasks += [self.abandon_streams() for _ in range(max(1, n // 4))]
+        n, kinds = self.args.bad, self.args.kinds
+        tasks = []
+        if "never-read" in kinds:
+            tasks += [self.never_reads("/ws/process", send=True) for _ in range(n)]
+            tasks += [
+                self.never_reads(f"/ws/streams/{self.streams[i % len(self.streams)]}/output", send=False)
+                for i in range(n)
+            ]
+        if "half-frame" in kinds:
+            tasks += [self.half_frames(stall=i % 2 == 1) for i in range(n)]
+        if "abandon" in kinds:
+            tasks += [self.abandon_streams() for _ in range(max(1, n // 4))]
         return tasks
 
     # -- phases ---------------------------------------------------------------------
@@ -371,7 +376,8 @@ def mib(n: int) -> str:
 def report(phases: list[Phase], args: argparse.Namespace) -> None:
     print(
         f"fxhost load: {args.rest} REST clients, {args.ws} /ws/process clients, {args.streams} streams x "
-        f"{args.consumers} consumers; misbehaving: {args.bad} of each kind; {args.seconds:.0f} s"
+        f"{args.consumers} consumers; misbehaving: {args.bad} of each kind of {', '.join(args.kinds)}; "
+        f"{args.seconds:.0f} s"
     )
     print(
         f"{'phase':<12} {'s':>5} {'REST req/s':>10} {'WS blocks/s':>11} {'peak RSS':>9} "
@@ -399,6 +405,12 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=2, help="shared streams")
     parser.add_argument("--consumers", type=int, default=8, help="consumers per stream")
     parser.add_argument("--bad", type=int, default=16, help="misbehaving clients of each kind")
+    parser.add_argument(
+        "--kinds",
+        type=lambda text: text.split(","),
+        default=list(KINDS),
+        help=f"misbehaving kinds, comma-separated (default: {','.join(KINDS)})",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
