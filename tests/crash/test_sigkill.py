@@ -16,8 +16,10 @@ later crash must not lose what an earlier round stored either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import os
 import signal
 import threading
 import time
@@ -29,10 +31,15 @@ import httpx
 import pytest
 from restkit import PG_URL, Server, encode, reset_postgres, start_server, tone
 
-BACKENDS = [
-    "sqlite",
+#: (database, server processes): SQLite in one process; PostgreSQL, the store for several
+#: processes, with two uvicorn workers sharing the data folder (each one's start-up sweep
+#: must leave the other's uploads in progress alone).
+SETUPS = [
+    pytest.param("sqlite", 1, id="sqlite"),
     pytest.param(
         "postgres",
+        2,
+        id="postgres-2-workers",
         marks=pytest.mark.skipif(
             not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set (.ci/run sets it to the local PostgreSQL)"
         ),
@@ -101,6 +108,8 @@ class Round:
     slow_progress: list[int] = field(default_factory=lambda: [0] * SLOW_UPLOADS)
     long_render: str | None = None
     threads: list[threading.Thread] = field(default_factory=list)
+    #: What went wrong in the client threads (an assertion there must fail the test).
+    failures: list[BaseException] = field(default_factory=list)
 
     def client(self) -> httpx.Client:
         return self.server.client()
@@ -186,9 +195,15 @@ class Round:
         targets += [(self.quick_uploads, (i,)) for i in range(QUICK_UPLOADERS)]
         targets += [(self.short_renders, ())] * SHORT_RENDERS
         for target, args in targets:
-            thread = threading.Thread(target=target, args=args, daemon=True)
+            thread = threading.Thread(target=self.guarded, args=(target, *args), daemon=True)
             thread.start()
             self.threads.append(thread)
+
+    def guarded(self, target, *args) -> None:
+        try:
+            target(*args)
+        except BaseException as error:
+            self.failures.append(error)
 
     def long_progress(self) -> tuple[str, float]:
         with self.client() as client:
@@ -218,11 +233,35 @@ class Round:
         raise AssertionError(f"the round never reached {point}")
 
     def kill(self) -> None:
-        self.server.stop(signal.SIGKILL)
+        kill_tree(self.server)
         self.killed.set()
         for thread in self.threads:
             thread.join(timeout=30)
             assert not thread.is_alive()
+        assert not self.failures, self.failures
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (uvicorn's workers and their helpers), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def kill_tree(server: Server) -> None:
+    """SIGKILL the server and all its processes at once, and wait until they are gone."""
+    pids = descendants(server.proc.pid)
+    server.proc.send_signal(signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.proc.wait()
+    for pid in pids:  # reaped by init once their parent is gone
+        while Path(f"/proc/{pid}").exists():
+            time.sleep(0.01)
 
 
 def upload_source(server: Server, ledger: Ledger, seconds: float, stem: str) -> str:
@@ -308,9 +347,9 @@ def check_after_restart(server: Server, ledger: Ledger) -> dict[str, int]:
     return seen
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_sigkill_during_uploads_and_renders_loses_and_leaves_nothing(tmp_path, backend):
-    env = {"FXHOST_RENDER_WORKERS": "2"}
+@pytest.mark.parametrize(("backend", "workers"), SETUPS)
+def test_sigkill_during_uploads_and_renders_loses_and_leaves_nothing(tmp_path, backend, workers):
+    env = {"FXHOST_RENDER_WORKERS": "2", "FXHOST_WORKERS": str(workers)}
     if backend == "postgres":
         reset_postgres(PG_URL)
         env["FXHOST_DATABASE_URL"] = PG_URL
