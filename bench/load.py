@@ -2,7 +2,7 @@
 first well-behaved, then with misbehaving clients added, then with every client gone.
 
     uv run python bench/load.py [--seconds 20] [--rest 16] [--ws 24] [--streams 2]
-                                [--consumers 8] [--bad 16]
+                                [--consumers 8] [--bad 16] [--kinds never-read,half-frame,abandon]
 
 Phases (of ``--seconds`` in all: 40 % baseline, 40 % misbehaving, 20 % cool-down):
 
@@ -241,14 +241,14 @@ class Load:
                 await ws.send(block)  # blocks once the server stops reading us
 
         sender = asyncio.ensure_future(flood() if send else self.stop.wait())
+        stopped = asyncio.ensure_future(self.stop.wait())
         try:
-            await asyncio.wait(
-                {sender, asyncio.ensure_future(self.stop.wait())}, return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait({sender, stopped}, return_when="FIRST_COMPLETED")
             if sender.done() and sender.exception() is not None:
                 self.error(f"bad never-read {type(sender.exception()).__name__}")
         finally:
             sender.cancel()
+            stopped.cancel()
             ws.transport.abort()
 
     async def raw_ws(self, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, ClientProtocol]:
