@@ -5,7 +5,8 @@ Durability rule: the database row is the truth. A file is written to a temporary
 name, fsynced and renamed into place *before* its row is inserted; a delete removes
 the row *before* the file. So a crash at any point leaves at worst a file with no
 row, which :meth:`AssetStore.sweep` removes (at start-up and periodically), never a
-row without its file.
+row without its file. Between the rename and the insert the writer holds a lock on the
+file (its claim), so a sweep can tell a file still being added from one left by a crash.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -265,10 +267,20 @@ class AssetStore:
         return temp, size, digest.hexdigest() if digest is not None else ""
 
     async def add(
-        self, temp: Path, name: str, *, tenant: str, kind: str = "upload", size: int, sha256: str
+        self,
+        temp: Path,
+        name: str,
+        *,
+        tenant: str,
+        kind: str = "upload",
+        size: int,
+        sha256: str,
+        commit_with: Callable[[str], Awaitable[object]] | None = None,
     ) -> AssetSummary:
         """Make a received temporary file an asset: probe it, rename it into place,
-        then insert its row and event. The temporary file is gone afterwards, either way."""
+        then insert its row and event. The temporary file is gone afterwards, either way.
+        ``commit_with(asset_id)`` runs in the row's transaction (a render marking itself done)."""
+        claim = _claim(temp)  # held until the row is in: see sweep
         try:
             name = clean_name(name)
             info = await asyncio.to_thread(audiofile.probe, temp, display_name=name, full=kind == "upload")
@@ -276,6 +288,7 @@ class AssetStore:
             final = self.folders[kind] / asset_id
             os.replace(temp, final)
         except BaseException:
+            claim.close()
             temp.unlink(missing_ok=True)
             raise
         await asyncio.to_thread(_fsync_dir, final.parent)
@@ -297,9 +310,13 @@ class AssetStore:
                     sha256=sha256,
                 )
                 await AssetEvent.create(asset_id=asset_id, op="add")
+                if commit_with is not None:
+                    await commit_with(asset_id)
         except BaseException:
             final.unlink(missing_ok=True)
             raise
+        finally:
+            claim.close()
         summary = summary_of(row)
         self.index.put(tenant, summary)
         return summary
@@ -320,7 +337,8 @@ class AssetStore:
 
     async def sweep(self, grace: float = SWEEP_GRACE_SECONDS) -> int:
         """Remove files with no row (an upload or delete cut off by a crash) and stale
-        temporary files, older than ``grace`` seconds. Returns how many went."""
+        temporary files: those older than ``grace`` seconds, a dead process's temporary
+        files, and files no writer claims that still have no row. Returns how many went."""
         known = {(r[0], r[1]) for r in await Asset.all().values_list("kind", "path")}
         now = time.time()
         removed = 0
@@ -329,10 +347,21 @@ class AssetStore:
                 if not entry.is_file(follow_symlinks=False) or (kind, entry.name) in known:
                     continue
                 with contextlib.suppress(FileNotFoundError):
-                    if _owner_gone(entry.name) or now - entry.stat().st_mtime >= grace:
+                    if (
+                        _owner_gone(entry.name)
+                        or now - entry.stat().st_mtime >= grace
+                        or await self._abandoned(kind, entry.name, entry.path)
+                    ):
                         os.unlink(entry.path)
                         removed += 1
         return removed
+
+    async def _abandoned(self, kind: str, name: str, path: str) -> bool:
+        # A file renamed into place whose writer no longer claims it: its row is in (the
+        # rows read by the sweep are older than the file) or the writer died before it.
+        if name.startswith(TEMP_PREFIX) or not _unclaimed(path):
+            return False
+        return not await Asset.exists(kind=kind, path=name)
 
     # -- reading --------------------------------------------------------------------
 
@@ -386,6 +415,28 @@ def _owner_gone(filename: str) -> bool:
         return False
     owner = filename.removeprefix(TEMP_PREFIX).rsplit("~", 1)[0].replace("~", ":")
     return owner_alive(owner) is False
+
+
+def _claim(path: Path):
+    """An open file holding an exclusive lock on ``path``; closing it releases the lock."""
+    claim = open(path, "rb")  # noqa: SIM115 - the caller closes it once the row is in
+    fcntl.flock(claim, fcntl.LOCK_EX)
+    return claim
+
+
+def _unclaimed(path: str) -> bool:
+    """No process holds the lock of :func:`_claim` on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:

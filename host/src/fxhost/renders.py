@@ -261,8 +261,18 @@ class RenderService:
                 stem = asset.name.rsplit(".", 1)[0]
                 label = row.chain.get("name") or "render"
                 name = clean_name(f"{stem}-{label}{spec.extension}")
+                # Done in the result's own transaction: a crash leaves both or neither.
+                done = Render.filter(id=row.id).update
                 result = await self.store.add(
-                    temp, name, tenant=row.tenant, kind="render", size=size, sha256=sha256
+                    temp,
+                    name,
+                    tenant=row.tenant,
+                    kind="render",
+                    size=size,
+                    sha256=sha256,
+                    commit_with=lambda asset_id: done(
+                        status="done", progress=1.0, result_asset_id=asset_id, finished=_now()
+                    ),
                 )
                 row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
         except asyncio.CancelledError:

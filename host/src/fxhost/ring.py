@@ -35,6 +35,7 @@ Wire helpers: :func:`to_interleaved` and :func:`from_interleaved` convert betwee
 
 from __future__ import annotations
 
+import mmap
 import operator
 import threading
 from typing import Literal
@@ -194,6 +195,15 @@ class RingReader:
             raise RuntimeError(f"reader {self.name!r} was removed from its ring buffer")
 
 
+def _mapped_zeros(channels: int, capacity: int) -> np.ndarray:
+    """A zeroed ``(channels, capacity)`` float32 array in an anonymous mapping of its own:
+    its pages take memory only once written, and go back to the system when the ring is
+    dropped. (``np.zeros`` of a few MiB, once malloc has raised its mmap threshold, comes
+    from the heap, is touched whole, and stays with the process after it is freed.)"""
+    region = mmap.mmap(-1, channels * capacity * 4)
+    return np.frombuffer(region, dtype=np.float32).reshape(channels, capacity)
+
+
 class RingBuffer:
     """``capacity`` frames of ``channels`` float32 samples; see the module docstring."""
 
@@ -206,7 +216,7 @@ class RingBuffer:
             raise ValueError(f"capacity must be >= 1, not {capacity}")
         self._channels = channels
         self._capacity = capacity
-        self._buf = np.zeros((channels, capacity), dtype=np.float32)
+        self._buf = _mapped_zeros(channels, capacity)
         self._lock = threading.Lock()
         self._write_pos = 0
         self._readers: dict[int, RingReader] = {}
