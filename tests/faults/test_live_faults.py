@@ -165,3 +165,29 @@ def test_stream_with_an_effect_that_fails_to_start_is_refused(client):
     assert r.status_code == 502, r.text
     assert r.json()["detail"].startswith("steps[0] (broken_init): failed to start: raised MemoryError")
     assert client.get("/api/streams").json() == []
+
+
+PARAMS_FAULT = "steps[0] (broken_params): failed to take new parameters: raised ValueError"
+
+
+def test_ws_process_effect_refusing_a_live_change_ends_the_session_naming_it(server):
+    bystander = Bystander(server.base)
+    bystander.start()
+    ws = start(server.base, "broken_params")
+    assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+    ws.send(interleave(AUDIO[:, :SMALL]))
+    assert isinstance(ws.recv(timeout=10), bytes)
+    ws.send(json.dumps({"type": "set", "step": 0, "params": {"amount": 0.9}}))
+    assert closed_with_error(ws, "effect_failed", "broken_params").startswith(PARAMS_FAULT)
+    bystander.finish()
+
+
+def test_stream_effect_refusing_a_live_change_stops_the_stream_naming_it(server, client):
+    stream = create_stream(client, [{"effect": "broken_params"}])
+    listener = open_ws(server.base, f"/ws/streams/{stream['id']}/output")
+    r = client.patch(f"/api/streams/{stream['id']}/steps/0", json={"amount": 0.9})
+    assert r.status_code == 502 and r.json()["detail"].startswith(PARAMS_FAULT), r.text
+    closed_with_error(listener, "effect_failed", "broken_params")
+    r = client.get(f"/api/streams/{stream['id']}")
+    assert r.status_code == 502 and r.json()["detail"].startswith(PARAMS_FAULT)
+    assert client.get("/health").status_code == 200

@@ -6,6 +6,7 @@ first block on, so that the host's containment of plugin faults can be tested.""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import fxhost_sdk
 import numpy as np
@@ -108,7 +109,37 @@ class FailsToStart(_Broken):
         return block
 
 
-EFFECTS = [Raises, WrongShape, WrongDtype, Int16, NotAnArray, NaN, Inf, Sleeps, Spins, FailsToStart]
+class RefusesNewParams(fxhost_sdk.Effect):
+    name = "broken_params"
+    version = "0.0.1"
+    summary = "Works at its defaults; raises when a parameter is changed live."
+
+    class Params(fxhost_sdk.Params):
+        amount: Annotated[
+            float, fxhost_sdk.param(description="Anything but 0.5 is refused live.", ge=0, le=1)
+        ] = 0.5
+
+    def apply_params(self, params: Params) -> None:
+        if params.amount != 0.5:
+            raise ValueError("cannot re-tune while running")
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        return block
+
+
+EFFECTS = [
+    Raises,
+    WrongShape,
+    WrongDtype,
+    Int16,
+    NotAnArray,
+    NaN,
+    Inf,
+    Sleeps,
+    Spins,
+    FailsToStart,
+    RefusesNewParams,
+]
 
 
 @fxhost_sdk.hookimpl

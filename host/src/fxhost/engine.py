@@ -140,7 +140,12 @@ class CompiledChain:
             effect.reset()
 
     def set_params(self, index: int, params: Params | dict) -> None:
-        self.effects[index].set_params(params)
+        """New parameters for a step, between blocks; an effect that fails to take them
+        is a fault like any other (its state is unknown afterwards)."""
+        try:
+            self.effects[index].set_params(params)
+        except Exception as error:
+            raise self.fault(index, f"failed to take new parameters: {_raised(error)}") from error
 
     @property
     def latency(self) -> int:

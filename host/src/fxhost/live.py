@@ -237,7 +237,7 @@ class LiveChain:
         effect = self.chain.effects[index]
         checked = effect.check_params({**msgspec.to_builtins(effect.params), **params}, path)
         async with self._lock:
-            effect.set_params(checked)
+            self.chain.set_params(index, checked)  # a plugin that fails here is a fault
         return msgspec.to_builtins(checked)
 
     async def tail(self, block_frames: int) -> list[np.ndarray]:
@@ -342,13 +342,18 @@ class Stream:
         except asyncio.CancelledError:
             raise
         except EffectFault as fault:
-            log.warning("stream %s: %s; the stream is closed", self.id, fault)
-            self.failure, self.closed = fault, True
-            self.output_ready.notify()
+            self.fail(fault)
         except Exception:
             log.exception("stream %s: processing failed; the stream is closed", self.id)
             self.closed = True
             self.output_ready.notify()
+
+    def fail(self, fault: EffectFault) -> None:
+        """Stop the stream for an effect's fault; it answers with the fault until reaped."""
+        log.warning("stream %s: %s; the stream is closed", self.id, fault)
+        self.failure, self.closed = fault, True
+        self.input_ready.notify()
+        self.output_ready.notify()
 
     async def close(self) -> None:
         self.closed = True

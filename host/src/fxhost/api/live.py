@@ -486,6 +486,9 @@ async def patch_step(request: Request) -> Response:
         if error.path == "step":
             raise not_found(error.message) from None
         raise field_problem(error) from None
+    except EffectFault as fault:
+        stream.fail(fault)  # the effect's state is unknown now: the stream cannot go on
+        raise
     return JSONResponse(StepUpdate(step=index, params=full))
 
 
