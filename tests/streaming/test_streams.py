@@ -206,6 +206,11 @@ def test_deleting_a_stream_closes_its_consumers(server):
         ({"chain": "hall", "format": "f64"}, "format"),
         ({"chain": "hall", "overflow": "block"}, "overflow"),
         ({"chain": "hall", "capacity": 3}, "capacity"),
+        # 100M frames of 32 channels would be a 12.8 GB ring: over FXHOST_MAX_STREAM_RING_BYTES.
+        ({"chain": "hall", "capacity": 100_000_000, "channels": 32}, "capacity"),
+        ({"chain": "hall", "capacity": 4_194_305, "channels": 2}, "capacity"),  # 1 frame over 32 MiB
+        # The default capacity (10 s) at 384 kHz and 32 channels is over it too: said so.
+        ({"chain": "hall", "sample_rate": 384000, "channels": 32}, "capacity"),
         ({"chain": [{"effect": "reverb", "params": {"width": 2}}]}, "chain[0].params.width"),
     ],
 )
@@ -214,6 +219,14 @@ def test_bad_stream_requests(server, body, path):
         response = client.post("/api/streams", json=body)
         assert response.status_code == 422, response.text
         assert response.json()["errors"][0]["path"] == path
+        assert client.get("/api/streams").json() == []  # nothing made
+
+
+def test_largest_ring_allowed(server):
+    with server.client() as client:
+        r = client.post("/api/streams", json={"chain": "hall", "capacity": 4_194_304, "channels": 2})
+        assert r.status_code == 201, r.text
+        assert client.delete(f"/api/streams/{r.json()['id']}").status_code == 204
 
 
 def test_idle_streams_expire(tmp_path):

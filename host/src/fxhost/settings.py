@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     max_frame_bytes: Annotated[int, msgspec.Meta(ge=64)] = 1024 * 1024
     #: A stream with no producer or consumer activity for this long is deleted.
     stream_idle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    #: Largest ring buffer of a stream, in bytes (float32 frames x channels); a stream has
+    #: two. Bounds the memory a client can make the server hold per stream.
+    max_stream_ring_bytes: Annotated[int, msgspec.Meta(ge=4096)] = 32 * MiB
     #: Default ring buffer capacity of a stream, in seconds of audio.
     stream_capacity_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
     #: Live blocks up to this many frames are processed on the event loop; larger ones

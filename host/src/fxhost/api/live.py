@@ -354,6 +354,19 @@ async def create_stream(request: Request) -> Response:
     resolved = await svc.chains.resolve(spec, "chain", tenant=tenant, live=True)
     rate = body.sample_rate or svc.settings.default_sample_rate
     capacity = body.capacity or round(svc.settings.stream_capacity_seconds * rate)
+    ring_bytes, limit = capacity * body.channels * 4, svc.settings.max_stream_ring_bytes
+    if ring_bytes > limit:
+        given = "" if body.capacity else " (the default, stream_capacity_seconds at this rate)"
+        raise ValidationProblem(
+            [
+                FieldProblem(
+                    "capacity",
+                    f"{capacity} frames{given} x {body.channels} channels is a {ring_bytes}-byte ring, over "
+                    f"the limit of {limit} (FXHOST_MAX_STREAM_RING_BYTES); at most "
+                    f"{limit // (4 * body.channels)} frames",
+                )
+            ]
+        )
     try:
         stream = svc.streams.create(
             body.chain if isinstance(body.chain, str) else None,
