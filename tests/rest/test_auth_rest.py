@@ -342,5 +342,11 @@ def test_open_server_says_so_and_a_first_key_closes_it(tmp_path):
             assert anyone.get("/openapi.json").json()["security"] == [{"apiKey": []}]
         with as_(server, key) as keyed:  # what was made open is not the key's
             assert keyed.get(f"/api/assets/{asset['id']}").status_code == 404
+        # Revoking the last key locks the server, it does not open it again.
+        assert run_fxhost("keys", "revoke", "first", cwd=server.root, env=cli_env(server)).returncode == 0
+        time.sleep(2.5)  # past the "any keys?" memory (KEYS_EXIST_TTL_SECONDS)
+        with server.client() as anyone, as_(server, key) as revoked:
+            assert_problem(anyone.get("/api/assets"), 401)
+            assert_problem(revoked.get("/api/assets"), 401)
     finally:
         server.stop()

@@ -5,7 +5,8 @@ A key is shown once, when it is made; the database keeps only its SHA-256, so a 
 database gives no key away. The tenant of a key made by ``fxhost keys create`` is its
 id; the tenant of a static key (the ``api_keys`` setting) is derived from its hash, so
 it stays the same across restarts and processes. With no key of either kind the
-server runs open, and everything belongs to the open tenant.
+server runs open, and everything belongs to the open tenant. A key once made keeps
+the server closed even when revoked: revoking the last key must not open the doors.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import msgspec
 from fxhost.db.models import OPEN_TENANT, ApiKey
 
 KEY_PREFIX = "fxk_"
-#: How long "are any keys in the database?" is remembered. A key made while the
-#: server runs is enforced within this time; a revoked key is refused at once.
+#: How long "has a key ever been made?" is remembered. A key made while the server
+#: runs is enforced within this time; a revoked key is refused at once.
 KEYS_EXIST_TTL_SECONDS = 2.0
 
 
@@ -98,7 +99,7 @@ class Authenticator:
             return True
         checked, exist = self._db_keys_exist
         if time.monotonic() - checked > KEYS_EXIST_TTL_SECONDS:
-            exist = await ApiKey.filter(revoked=None).exists()
+            exist = await ApiKey.exists()  # revoked ones too: see the module's docstring
             self._db_keys_exist = (time.monotonic(), exist)
         return exist
 
@@ -114,9 +115,9 @@ class Authenticator:
     async def describe(self) -> str:
         """One line for the start-up log."""
         count = await ApiKey.filter(revoked=None).count()
-        if not self._static and not count:
+        if not self._static and not await ApiKey.exists():
             return "no API keys are configured: the server is OPEN to anyone who can reach it"
-        return f"API keys required: {len(self._static)} static, {count} in the database"
+        return f"API keys required: {len(self._static)} static, {count} active in the database"
 
 
 __all__ = ["OPEN_TENANT", "Authenticator", "KeyInfo", "create_key", "list_keys", "revoke_key"]
