@@ -546,6 +546,10 @@ CASES = [
     # -- path traversal, NUL bytes, overlong names ------------------------------------------
     Case("asset-name-nul", upload(GOOD["wav"], "a\x00b.wav"), 422, "name"),
     Case("asset-name-only-dots", upload(GOOD["wav"], "../.."), 422, "name"),
+    Case("asset-name-traversal", upload(GOOD["wav"], "../../etc/passwd"), 422, "name"),
+    Case("asset-name-backslash-traversal", upload(GOOD["wav"], "..\\..\\boot.ini"), 422, "name"),
+    Case("asset-name-invalid-utf8", post("/api/assets?name=%ff%fe.wav", content=GOOD["wav"]), 400, "name"),
+    Case("asset-list-prefix-invalid-utf8", get("/api/assets?prefix=%c3%28"), 400, "prefix"),
     Case("asset-name-overlong", upload(GOOD["wav"], "a" * 300 + ".wav"), 422, "name"),
     Case("multipart-filename-overlong", form(GOOD["wav"], "b" * 300 + ".wav", "audio/wav"), 422, "name"),
     Case(
@@ -642,6 +646,7 @@ CASES = [
     ),
     Case("ws-input-oversize-frame", ws("/ws/streams/{stream}/input", bytes(MAX_FRAME + 8)), 1009, "too_big"),
     Case("stream-input-partial-frame", post("/api/streams/{stream}/input", content=bytes(7)), 422, "body"),
+    Case("stream-input-empty", post("/api/streams/{stream}/input", content=b""), 422, "body"),
     # -- the command line ----------------------------------------------------------------------
     Case(
         "cli-render-truncated-flac",

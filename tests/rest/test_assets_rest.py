@@ -48,6 +48,18 @@ FORMATS = {
 }
 
 
+@pytest.mark.parametrize("sent", ["C:\\Users\\me\\take one.wav", "/home/me/take one.wav"])
+def test_multipart_file_name_with_the_clients_path_keeps_the_name(client, sent):
+    """Some clients send the path the file had on their side; only its name is meant
+    (RFC 7578). An explicit ?name= with a directory in it is refused instead."""
+    data = encode(tone(0.1), SR, "WAV", "PCM_16")
+    response = client.post("/api/assets", files={"file": (sent, data, "audio/wav")})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == "take one.wav"
+    refused = client.post("/api/assets", params={"name": sent}, content=data)
+    assert refused.status_code == 422 and refused.json()["errors"][0]["path"] == "name"
+
+
 @pytest.mark.parametrize("name", list(FORMATS))
 @pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
 def test_upload_every_format_stored_as_received(client, name, multipart):

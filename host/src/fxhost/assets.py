@@ -108,15 +108,25 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 
 def clean_name(name: str) -> str:
-    """An asset name as given, minus any directory part; refused if empty or absurd."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    """An asset name as given (trimmed); refused if empty, absurd or a path. Files are
+    stored under their id, so a name is never a path on this machine, but a name that
+    looks like one ("../../etc/passwd") is an attack or a mistake, and is said to be."""
+    name = name.strip()
     if not name or name in {".", ".."}:
         raise ValueError("name must not be empty")
+    if "/" in name or "\\" in name:
+        raise ValueError("name must be a file name, without '/' or '\\' (no directories)")
     if len(name) > NAME_MAX:
         raise ValueError(f"name must be at most {NAME_MAX} characters")
     if any(ord(c) < 32 for c in name):
         raise ValueError("name must not contain control characters")
     return name
+
+
+def file_name_of(client_path: str) -> str:
+    """The last part of a file name a client sent: some send the path it had there
+    (``C:\\Users\\me\\take.wav``), of which only the name is meant (RFC 7578, 4.2)."""
+    return client_path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 #: Index key: tenant first, so that one tenant's assets are one contiguous range.

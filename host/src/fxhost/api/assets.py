@@ -24,7 +24,7 @@ from fxhost.api.openapi import (
 )
 from fxhost.api.spec import api
 from fxhost.api.uploads import receive_audio
-from fxhost.assets import AssetPage, AssetSummary, clean_name, summary_of
+from fxhost.assets import AssetPage, AssetSummary, clean_name, file_name_of, summary_of
 from fxhost.renders import RenderOutput, keeping_source_subtype
 
 AUDIO_BODY = {
@@ -74,7 +74,7 @@ async def upload_asset(request: Request) -> Response:
     query = decode_query(request, UploadQuery)
     store = services(request).store
     received = await receive_audio(request, store)
-    name = query.name or received.fields.get("name") or received.filename
+    name = query.name or received.fields.get("name") or file_name_of(received.filename or "")
     try:
         if not name:
             raise ValidationProblem([FieldProblem("name", "give the asset a name: ?name=take1.wav")])

@@ -432,6 +432,8 @@ async def stream_input(request: Request) -> Response:
         data += chunk
         if len(data) > limit:
             raise ProblemException(413, f"the body is larger than {limit} bytes")
+    if not data:
+        raise ValidationProblem([FieldProblem("body", "empty: send at least one frame of PCM")])
     try:
         block = from_interleaved(bytes(data), stream.channels, stream.format)
     except ValueError as error:

@@ -32,6 +32,7 @@ from functools import cache
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from fxhost_sdk.params import FieldError, convert, field_error
@@ -158,6 +159,8 @@ def decode_query(source: HTTPConnection | QueryParams | Mapping[str, str], query
     one wins. Raises :class:`ValidationProblem` naming the parameter (``limit: Expected
     int, got str``).
     """
+    if isinstance(source, HTTPConnection):
+        _check_utf8_query(source.scope.get("query_string", b""))
     params = source.query_params if isinstance(source, HTTPConnection) else source
     items = params.multi_items() if isinstance(params, QueryParams) else list(params.items())
     multi = _multi_valued(query_type)
@@ -171,6 +174,23 @@ def decode_query(source: HTTPConnection | QueryParams | Mapping[str, str], query
         return convert(data, query_type, strict=False)
     except FieldError as error:
         raise _validation_problem(error, "The query string") from None
+
+
+def _check_utf8_query(raw: bytes) -> None:
+    """400 naming the parameter whose (percent-decoded) value is not UTF-8: Starlette
+    would quietly turn it into U+FFFD, and a name would be stored with them."""
+    for pair in raw.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        for part in (key, value):
+            try:
+                unquote_to_bytes(part.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                name = unquote_to_bytes(key).decode("utf-8", "replace") if part is value else "query"
+                raise ProblemException(
+                    400,
+                    f"The query string is not valid UTF-8 in {name!r}.",
+                    errors=[FieldProblem(name, "not valid UTF-8")],
+                ) from None
 
 
 _BYTE = re.compile(r"\(byte (\d+)\)")
