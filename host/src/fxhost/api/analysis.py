@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fxhost.analysis import Analysis, analyse, spectrogram_png, waveform_png
-from fxhost.api.auth import tenant_of
-from fxhost.api.http import JSONResponse, not_found, services
+from fxhost.api.assets import asset_or_404
+from fxhost.api.http import JSONResponse, services
 from fxhost.api.openapi import Resp, decode_query
 from fxhost.api.spec import api
 from fxhost.db.models import Asset
@@ -44,14 +44,6 @@ class SpectrogramQuery(PictureQuery, kw_only=True, forbid_unknown_fields=True):
 PNG = Resp(media_type="image/png", binary=True, description="A PNG picture of the requested size.")
 
 
-async def _asset_or_404(request: Request) -> Asset:
-    asset_id = request.path_params["id"]
-    row = await services(request).store.get(asset_id, tenant_of(request))
-    if row is None:
-        raise not_found(f"no asset with id {asset_id!r}")
-    return row
-
-
 def _png_response(data: bytes, row: Asset, kind: str) -> Response:
     stem = row.name.rsplit(".", 1)[0] or "audio"
     filename = quote(f"{stem}-{kind}.png")
@@ -73,7 +65,7 @@ def _png_response(data: bytes, row: Asset, kind: str) -> Response:
     responses={200: Analysis},
 )
 async def asset_analysis(request: Request) -> Response:
-    row = await _asset_or_404(request)
+    row = await asset_or_404(request)
     store = services(request).store
 
     def measure() -> Analysis:
@@ -93,7 +85,7 @@ async def asset_analysis(request: Request) -> Response:
 )
 async def asset_waveform(request: Request) -> Response:
     query = decode_query(request, PictureQuery)
-    row = await _asset_or_404(request)
+    row = await asset_or_404(request)
     store = services(request).store
 
     def draw() -> bytes:
@@ -114,7 +106,7 @@ async def asset_waveform(request: Request) -> Response:
 )
 async def asset_spectrogram(request: Request) -> Response:
     query = decode_query(request, SpectrogramQuery)
-    row = await _asset_or_404(request)
+    row = await asset_or_404(request)
     store = services(request).store
 
     def draw() -> bytes:

@@ -25,6 +25,7 @@ from fxhost.api.openapi import (
 from fxhost.api.spec import api
 from fxhost.api.uploads import receive_audio
 from fxhost.assets import AssetPage, AssetSummary, clean_name, file_name_of, summary_of
+from fxhost.db.models import Asset
 from fxhost.renders import RenderOutput, keeping_source_subtype
 
 AUDIO_BODY = {
@@ -104,7 +105,8 @@ async def list_assets(request: Request) -> Response:
     return JSONResponse(page)
 
 
-async def _asset_or_404(request: Request):
+async def asset_or_404(request: Request) -> Asset:
+    """The caller's asset named by the path's ``{id}``, or a 404 problem."""
     asset_id = request.path_params["id"]
     row = await services(request).store.get(asset_id, tenant_of(request))
     if row is None:
@@ -116,7 +118,7 @@ async def _asset_or_404(request: Request):
     "/api/assets/{id}", summary="One asset's description.", tags=["assets"], responses={200: AssetSummary}
 )
 async def get_asset(request: Request) -> Response:
-    return JSONResponse(summary_of(await _asset_or_404(request)))
+    return JSONResponse(summary_of(await asset_or_404(request)))
 
 
 @api.get(
@@ -133,7 +135,7 @@ async def get_asset(request: Request) -> Response:
 async def get_asset_audio(request: Request) -> Response:
     query = decode_query(request, AudioQuery)
     svc = services(request)
-    row = await _asset_or_404(request)
+    row = await asset_or_404(request)
     stem = row.name.rsplit(".", 1)[0] or "audio"
     if query.format is None and query.sample_rate is None and query.subtype is None:
         media_type = audiofile.media_type_of(row.format, row.subtype)
