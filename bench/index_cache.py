@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from fxhost.cache import LRUCache
-from fxhost.index import AVLTree
+from fxhost.store.avl import AVLTree
+from fxhost.store.cache import LRUCache
 from sortedcontainers import SortedDict
 
 KINDS = ["take", "take", "take", "kick", "snare", "vox", "gtr", "bass", "pad", "fx-riser", "room-mic"]

@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from fxhost.ring import RingBuffer, from_interleaved, to_interleaved
+from fxhost.audio.pcm import from_interleaved, to_interleaved
+from fxhost.engine.ring import RingBuffer
 
 SR = 48_000
 CHANNELS = 2

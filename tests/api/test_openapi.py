@@ -8,17 +8,16 @@ from urllib.parse import urljoin
 
 import msgspec
 import pytest
-from fxhost.api.openapi import (
+from fxhost.api.openapi.declare import Api, Operation, Resp, WebSocketOperation, problem_resp
+from fxhost.api.openapi.decode import decode_json_body, decode_query
+from fxhost.api.openapi.document import openapi_document
+from fxhost.api.openapi.pages import docs_routes
+from fxhost.api.openapi.problems import (
     PROBLEM_JSON,
-    Api,
     FieldProblem,
     Problem,
     ProblemException,
-    Resp,
     ValidationProblem,
-    decode_json_body,
-    decode_query,
-    problem_resp,
 )
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
@@ -78,23 +77,67 @@ class StreamError(msgspec.Struct, tag="error"):
 ASSETS = [Asset(1, "drums", 48000, 2), Asset(2, "vocal", 44100, 1)]
 
 
-def make_api() -> Api:
-    api = Api("toy", "1.2.3", "A toy API.", tags={"assets": "Uploaded audio"})
+async def list_assets(request: Request) -> Response:
+    try:
+        q = decode_query(request, AssetQuery)
+    except ProblemException as exc:
+        problem = exc.to_problem(instance=request.url.path)
+        return Response(msgspec.json.encode(problem), exc.status, media_type=PROBLEM_JSON)
+    items = [a for a in ASSETS if q.prefix is None or a.name.startswith(q.prefix)][: q.limit]
+    return Response(msgspec.json.encode({"items": items, "tag": q.tag}), media_type="application/json")
 
-    @api.get(
-        "/api/assets", summary="List assets", tags=["assets"], query=AssetQuery, responses={200: list[Asset]}
-    )
-    async def list_assets(request: Request) -> Response:
-        try:
-            q = decode_query(request, AssetQuery)
-        except ProblemException as exc:
-            problem = exc.to_problem(instance=request.url.path)
-            return Response(msgspec.json.encode(problem), exc.status, media_type=PROBLEM_JSON)
-        items = [a for a in ASSETS if q.prefix is None or a.name.startswith(q.prefix)][: q.limit]
-        return Response(msgspec.json.encode({"items": items, "tag": q.tag}), media_type="application/json")
 
-    @api.post(
+async def upload_asset(request: Request) -> Response:
+    return Response(status_code=201)
+
+
+async def get_asset(request: Request) -> Response:
+    return Response(msgspec.json.encode(ASSETS[0]), media_type="application/json")
+
+
+async def delete_asset(request: Request) -> Response:
+    return Response(status_code=204)
+
+
+async def download_asset(request: Request) -> Response:
+    return Response(b"RIFF", media_type="audio/wav")
+
+
+async def save_chain(request: Request) -> Response:
+    try:
+        chain = decode_json_body(await request.body(), Chain)
+    except ProblemException as exc:
+        return Response(msgspec.json.encode(exc.to_problem()), exc.status, media_type=PROBLEM_JSON)
+    return Response(msgspec.json.encode(chain), media_type="application/json")
+
+
+async def stream_levels(request: Request) -> Response:
+    async def events():
+        yield b"data: " + msgspec.json.encode(Level(-20.0, -6.0)) + b"\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def stream_ws(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text(websocket.path_params["name"])
+    await websocket.close()
+
+
+ROUTES = [
+    Operation(
+        "GET",
         "/api/assets",
+        list_assets,
+        summary="List assets",
+        tags=["assets"],
+        query=AssetQuery,
+        responses={200: list[Asset]},
+    ),
+    Operation(
+        "POST",
+        "/api/assets",
+        upload_asset,
         summary="Upload audio",
         tags=["assets"],
         raw_body={"audio/*": "An audio file", "multipart/form-data": "An audio file in a form"},
@@ -103,22 +146,27 @@ def make_api() -> Api:
             413: problem_resp("Upload too large"),
             415: problem_resp("Not audio"),
         },
-    )
-    async def upload_asset(request: Request) -> Response:
-        return Response(status_code=201)
-
-    @api.get("/api/assets/{asset_id:int}", summary="One asset", tags=["assets"], responses={200: Asset})
-    async def get_asset(request: Request) -> Response:
-        return Response(msgspec.json.encode(ASSETS[0]), media_type="application/json")
-
-    @api.delete(
-        "/api/assets/{asset_id:int}", summary="Delete an asset", tags=["assets"], responses={204: None}
-    )
-    async def delete_asset(request: Request) -> Response:
-        return Response(status_code=204)
-
-    @api.get(
+    ),
+    Operation(
+        "GET",
+        "/api/assets/{asset_id:int}",
+        get_asset,
+        summary="One asset",
+        tags=["assets"],
+        responses={200: Asset},
+    ),
+    Operation(
+        "DELETE",
+        "/api/assets/{asset_id:int}",
+        delete_asset,
+        summary="Delete an asset",
+        tags=["assets"],
+        responses={204: None},
+    ),
+    Operation(
+        "GET",
         "/api/assets/{asset_id:int}/audio",
+        download_asset,
         summary="Download audio",
         tags=["assets"],
         responses={
@@ -129,46 +177,38 @@ def make_api() -> Api:
                 headers={"Content-Disposition": "attachment; filename=..."},
             )
         },
-    )
-    async def download_asset(request: Request) -> Response:
-        return Response(b"RIFF", media_type="audio/wav")
-
-    @api.put(
-        "/api/chains/{name}", summary="Save a chain", tags=["chains"], body=Chain, responses={200: Chain}
-    )
-    async def save_chain(request: Request) -> Response:
-        try:
-            chain = decode_json_body(await request.body(), Chain)
-        except ProblemException as exc:
-            return Response(msgspec.json.encode(exc.to_problem()), exc.status, media_type=PROBLEM_JSON)
-        return Response(msgspec.json.encode(chain), media_type="application/json")
-
-    @api.get(
+    ),
+    Operation(
+        "PUT",
+        "/api/chains/{name}",
+        save_chain,
+        summary="Save a chain",
+        tags=["chains"],
+        body=Chain,
+        responses={200: Chain},
+    ),
+    Operation(
+        "GET",
         "/api/streams/{name}/levels",
+        stream_levels,
         summary="Level meter",
         tags=["streams"],
         responses={200: Resp(Level, media_type="text/event-stream", description="Levels, 10 per second")},
-    )
-    async def stream_levels(request: Request) -> Response:
-        async def events():
-            yield b"data: " + msgspec.json.encode(Level(-20.0, -6.0)) + b"\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
-    @api.websocket(
+    ),
+    WebSocketOperation(
         "/api/streams/{name}/ws",
+        stream_ws,
         summary="Stream audio through a chain",
         description="Send a config message, then binary PCM frames.",
         tags=["streams"],
         client_messages=[StreamConfig],
         server_messages=[StreamError],
-    )
-    async def stream_ws(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await websocket.send_text(websocket.path_params["name"])
-        await websocket.close()
+    ),
+]
 
-    return api
+
+def make_api() -> Api:
+    return Api("toy", "1.2.3", "A toy API.", tags={"assets": "Uploaded audio"}, routes=ROUTES)
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +218,12 @@ def api() -> Api:
 
 @pytest.fixture(scope="module")
 def doc(api: Api) -> dict:
-    return api.document()
+    return openapi_document(api)
 
 
 @pytest.fixture(scope="module")
 def client(api: Api):
-    app = Starlette(routes=api.routes() + api.docs_routes())
+    app = Starlette(routes=api.routes() + docs_routes(api))
     with TestClient(app) as client:
         yield client
 
@@ -301,40 +341,49 @@ def test_websockets_are_described(doc: dict) -> None:
     assert "/api/streams/{name}/ws" in doc["info"]["description"]
 
 
+async def handler(request: Request) -> Response: ...
+
+
+async def other(request: Request) -> Response: ...
+
+
 def test_operation_ids_are_unique_and_the_document_is_cached() -> None:
-    api = Api("t", "1")
-
-    @api.get("/a", summary="a")
-    async def handler(request: Request) -> Response: ...
-
-    first = api.document()
-    assert api.document() is first
+    first_route = Operation("GET", "/a", handler, summary="a")
+    api = Api("t", "1", routes=[first_route])
+    first = openapi_document(api)
+    assert openapi_document(api) is first
     with pytest.raises(ValueError, match="operationId 'handler'"):
-        api.get("/b", summary="b")(handler)
+        Api("t", "1", routes=[first_route, Operation("GET", "/b", handler, summary="b")])
     with pytest.raises(ValueError, match="operationId 'handler'"):
-        api.post("/c", summary="c", operation_id="handler")(handler)
+        Api(
+            "t",
+            "1",
+            routes=[first_route, Operation("POST", "/c", other, summary="c", operation_id="handler")],
+        )
     with pytest.raises(ValueError, match="declared twice"):
-        api.get("/a", summary="again", operation_id="other")
+        Api("t", "1", routes=[first_route, Operation("GET", "/a", other, summary="again")])
     with pytest.raises(TypeError, match=r"msgspec\.Struct"):
-        api.get("/d", summary="d", query=dict)
+        Operation("GET", "/d", handler, summary="d", query=dict)
     with pytest.raises(ValueError, match="unknown path convertor"):
-        api.get("/e/{x:nope}", summary="e")
+        Operation("GET", "/e/{x:nope}", handler, summary="e")
 
     class BadQuery(msgspec.Struct):
         name: Annotated[str | None, msgspec.Meta(max_length=3)] = None  # Meta must go on `str`
 
     with pytest.raises(TypeError, match="GET /f: BadQuery is not a valid msgspec type: Can only set"):
-        api.get("/f", summary="f", query=BadQuery)
+        Operation("GET", "/f", handler, summary="f", query=BadQuery)
     with pytest.raises(TypeError, match="POST /f: BadQuery is not a valid msgspec type"):
-        api.post("/f", summary="f", body=BadQuery)
+        Operation("POST", "/f", handler, summary="f", body=BadQuery)
 
-    @api.post("/a", summary="post a", operation_id="post_a")
-    async def other(request: Request) -> Response: ...
-
-    assert api.document() is not first
-    assert set(api.document()["paths"]["/a"]) == {"get", "post"}
-    assert [op.operation_id for op in api.operations] == ["handler", "post_a"]
-    assert api.operation("post_a").method == "POST"
+    second = Api(
+        "t",
+        "1",
+        routes=[first_route, Operation("POST", "/a", other, summary="post a", operation_id="post_a")],
+    )
+    assert openapi_document(second) is not first
+    assert set(openapi_document(second)["paths"]["/a"]) == {"get", "post"}
+    assert [op.operation_id for op in second.operations] == ["handler", "post_a"]
+    assert second.operation("post_a").method == "POST"
 
 
 def test_errors_override_and_security() -> None:
@@ -343,12 +392,9 @@ def test_errors_override_and_security() -> None:
         "1",
         security_schemes={"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         security=[{"apiKey": []}],
+        routes=[Operation("GET", "/health", handler, summary="health", errors=[500], security=[])],
     )
-
-    @api.get("/health", summary="health", errors=[500], security=[])
-    async def health(request: Request) -> Response: ...
-
-    doc = api.document()
+    doc = openapi_document(api)
     validate(doc)
     op = doc["paths"]["/health"]["get"]
     assert set(op["responses"]) == {"200", "500"}
@@ -380,7 +426,7 @@ def test_openapi_json_is_served(client: TestClient, doc: dict) -> None:
 
 
 def test_openapi_json_behind_a_prefix_names_the_server(api: Api) -> None:
-    app = Starlette(routes=api.docs_routes())
+    app = Starlette(routes=docs_routes(api))
     with TestClient(app, root_path="/fx") as client:
         assert client.get("/fx/openapi.json").json()["servers"] == [{"url": "/fx"}]
 
@@ -424,7 +470,9 @@ def test_vendored_licenses_are_served(client: TestClient) -> None:
 
 def test_docs_pages_under_other_urls() -> None:
     api = make_api()
-    app = Starlette(routes=api.docs_routes("/api/openapi.json", docs_url="/api/docs", redoc_url="/api/redoc"))
+    app = Starlette(
+        routes=docs_routes(api, "/api/openapi.json", docs_url="/api/docs", redoc_url="/api/redoc")
+    )
     with TestClient(app) as client:
         page_html = client.get("/api/docs").text
         assert '"openapi.json"' in page_html

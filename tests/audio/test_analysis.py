@@ -1,7 +1,8 @@
-"""fxhost.analysis against signals whose answers are known: levels of a full-scale sine,
-DC offsets, clipping counts (also across the 10 s chunks the analysis works in),
-loudness against pyloudnorm and the BS.1770 reference values, loudness range, true
-peak of an inter-sample peak, and pictures of the requested size, fast enough."""
+"""fxhost.audio.analysis, and the SDK meters it measures with, against signals whose
+answers are known: levels of a full-scale sine, DC offsets, clipping counts (also across
+the 10 s chunks the analysis works in), loudness against pyloudnorm and the BS.1770
+reference values, loudness range, true peak of an inter-sample peak, and pictures of
+the requested size, fast enough."""
 
 import io
 import math
@@ -10,7 +11,9 @@ import warnings
 import numpy as np
 import pyloudnorm as pyln
 import pytest
-from fxhost import analysis as an
+from fxhost.audio import analysis as an
+from fxhost.audio import pictures as pics
+from fxhost_sdk import meters
 from PIL import Image
 
 SR = 48000
@@ -121,7 +124,7 @@ def test_silence_and_empty_audio_have_no_decibels():
 
 
 def test_k_weighting_is_the_bs1770_filter_at_48k():
-    sos = an.k_weighting_sos(48000)
+    sos = meters.k_weighting_sos(48000)
     assert sos[0] == pytest.approx(
         [1.53512485958697, -2.69169618940638, 1.19839281085285, 1.0, -1.69065929318241, 0.73248077421585],
         abs=1e-12,
@@ -156,21 +159,21 @@ def test_integrated_loudness_agrees_with_pyloudnorm(sr, channels, seconds):
 
 
 def test_loudness_too_short_or_silent_is_none():
-    integrated, lra = an.loudness(noise(0.39), SR)
+    integrated, lra = meters.loudness(noise(0.39), SR)
     assert integrated is None and lra is None
-    integrated, lra = an.loudness(noise(2.9), SR)
+    integrated, lra = meters.loudness(noise(2.9), SR)
     assert integrated is not None and lra is None  # no complete 3 s short-term window
-    integrated, lra = an.loudness(noise(3.0), SR)
+    integrated, lra = meters.loudness(noise(3.0), SR)
     assert integrated is not None and lra == pytest.approx(0.0, abs=0.5)
-    assert an.loudness(noise(10.0) * 1e-6, SR) == (None, None)  # below the -70 LUFS gate
+    assert meters.loudness(noise(10.0) * 1e-6, SR) == (None, None)  # below the -70 LUFS gate
 
 
 def test_loudness_range_of_a_quiet_and_a_loud_half():
     steady = noise(20.0)
     two_level = noise(20.0, seed=1)
     two_level[:, : 10 * SR] *= 10 ** (-20 / 20)  # the first half 20 dB down
-    _, lra_steady = an.loudness(steady, SR)
-    _, lra_two = an.loudness(two_level, SR)
+    _, lra_steady = meters.loudness(steady, SR)
+    _, lra_two = meters.loudness(two_level, SR)
     assert lra_steady < 1.0
     assert lra_two > lra_steady + 15
     assert lra_two == pytest.approx(20.0, abs=1.0)
@@ -180,14 +183,14 @@ def test_loudness_range_of_a_quiet_and_a_loud_half():
 
 
 def test_six_channels_are_5_1_without_the_lfe():
-    assert list(an.channel_weights(2)) == [1.0, 1.0]
-    assert list(an.channel_weights(5)) == [1.0, 1.0, 1.0, 1.41, 1.41]
-    assert list(an.channel_weights(6)) == [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]
+    assert list(meters.channel_weights(2)) == [1.0, 1.0]
+    assert list(meters.channel_weights(5)) == [1.0, 1.0, 1.0, 1.41, 1.41]
+    assert list(meters.channel_weights(6)) == [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]
     x = np.zeros((6, 5 * SR))
     x[3] = noise(5.0, 1)[0]  # only the LFE: nothing to measure
-    assert an.loudness(x, SR)[0] is None
+    assert meters.loudness(x, SR)[0] is None
     x[0] = x[3]
-    assert an.loudness(x, SR)[0] == pytest.approx(an.loudness(x[:1], SR)[0], abs=1e-9)
+    assert meters.loudness(x, SR)[0] == pytest.approx(meters.loudness(x[:1], SR)[0], abs=1e-9)
 
 
 # --------------------------------------------------------------------------- true peak
@@ -202,19 +205,23 @@ def test_true_peak_of_an_inter_sample_peak():
     assert a.true_peak_dbtp > a.overall.peak_dbfs + 2.5
 
 
-def test_true_peak_chunks_agree_with_one_pass():
-    from scipy.signal import resample_poly
-
-    x = noise(25.0, 1)  # three 10 s chunks
-    x[0, 10 * SR - 1 : 10 * SR + 1] = [0.9, -0.9]  # a sharp edge on the seam
-    fir = an.ANNEX2_PHASES.T.reshape(-1) / 4
-    whole = max(float(np.max(np.abs(resample_poly(x[0], 4, 1, window=fir)))), float(np.max(np.abs(x))))
-    assert an.true_peak(x, SR)[0] == pytest.approx(whole, rel=1e-12)
+def test_true_peak_chunks_agree_with_one_pass(monkeypatch):
+    x = noise(25.0, 1)  # many chunks of the meter
+    seam = meters.TRUE_PEAK_CHUNK
+    x[0, seam - 1 : seam + 1] = [0.9, -0.9]  # a sharp edge on a seam
+    chunked = meters.true_peak(x, SR)[0]
+    monkeypatch.setattr(meters, "TRUE_PEAK_CHUNK", 10**9)
+    assert meters.true_peak(x, SR)[0] == pytest.approx(chunked, rel=1e-12)
+    # the same as each phase's filter run over the whole signal, silence around it
+    half = meters.TRUE_PEAK_HALF_TAPS
+    padded = np.concatenate([np.zeros(half - 1), x[0], np.zeros(half)])
+    between = max(np.abs(np.correlate(padded, h, mode="valid")).max() for h in meters.TRUE_PEAK_FILTERS.T)
+    assert chunked == pytest.approx(max(between, np.abs(x).max()), rel=1e-12)
 
 
 def test_no_oversampling_from_192k():
     x = sine(192000 / 4, 0.5, sr=192000, phase=math.pi / 4)[None]
-    assert an.true_peak(x, 192000)[0] == pytest.approx(np.max(np.abs(x)))
+    assert meters.true_peak(x, 192000)[0] == pytest.approx(np.max(np.abs(x)))
 
 
 # --------------------------------------------------------------------------- pictures
@@ -230,9 +237,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.mark.parametrize(("width", "height"), [(1200, 400), (1234, 567), (200, 100), (333, 2000)])
 def test_pictures_have_the_requested_size(width, height):
     x = noise(3.0).astype(np.float32)
-    assert png_size(an.waveform_png(x, SR, width=width, height=height, title="t.wav")) == (width, height)
+    assert png_size(pics.waveform_png(x, SR, width=width, height=height, title="t.wav")) == (width, height)
     for scale in ("log", "linear"):
-        png = an.spectrogram_png(x, SR, width=width, height=height, title="t.wav", scale=scale)
+        png = pics.spectrogram_png(x, SR, width=width, height=height, title="t.wav", scale=scale)
         assert png_size(png) == (width, height)
 
 
@@ -249,19 +256,19 @@ def test_pictures_have_the_requested_size(width, height):
 )
 def test_pictures_of_awkward_audio(audio):
     for fft in (None, 256, 8192):
-        png = an.spectrogram_png(audio, SR, width=400, height=200, title="x", fft_size=fft)
+        png = pics.spectrogram_png(audio, SR, width=400, height=200, title="x", fft_size=fft)
         assert png_size(png) == (400, 200)
-    assert png_size(an.waveform_png(audio, SR, width=400, height=200, title="x")) == (400, 200)
+    assert png_size(pics.waveform_png(audio, SR, width=400, height=200, title="x")) == (400, 200)
 
 
 def test_default_fft_size():
-    assert an.default_fft_size(48000) == an.default_fft_size(44100) == 2048
-    assert an.default_fft_size(8000) == 256 and an.default_fft_size(384000) == 8192
+    assert pics.default_fft_size(48000) == pics.default_fft_size(44100) == 2048
+    assert pics.default_fft_size(8000) == 256 and pics.default_fft_size(384000) == 8192
 
 
 def test_sixty_seconds_of_stereo():
     """Long audio takes the envelope and averaging paths of the pictures."""
     x = noise(60.0).astype(np.float32)
-    for draw in (an.waveform_png, an.spectrogram_png):
+    for draw in (pics.waveform_png, pics.spectrogram_png):
         assert png_size(draw(x, SR, width=1200, height=400, title="sixty.wav")) == (1200, 400)
     assert an.analyse(x, SR).frames == x.shape[1]

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from clitools import REPO, run_fxhost
-from fxhost.config import load_config
-from fxhost.docs import effects_markdown, readme_table
-from fxhost.registry import load_registry
+from fxhost.catalog.config import load_config
+from fxhost.catalog.effects_table import effects_markdown, readme_table
+from fxhost.catalog.registry import load_registry
 
 
 def test_readme_effect_table_is_current():

@@ -4,7 +4,8 @@ the expected output of a healthy chain, computed here with the engine itself."""
 from __future__ import annotations
 
 import numpy as np
-from fxhost.engine import CompiledChain, render_blocks
+from fxhost.engine.compiled import CompiledChain
+from fxhost.engine.offline import render_blocks
 from fxhost_feedback_delay import FeedbackDelay
 from restkit import REPO
 

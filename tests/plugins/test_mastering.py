@@ -9,8 +9,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 from fxhost_mastering import LoudnessNormalize, PeakNormalize, TrimSilence
-from fxhost_mastering.levels import true_peak
-from fxhost_sdk import FieldError
+from fxhost_sdk import FieldError, meters
 from fxhost_sdk.testing import validate_effect
 from scipy.signal import resample_poly
 
@@ -22,7 +21,14 @@ def db(x: float) -> float:
 
 
 def lufs(audio: np.ndarray, rate: float) -> float:
-    return pyloudnorm.Meter(rate).integrated_loudness(audio.T.astype(np.float64))
+    """An independent meter: pyloudnorm with the K-weighting filters of BS.1770 itself
+    (``DeMan``; its default is a cookbook approximation a few hundredths of a LU away)."""
+    return pyloudnorm.Meter(rate, filter_class="DeMan").integrated_loudness(audio.T.astype(np.float64))
+
+
+def true_peak(audio: np.ndarray, rate: float = 48000) -> float:
+    """The SDK's true-peak meter (the one the effect and the host use), over all channels."""
+    return max(meters.true_peak(audio, rate))
 
 
 def reference_true_peak(audio: np.ndarray) -> float:
@@ -289,3 +295,37 @@ def test_input_is_never_modified():
         y = fx.process_offline(x)
         assert not np.shares_memory(x, y)
     assert np.array_equal(x, kept)
+
+
+# -- the host reports what the effect set ------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(44100, 2), (48000, 1), (96000, 2)])
+@pytest.mark.parametrize(
+    ("params", "reaches"),
+    [
+        ({"target_lufs": -23.0}, "loudness"),
+        ({"target_lufs": -5.0, "max_true_peak_db": -12.0}, "ceiling"),  # the ceiling binds first
+    ],
+    ids=["target", "ceiling"],
+)
+def test_the_hosts_analysis_reads_what_the_normaliser_set(rate, channels, params, reaches):
+    """The host's analysis (GET /api/assets/{id}/analysis) and loudness_normalize measure
+    with one meter: analysed, the output reads the target loudness, or the true-peak
+    ceiling where that binds, within 0.05 dB; on the input both read the same."""
+    from fxhost.audio.analysis import analyse
+
+    x = material("noise", rate, channels, level=0.05)
+    t = np.arange(x.shape[1]) / rate
+    x += (0.3 * np.sin(2 * np.pi * 0.45 * rate * t + np.pi / 4)).astype(np.float32)  # peaks between samples
+    effect = LoudnessNormalize(rate, channels, params)
+    before = analyse(x, rate)
+    assert effect.measure(x).integrated() == pytest.approx(before.integrated_lufs, abs=0.05)
+    assert db(true_peak(x, rate)) == pytest.approx(before.true_peak_dbtp, abs=0.05)
+    after = analyse(effect.process_offline(x), rate)
+    if reaches == "loudness":
+        assert after.integrated_lufs == pytest.approx(params["target_lufs"], abs=0.05)
+        assert after.true_peak_dbtp < -1.0
+    else:
+        assert after.true_peak_dbtp == pytest.approx(params["max_true_peak_db"], abs=0.05)
+        assert after.integrated_lufs < params["target_lufs"] - 0.5

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
-from fxhost.analysis import analyse
+from fxhost.audio.analysis import analyse
 from restkit import encode, tone
 
 SR = 48000

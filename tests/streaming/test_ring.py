@@ -1,5 +1,6 @@
-"""fxhost.ring: the ring buffers against a plain reference model (hypothesis stateful),
-one writer and four readers in threads, and the interleaved PCM wire conversions."""
+"""fxhost.engine.ring: the ring buffers against a plain reference model (hypothesis
+stateful), one writer and four readers in threads; and fxhost.audio.pcm, the interleaved
+PCM wire conversions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from fxhost.ring import RingBuffer, RingOverflow, RingReader, from_interleaved, to_interleaved
+from fxhost.audio.pcm import from_interleaved, to_interleaved
+from fxhost.engine.ring import RingBuffer, RingOverflow, RingReader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

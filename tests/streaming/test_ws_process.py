@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pedalboard
 import pytest
-from fxhost.chains import ResolvedStep
-from fxhost.engine import CompiledChain
+from fxhost.catalog.chains import ResolvedStep
+from fxhost.engine.compiled import CompiledChain
 from fxhost_pedalboard import Reverb
 from restkit import start_server
 from websockets.exceptions import ConnectionClosed

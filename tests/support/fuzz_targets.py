@@ -7,7 +7,7 @@ anything else (``AssertionError`` for a broken property, or the unexpected excep
 itself) when it found a bug.
 
 - :func:`check_decode`: bytes stored as an upload are opened, probed and read exactly as
-  the server does (:func:`fxhost.audiofile.open_input` on the stored file): finite float32
+  the server does (:func:`fxhost.audio.files.open_input` on the stored file): finite float32
   ``(channels, frames)`` audio as ``info`` declares, or :class:`AudioFormatError`.
 - :func:`check_ws_text`: a text message of /ws/process decodes to a client message that
   encodes back to itself, or raises :class:`FieldError` (the server's close 1008/error).
@@ -28,8 +28,10 @@ import msgspec
 import numpy as np
 import soundfile as sf
 from fxhost.api import protocol
-from fxhost.api.live import BYTES_PER_SAMPLE, ProtocolError, audio_of
-from fxhost.audiofile import AudioFormatError, open_input
+from fxhost.api.sessions import ProtocolError, audio_of
+from fxhost.audio.files import open_input
+from fxhost.audio.formats import AudioFormatError
+from fxhost.audio.pcm import SAMPLE_BYTES
 from fxhost_sdk import FieldError
 from hypothesis import strategies as st
 
@@ -131,7 +133,7 @@ def check_ws_frame(data: bytes, channels: int, fmt: str, max_bytes: int = MAX_FR
     except ProtocolError as error:
         assert error.close_code in FRAME_CLOSE_CODES, error.close_code
         return
-    width = BYTES_PER_SAMPLE[fmt]
+    width = SAMPLE_BYTES[fmt]
     assert len(data) <= max_bytes
     assert block.dtype == np.float32 and block.shape == (channels, len(data) // (width * channels))
     assert block.flags.writeable and np.isfinite(block).all()
@@ -207,4 +209,4 @@ def ws_frames() -> st.SearchStrategy[tuple[bytes, int, str]]:
     tails = st.binary(max_size=3)
     samples = st.tuples(floats, tails).map(lambda t: t[0] + t[1])
     data = st.one_of(st.binary(max_size=MAX_FRAME_BYTES + 8), samples)
-    return st.tuples(data, st.integers(1, 32), st.sampled_from(sorted(BYTES_PER_SAMPLE)))
+    return st.tuples(data, st.integers(1, 32), st.sampled_from(sorted(SAMPLE_BYTES)))

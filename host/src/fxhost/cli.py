@@ -21,10 +21,10 @@ import msgspec
 import soundfile as sf
 from fxhost_sdk import FieldError
 
-from fxhost.audiofile import AudioFormatError, probe
-from fxhost.config import ConfigError
-from fxhost.engine import EffectFault
-from fxhost.registry import Registry, load_registry
+from fxhost.audio.formats import AudioFormatError
+from fxhost.catalog.config import ConfigError
+from fxhost.catalog.registry import Registry, load_registry
+from fxhost.engine.compiled import EffectFault
 from fxhost.runtime import Runtime, load_config_of, load_runtime
 from fxhost.settings import Settings, env_name, load_settings
 
@@ -83,7 +83,7 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
 
     import uvicorn
 
-    from fxhost.db import migrate_database
+    from fxhost.store.db import migrate_database
 
     settings = context.settings
     runtime = context.runtime  # a bad plugins.toml stops here, in one line
@@ -117,7 +117,7 @@ def plugins(context: Context, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    logging.getLogger("fxhost.registry").setLevel(logging.ERROR)  # the table says it all
+    logging.getLogger("fxhost.catalog.registry").setLevel(logging.ERROR)  # the table says it all
     registry = context.registry
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(registry.view())).decode())
@@ -149,7 +149,7 @@ def plugins(context: Context, as_json: bool) -> None:
 @pass_context
 def effects(context: Context, markdown: bool, readme: str | None) -> None:
     """List the installed effects with their parameters and presets."""
-    from fxhost.docs import effects_markdown, write_readme
+    from fxhost.catalog.effects_table import effects_markdown, write_readme
 
     if readme:
         changed = write_readme(Path(readme), context.registry)
@@ -251,7 +251,9 @@ def render(
     progress: bool | None,
 ) -> None:
     """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension)."""
-    from fxhost.render import file_assets, render_file
+    from fxhost.audio.files import load_audio, probe
+    from fxhost.catalog.chains import ChainSpec, EffectRef
+    from fxhost.engine.offline import render_file
 
     if (chain_name is None) == (effect is None):
         raise click.UsageError("give exactly one of --chain NAME or --effect NAME")
@@ -260,15 +262,21 @@ def render(
             "--set and --preset apply to --effect; a chain's parameters live in plugins.toml"
         )
     runtime = context.runtime
-    # Asset parameters (an impulse response) are file paths here.
-    config_dir = Path(runtime.config.source).parent if runtime.config.source else Path.cwd()
-    check_asset, load_asset = file_assets(config_dir)
+    spec: ChainSpec
     if chain_name is not None:
-        steps = runtime.chain_steps(chain_name, assets=check_asset)
+        spec, path = chain_name, "chain"
     else:
         assert effect is not None
-        runtime.registry.get(effect)  # a clear "unknown effect" before anything else
-        steps = runtime.effect_steps(effect, parse_assignments(assignments), preset, assets=check_asset)
+        spec, path = EffectRef(effect, parse_assignments(assignments), preset), "steps[0]"
+    chain = runtime.resolve(spec, path)
+    # Asset parameters (an impulse response) are file paths here.
+    config_dir = Path(runtime.config.source).parent if runtime.config.source else Path.cwd()
+    find_asset = asset_files(config_dir)
+    for ref, where in chain.asset_refs():  # each must exist and be audio
+        try:
+            probe(find_asset(ref, where))
+        except AudioFormatError as error:
+            raise FieldError(where, str(error)) from None
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"{input_path}: no such file")
 
@@ -278,11 +286,11 @@ def render(
         result = render_file(
             input_path,
             output_path,
-            steps,
+            chain.steps,
             tail=not no_tail,
             max_tail_seconds=runtime.settings.max_tail_seconds,
             progress=update,
-            assets=load_asset,
+            assets=lambda ref, where: load_audio(find_asset(ref, where)),
         )
     seconds_out = result.output_frames / result.input.sample_rate
     click.echo(
@@ -291,6 +299,21 @@ def render(
         f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}",
         err=True,
     )
+
+
+def asset_files(*folders: Path) -> Callable[[str, str], Path]:
+    """Asset parameters as ``fxhost render`` takes them: a file path, relative to the
+    working directory or else to one of ``folders`` (the config file's). Returns the
+    lookup: ``(value, field path) -> the file``, a FieldError naming the field if none."""
+
+    def find(ref: str, path: str) -> Path:
+        for base in (Path.cwd(), *folders):
+            candidate = base / ref
+            if candidate.is_file():
+                return candidate
+        raise FieldError(path, f"no audio file {ref!r}")
+
+    return find
 
 
 @contextlib.contextmanager
@@ -325,7 +348,7 @@ def _with_database(settings: Settings, work: Callable[[], Any]) -> Any:
     """Run ``work`` (a coroutine function) with the database migrated and open."""
     import asyncio
 
-    from fxhost.db import close_database, open_database
+    from fxhost.store.db import close_database, open_database
 
     logging.getLogger("tortoise").setLevel(logging.WARNING)  # "shutdown" is no news here
 
@@ -344,7 +367,7 @@ def _with_database(settings: Settings, work: Callable[[], Any]) -> Any:
 @pass_context
 def keys_create(context: Context, name: str) -> None:
     """Make a key called NAME and print it (it cannot be shown again)."""
-    from fxhost.auth import create_key
+    from fxhost.store.keys import create_key
 
     try:
         info, key = _with_database(context.settings, lambda: create_key(name))
@@ -359,7 +382,7 @@ def keys_create(context: Context, name: str) -> None:
 @pass_context
 def keys_list(context: Context, as_json: bool) -> None:
     """List keys (id, name, the key's first characters, when made and revoked)."""
-    from fxhost.auth import list_keys
+    from fxhost.store.keys import list_keys
 
     infos = _with_database(context.settings, list_keys)
     if as_json:
@@ -377,7 +400,7 @@ def keys_list(context: Context, as_json: bool) -> None:
 @pass_context
 def keys_revoke(context: Context, key_ref: str) -> None:
     """Revoke a key: it is refused from now on (what it made stays, unreachable)."""
-    from fxhost.auth import revoke_key
+    from fxhost.store.keys import revoke_key
 
     try:
         info = _with_database(context.settings, lambda: revoke_key(key_ref))

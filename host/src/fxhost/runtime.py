@@ -1,19 +1,20 @@
-"""What a running fxhost knows: settings, the config file, the registry, the chains.
+"""What a running fxhost knows: settings, the config file, the plugins it loaded, and
+the config's chains checked against them.
 
-Built once by the CLI or the server at start-up; nothing here is global.
+Built once by the CLI or the server at start-up; nothing here is global. Checking
+``plugins.toml``'s chains belongs here, with the wiring that loads both the file and
+the plugins: the config knows no effects, the registry no chains.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from fxhost_sdk import FieldError
 
-from fxhost.chains import AssetChecker, Chain, ResolvedStep, validate_chain
-from fxhost.config import DEFAULT_CONFIG_PATH, Config, load_config
-from fxhost.registry import Registry, load_chains, load_registry
+from fxhost.catalog.chains import Chain, ChainSpec, ResolvedChain, resolve_chain, validate_steps
+from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from fxhost.catalog.registry import Registry, load_registry
 from fxhost.settings import Settings
 
 
@@ -24,24 +25,44 @@ class Runtime:
     registry: Registry
     chains: dict[str, Chain]
 
-    def chain_steps(self, name: str, assets: AssetChecker | None = None) -> list[ResolvedStep]:
-        """The resolved steps of a named chain; FieldError at ``chain`` if unknown."""
-        chain = self.chains.get(name)
-        if chain is None:
-            known = ", ".join(sorted(self.chains)) or "none are defined"
-            raise FieldError("chain", f"unknown chain {name!r} (available: {known})")
-        return chain.resolve(self.registry, f"chains.{name}", assets=assets)
+    def resolve(self, spec: ChainSpec, path: str = "chain") -> ResolvedChain:
+        """A chain of ``plugins.toml`` by name, inline steps or one effect, validated
+        (:func:`~fxhost.catalog.chains.resolve_chain`)."""
+        return resolve_chain(spec, self.chains, self.registry.classes, path)
 
-    def effect_steps(
-        self,
-        effect: str,
-        params: Mapping[str, Any],
-        preset: str | None = None,
-        assets: AssetChecker | None = None,
-    ) -> list[ResolvedStep]:
-        """A one-step chain of ``effect`` (from ``preset``, if given) with ``params``, validated."""
-        step = {"effect": effect, "params": dict(params)} | ({"preset": preset} if preset else {})
-        return validate_chain([step], self.registry, assets=assets)
+
+def check_chains(config: Config, registry: Registry) -> tuple[dict[str, Chain], list[FieldError]]:
+    """Validate every chain of ``config`` against ``registry``: the valid chains (every
+    parameter filled in) and one FieldError per invalid chain (its first problem)."""
+    chains: dict[str, Chain] = {}
+    errors: list[FieldError] = []
+    for name, chain in config.chains.items():
+        try:
+            steps = validate_steps(chain.steps, registry.classes, f"chains.{name}")
+        except FieldError as error:
+            errors.append(error)
+            continue
+        chains[name] = Chain(
+            name=name,
+            steps=[step.to_step() for step in steps],
+            description=chain.description,
+            source="config",
+        )
+    return chains, errors
+
+
+def load_chains(config: Config, registry: Registry) -> dict[str, Chain]:
+    """The chains of ``config``, validated against ``registry``.
+
+    All chains are checked; if any is invalid, one :class:`ConfigError` reports them
+    all, one line per chain (``plugins.toml: chains.x.steps[0].effect: ...``), and
+    ``error.errors`` holds the FieldErrors. Use :func:`check_chains` to keep the valid
+    ones instead.
+    """
+    chains, errors = check_chains(config, registry)
+    if errors:
+        raise ConfigError(config.display_name, errors[0].message, path=errors[0].path, errors=errors)
+    return chains
 
 
 def load_config_of(settings: Settings) -> Config:

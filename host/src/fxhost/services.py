@@ -10,15 +10,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fxhost.assets import AssetStore
-from fxhost.auth import Authenticator
-from fxhost.cache import LRUCache
-from fxhost.chainstore import ChainStore
-from fxhost.db import close_database, open_database
-from fxhost.live import StreamManager
-from fxhost.renders import RenderService
+from fxhost.engine.streams import StreamManager
 from fxhost.runtime import Runtime
 from fxhost.settings import Settings
+from fxhost.store.assets import AssetStore
+from fxhost.store.cache import LRUCache
+from fxhost.store.chains import ChainStore
+from fxhost.store.db import close_database, open_database
+from fxhost.store.keys import Authenticator
+from fxhost.store.renders import RenderService
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         Path(settings.uploads_dir), Path(settings.renders_dir), cache, settings.max_upload_bytes
     )
     await store.start()
-    chains = ChainStore(runtime.chains, runtime.registry, store)
+    chains = ChainStore(runtime.chains, runtime.registry.classes, store)
     renders = RenderService(
         store,
         chains,

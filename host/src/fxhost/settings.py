@@ -14,6 +14,8 @@ import msgspec
 from dotenv import dotenv_values
 from fxhost_sdk import FieldError, convert
 
+from fxhost.audio.formats import SampleRate
+
 PREFIX = "FXHOST_"
 MiB = 1024 * 1024
 
@@ -34,7 +36,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Largest request body accepted (uploads, /api/process), in bytes.
     max_upload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 512 * MiB
     #: Sample rate used where a client does not say one.
-    default_sample_rate: Annotated[int, msgspec.Meta(ge=1000, le=768000)] = 48000
+    default_sample_rate: SampleRate = 48000
     #: Block size, in frames, for streaming where a client does not say one.
     block_size: Annotated[int, msgspec.Meta(ge=16, le=65536)] = 256
     #: Memory for decoded audio kept in the LRU cache, in bytes.

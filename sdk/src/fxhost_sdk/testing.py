@@ -73,11 +73,18 @@ wrong and, where it helps, gives a few lines of Python that reproduce it with
 This module imports only the SDK's own dependencies (msgspec, numpy) and the standard
 library, so it runs from plain Python as well as from pytest, and the host's
 ``fxhost validate EFFECT`` prints the same report.
+
+One module for one concept, the validator, though it is long: the checks share one
+context (the effect, its parameters, the test signal, how to build and run an instance)
+and one way of reporting (a failure that says what and gives a repro); they are kept
+side by side so that each reads like the others. Plugin authors import it by this
+one name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import traceback
@@ -331,20 +338,14 @@ def check_effect(
     return report
 
 
-def validate_effect(
-    effect_cls: Any,
-    *,
-    sample_rate: float = 48000,
-    params: Params | Mapping[str, Any] | None = None,
-    seconds: float = 1.0,
-    seed: int = 0,
-    assets: AssetLoader | None = None,
-) -> ConformanceReport:
-    """:func:`check_effect`, raising :class:`ConformanceError` (an AssertionError whose
-    message is the report) if any check fails. Returns the report otherwise."""
-    report = check_effect(
-        effect_cls, sample_rate=sample_rate, params=params, seconds=seconds, seed=seed, assets=assets
-    )
+# check_effect's options, once: its signature is validate_effect's too (help(), IDEs).
+@functools.wraps(check_effect, assigned=())
+def validate_effect(effect_cls: Any, **options: Any) -> ConformanceReport:
+    """:func:`check_effect` with the same options (``sample_rate``, ``params``,
+    ``seconds``, ``seed``, ``assets``), raising :class:`ConformanceError` (an
+    AssertionError whose message is the report) if any check fails. Returns the report
+    otherwise."""
+    report = check_effect(effect_cls, **options)
     if not report.ok:
         raise ConformanceError(report)
     return report

@@ -12,9 +12,8 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fxhost.api.http import problem_response
-from fxhost.api.openapi import ProblemException
-from fxhost.auth import OPEN_TENANT, Authenticator
+from fxhost.api.openapi.problems import ProblemException, problem_response
+from fxhost.store.keys import OPEN_TENANT, Authenticator
 
 GUARDED = ("/api/", "/ws/")
 #: Keys of the ASGI scope's "state" this module sets.

@@ -4,13 +4,14 @@ why a connection ended."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from fxhost_sdk import FieldError
 from fxhost_sdk.params import field_error
 
-from fxhost.chains import ChainStep
+from fxhost.audio.pcm import LiveChannels, LiveSampleRate, PcmFormat
+from fxhost.catalog.chains import ChainStep
 
 # Close codes (RFC 6455 section 7.4.1, and the 4000-4999 range for ours).
 CLOSE_NORMAL = 1000
@@ -22,17 +23,15 @@ CLOSE_INTERNAL = 1011  # an effect failed
 CLOSE_TRY_LATER = 1013  # too many connections
 CLOSE_GONE = 4404  # the stream does not exist or was deleted
 
-Format = Literal["f32le", "s16le"]
-
 
 class Start(msgspec.Struct, tag="start", kw_only=True, forbid_unknown_fields=True):
     """The first message: which chain (by name, or its steps) and the audio format."""
 
     chain: str | None = None
     steps: list[ChainStep] | None = None
-    sample_rate: Annotated[int, msgspec.Meta(ge=8000, le=384000)] | None = None
-    channels: Annotated[int, msgspec.Meta(ge=1, le=32)] = 2
-    format: Format = "f32le"
+    sample_rate: LiveSampleRate | None = None
+    channels: LiveChannels = 2
+    format: PcmFormat = "f32le"
     #: The block size the client intends to send, in frames (informational; any size works).
     block: Annotated[int, msgspec.Meta(ge=1, le=65536)] | None = None
 
@@ -59,7 +58,7 @@ class Ready(msgspec.Struct, tag="ready", kw_only=True):
     latency: int
     sample_rate: int
     channels: int
-    format: Format
+    format: PcmFormat
     block: int
     tail_frames: int
     steps: list[dict[str, Any]]

@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from fxhost.api.http import check_declared_length
-from fxhost.api.openapi import FieldProblem, ProblemException, ValidationProblem
-from fxhost.assets import AssetStore, UploadTooLarge
+from fxhost.api.openapi.problems import FieldProblem, ProblemException, ValidationProblem
+from fxhost.store.assets import AssetStore, UploadTooLarge
 
 #: Form fields other than the file are small (a name); more than this is refused.
 MAX_FIELD_BYTES = 4096
@@ -28,6 +27,18 @@ class Received:
     #: The file name the client gave (multipart filename, or ``name`` field), if any.
     filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
+
+
+def check_declared_length(request: Request, limit: int) -> None:
+    """413 before reading anything when Content-Length already says too much."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ProblemException(400, "Content-Length is not a number") from None
+        if size > limit:
+            raise UploadTooLarge(limit)
 
 
 async def receive_audio(request: Request, store: AssetStore, *, keep: bool = True) -> Received:

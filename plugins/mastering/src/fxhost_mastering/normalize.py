@@ -13,19 +13,18 @@ from typing import Annotated, Any, ClassVar
 
 import fxhost_sdk
 import numpy as np
-import pyloudnorm
 from fxhost_sdk import FieldError, param
+from fxhost_sdk.meters import (
+    ABSOLUTE_GATE_LUFS,
+    LOUDNESS_MIN_RATE,
+    LoudnessMeter,
+    db_to_gain,
+    gain_to_db,
+    true_peak,
+)
 
-from fxhost_mastering.levels import db_to_gain, gain_to_db, sample_peak, true_peak
-
-#: ITU-R BS.1770's gating block: shorter audio has no integrated loudness.
-GATE_SECONDS = 0.4
-#: BS.1770's absolute gate: blocks quieter than this are left out of the measurement.
-ABSOLUTE_GATE_LUFS = -70.0
-#: pyloudnorm weighs up to five channels (L, R, C, Ls, Rs).
+#: Channels in the order L, R, C, Ls, Rs.
 MAX_CHANNELS = 5
-#: Below this the K-weighting filter (a shelf at 1.5 kHz) cannot be built at the rate.
-MIN_SAMPLE_RATE = 8000.0
 #: A safety margin under the true-peak ceiling for float32 rounding (-0.00001 dB).
 CEILING_MARGIN = 1.0 - 1e-6
 #: The result is measured again while it is further than this from the target (LU) ...
@@ -48,16 +47,16 @@ def _scaled(x: np.ndarray, gain: float) -> np.ndarray:
 class LoudnessNormalize(fxhost_sdk.OfflineEffect):
     """Sets the integrated loudness of the whole signal to ``target_lufs``.
 
-    Loudness is measured with pyloudnorm: ITU-R BS.1770-4 K-weighting, 400 ms blocks
-    overlapping by 75%, the absolute gate at -70 LUFS and the relative gate 10 LU below
-    (EBU R128 uses the same measurement). One gain is applied to every channel, so the
-    stereo image is kept; mono counts as one channel (BS.1770: no +3 dB dual-mono rule).
+    Loudness is measured with the SDK's meter (:mod:`fxhost_sdk.meters`), the one the
+    host reports with: ITU-R BS.1770-4 K-weighting, 400 ms blocks overlapping by 75%, the
+    absolute gate at -70 LUFS and the relative gate 10 LU below (EBU R128 uses the same
+    measurement). One gain is applied to every channel, so the stereo image is kept; mono
+    counts as one channel (BS.1770: no +3 dB dual-mono rule).
 
     With ``limit_true_peak`` the gain is lowered, if it must be, so that the true peak
-    stays at or under ``max_true_peak_db``: the true peak is estimated by 4x
-    oversampling (windowed-sinc interpolation), not just the sample peak. The target is
-    then not reached: the effect never compresses or limits; put a limiter before it
-    for that.
+    stays at or under ``max_true_peak_db``: the true peak is measured by 4x oversampling
+    (BS.1770-4 Annex 2), not just the sample peak. The target is then not reached: the
+    effect never compresses or limits; put a limiter before it for that.
 
     Left unchanged: audio shorter than one 400 ms gating block (it has no integrated
     loudness), and audio whose every block is under the -70 LUFS gate (silence: it
@@ -109,10 +108,10 @@ class LoudnessNormalize(fxhost_sdk.OfflineEffect):
         ] = -1.0
 
     def prepare(self) -> None:
-        if self.sample_rate < MIN_SAMPLE_RATE:
+        if self.sample_rate < LOUDNESS_MIN_RATE:
             raise FieldError(
                 "sample_rate",
-                f"loudness is measured at {MIN_SAMPLE_RATE:g} Hz or more (K-weighting), "
+                f"loudness is measured at {LOUDNESS_MIN_RATE:g} Hz or more (K-weighting), "
                 f"got {self.sample_rate:g}",
             )
         if self.channels > MAX_CHANNELS:
@@ -121,28 +120,25 @@ class LoudnessNormalize(fxhost_sdk.OfflineEffect):
                 f"loudness is measured on at most {MAX_CHANNELS} channels (L, R, C, Ls, Rs), "
                 f"got {self.channels}",
             )
-        self._meter = pyloudnorm.Meter(self.sample_rate)
 
-    def measure(self, audio: np.ndarray) -> float:
-        """Integrated loudness of float ``(channels, frames)`` audio in LUFS; -inf for
-        silence, NaN when shorter than one gating block."""
+    def measure(self, audio: np.ndarray) -> LoudnessMeter:
+        """The loudness meter run over float ``(channels, frames)`` audio."""
         x = _checked(audio, self.channels)
-        if x.shape[1] < GATE_SECONDS * self.sample_rate:
-            return math.nan
-        return float(self._meter.integrated_loudness(x.T.astype(np.float64)))
+        return LoudnessMeter(self.channels, x.shape[1], round(self.sample_rate)).run(x)
 
     def process_offline(self, audio: np.ndarray) -> np.ndarray:
         x = _checked(audio, self.channels)
-        loudness = self.measure(x)
-        if not math.isfinite(loudness):  # too short, or silent
+        meter = self.measure(x)
+        loudness = meter.integrated()
+        if loudness is None:  # shorter than one gating block, or silent
             return x.copy()
         # The blocks' loudness before the gate: which of them the gain moves across it.
-        blocks = np.asarray(getattr(self._meter, "blockwise_loudness", None) or [], dtype=np.float64)
+        blocks = meter.blocks()
         p = self.params
         target = p.target_lufs
         ceiling = math.inf
         if p.limit_true_peak:
-            peak = true_peak(x)
+            peak = max(true_peak(x, self.sample_rate), default=0.0)
             if peak > 0:
                 ceiling = db_to_gain(p.max_true_peak_db) / peak * CEILING_MARGIN
         gain = min(db_to_gain(target - loudness), ceiling)
@@ -156,7 +152,8 @@ class LoudnessNormalize(fxhost_sdk.OfflineEffect):
         for _ in range(MAX_CORRECTIONS if crossed else 0):
             if gain >= ceiling:
                 break
-            error = target - self.measure(out)
+            measured = self.measure(out).integrated()
+            error = target - measured if measured is not None else math.nan
             if not math.isfinite(error) or abs(error) <= LOUDNESS_TOLERANCE:
                 break
             gain = min(gain * db_to_gain(error), ceiling)
@@ -185,7 +182,7 @@ class PeakNormalize(fxhost_sdk.OfflineEffect):
 
     def process_offline(self, audio: np.ndarray) -> np.ndarray:
         x = _checked(audio, self.channels)
-        peak = sample_peak(x)
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
         if peak == 0.0 or not math.isfinite(peak):
             return x.copy()
         return _scaled(x, db_to_gain(self.params.target_db) / peak)

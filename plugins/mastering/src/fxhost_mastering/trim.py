@@ -7,8 +7,7 @@ from typing import Annotated
 import fxhost_sdk
 import numpy as np
 from fxhost_sdk import param
-
-from fxhost_mastering.levels import db_to_gain
+from fxhost_sdk.meters import db_to_gain
 
 
 class TrimSilence(fxhost_sdk.OfflineEffect):

@@ -66,6 +66,10 @@ except the fields named in :attr:`restart_fields`, which a plugin only reads whe
 prepared (a lookahead length, a codec or resampler setting): changing one of those
 restarts the effect, as :meth:`reset` would (the audio in flight is dropped, and the
 latency may change with it).
+
+One class in one module, though long: the three strategies share the priming, the
+chunking and the FIFO of held-back audio, and each exists for a plugin behaviour
+described above.
 """
 
 from __future__ import annotations

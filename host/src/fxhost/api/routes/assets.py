@@ -1,0 +1,188 @@
+"""Assets: upload, list (from the AVL index, with cursor pages), fetch, transcode, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from fxhost.api.auth import tenant_of
+from fxhost.api.openapi.declare import Operation, Resp, problem_resp
+from fxhost.api.openapi.decode import decode_query
+from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
+from fxhost.api.responses import JSONResponse, bytes_response, inline, stem_of
+from fxhost.api.state import services
+from fxhost.api.uploads import receive_audio
+from fxhost.audio.files import encode
+from fxhost.audio.formats import (
+    RenderOutput,
+    SampleRate,
+    checked_output,
+    format_name_of,
+    media_type_of,
+    output_format_named,
+)
+from fxhost.audio.resample import resample
+from fxhost.store.assets import AssetPage, AssetSummary, clean_name, file_name_of, summary_of
+from fxhost.store.db.models import Asset
+
+TAGS = ["assets"]
+
+AUDIO_BODY = {
+    "audio/*": "The audio file as the body (any format libsndfile or PyAV reads; recognised by content).",
+    "application/octet-stream": "The same, without a media type.",
+    "multipart/form-data": "A form with the audio in a 'file' part (and optionally a 'name' field).",
+}
+
+
+class UploadQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: The asset's name (default: the multipart file name).
+    name: Annotated[str, msgspec.Meta(description="The asset's name.", max_length=255)] | None = None
+
+
+class ListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prefix: Annotated[str, msgspec.Meta(description="Only names starting with this.", max_length=255)] = ""
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000, description="Page size.")] = 50
+    cursor: Annotated[str | None, msgspec.Meta(description="next_cursor of the previous page.")] = None
+
+
+class AudioQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    format: Annotated[
+        str | None,
+        msgspec.Meta(description="Output format (wav, flac, ogg, opus, mp3, aiff, ...); default: as stored."),
+    ] = None
+    sample_rate: Annotated[SampleRate, msgspec.Meta(description="Resample to this rate (soxr).")] | None = (
+        None
+    )
+    subtype: Annotated[str | None, msgspec.Meta(description="Sample type, e.g. PCM_16, PCM_24, FLOAT.")] = (
+        None
+    )
+
+
+async def upload_asset(request: Request) -> Response:
+    query = decode_query(request, UploadQuery)
+    store = services(request).store
+    received = await receive_audio(request, store)
+    name = query.name or received.fields.get("name") or file_name_of(received.filename or "")
+    try:
+        if not name:
+            raise ValidationProblem([FieldProblem("name", "give the asset a name: ?name=take1.wav")])
+        try:
+            name = clean_name(name)
+        except ValueError as error:
+            raise ValidationProblem([FieldProblem("name", str(error))]) from None
+    except BaseException:
+        received.temp.unlink(missing_ok=True)
+        raise
+    summary = await store.add(
+        received.temp, name, tenant=tenant_of(request), size=received.size, sha256=received.sha256
+    )
+    return JSONResponse(summary, status_code=201, headers={"Location": f"/api/assets/{summary.id}"})
+
+
+async def list_assets(request: Request) -> Response:
+    query = decode_query(request, ListQuery)
+    page = await services(request).store.page(tenant_of(request), query.prefix, query.limit, query.cursor)
+    return JSONResponse(page)
+
+
+async def asset_or_404(request: Request) -> Asset:
+    """The caller's asset named by the path's ``{id}``, or a 404 problem."""
+    asset_id = request.path_params["id"]
+    row = await services(request).store.get(asset_id, tenant_of(request))
+    if row is None:
+        raise not_found(f"no asset with id {asset_id!r}")
+    return row
+
+
+async def get_asset(request: Request) -> Response:
+    return JSONResponse(summary_of(await asset_or_404(request)))
+
+
+async def get_asset_audio(request: Request) -> Response:
+    query = decode_query(request, AudioQuery)
+    svc = services(request)
+    row = await asset_or_404(request)
+    if query.format is None and query.sample_rate is None and query.subtype is None:
+        media_type = media_type_of(row.format, row.subtype)
+        return FileResponse(svc.store.path_of(row), media_type=media_type, headers=inline(row.name))
+    fmt = (query.format or format_name_of(row.format, row.subtype) or "wav").lower()
+    requested = RenderOutput(format=fmt, sample_rate=query.sample_rate, subtype=query.subtype)
+    output = checked_output(requested, row.sample_rate, row.channels, row.subtype, path="")
+    rate = output.sample_rate or row.sample_rate
+
+    def transcode() -> bytes:
+        audio = svc.store.decoded(row)
+        if rate != row.sample_rate:
+            audio = resample(audio, row.sample_rate, rate)
+        return encode(audio, rate, output.format, output.subtype)
+
+    data = await asyncio.to_thread(transcode)
+    spec = output_format_named(output.format)
+    return bytes_response(request, data, spec.media_type, f"{stem_of(row.name)}{spec.extension}")
+
+
+async def delete_asset(request: Request) -> Response:
+    asset_id = request.path_params["id"]
+    if not await services(request).store.delete(asset_id, tenant_of(request)):
+        raise not_found(f"no asset with id {asset_id!r}")
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Operation(
+        "POST",
+        "/api/assets",
+        upload_asset,
+        summary="Upload audio, stored exactly as received.",
+        tags=TAGS,
+        query=UploadQuery,
+        raw_body=AUDIO_BODY,
+        responses={
+            201: AssetSummary,
+            413: problem_resp("The body is larger than the upload limit (refused as it streams in)."),
+            415: problem_resp("The body is not audio that can be decoded."),
+        },
+    ),
+    Operation(
+        "GET",
+        "/api/assets",
+        list_assets,
+        summary="Assets ordered by name, in cursor pages, from the in-memory AVL index.",
+        tags=TAGS,
+        query=ListQuery,
+        responses={200: AssetPage},
+    ),
+    Operation(
+        "GET",
+        "/api/assets/{id}",
+        get_asset,
+        summary="One asset's description.",
+        tags=TAGS,
+        responses={200: AssetSummary},
+    ),
+    Operation(
+        "GET",
+        "/api/assets/{id}/audio",
+        get_asset_audio,
+        summary="The audio: as stored, or transcoded and resampled on the fly. Supports Range.",
+        tags=TAGS,
+        query=AudioQuery,
+        responses={
+            200: Resp(media_type="audio/*", binary=True, description="The audio."),
+            206: Resp(media_type="audio/*", binary=True, description="A byte range of it."),
+            416: problem_resp("The range is outside the file."),
+        },
+    ),
+    Operation(
+        "DELETE",
+        "/api/assets/{id}",
+        delete_asset,
+        summary="Delete an asset: its row and its file.",
+        tags=TAGS,
+        responses={204: None},
+    ),
+]

@@ -1,0 +1,131 @@
+"""Named chains: plugins.toml's (read-only) and those saved through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fxhost.api.auth import tenant_of
+from fxhost.api.openapi.declare import Operation, problem_resp
+from fxhost.api.openapi.decode import decode_json_body
+from fxhost.api.openapi.problems import ProblemException, not_found
+from fxhost.api.responses import JSONResponse
+from fxhost.api.state import services
+from fxhost.catalog.chains import Chain, ChainName, ChainStep, ChainSteps
+from fxhost.store.chains import ChainConflict, ReadOnlyChain
+
+TAGS = ["chains"]
+
+
+class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A chain to save: a name and its steps (parameters left out take defaults)."""
+
+    name: ChainName
+    steps: ChainSteps
+    description: str = ""
+
+
+class ChainUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    steps: ChainSteps
+    description: str = ""
+
+
+def _steps(steps: list[ChainStep]) -> list[dict[str, Any]]:
+    return [msgspec.to_builtins(step) for step in steps]
+
+
+async def list_chains(request: Request) -> Response:
+    return JSONResponse(await services(request).chains.all(tenant_of(request)))
+
+
+async def create_chain(request: Request) -> Response:
+    body = decode_json_body(await request.body(), ChainCreate)
+    try:
+        chain = await services(request).chains.create(
+            body.name, _steps(body.steps), body.description, tenant_of(request)
+        )
+    except ChainConflict as error:
+        raise ProblemException(409, str(error)) from None
+    return JSONResponse(chain, status_code=201, headers={"Location": f"/api/chains/{chain.name}"})
+
+
+async def get_chain(request: Request) -> Response:
+    name = request.path_params["name"]
+    chain = await services(request).chains.get(name, tenant_of(request))
+    if chain is None:
+        raise not_found(f"no chain named {name!r}")
+    return JSONResponse(chain)
+
+
+async def put_chain(request: Request) -> Response:
+    body = decode_json_body(await request.body(), ChainUpdate)
+    try:
+        chain, created = await services(request).chains.put(
+            request.path_params["name"], _steps(body.steps), body.description, tenant_of(request)
+        )
+    except ReadOnlyChain as error:
+        raise ProblemException(409, str(error)) from None
+    return JSONResponse(chain, status_code=201 if created else 200)
+
+
+async def delete_chain(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        deleted = await services(request).chains.delete(name, tenant_of(request))
+    except ReadOnlyChain as error:
+        raise ProblemException(409, str(error)) from None
+    if not deleted:
+        raise not_found(f"no chain named {name!r}")
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Operation(
+        "GET",
+        "/api/chains",
+        list_chains,
+        summary="Every chain, from plugins.toml and saved.",
+        tags=TAGS,
+        responses={200: list[Chain]},
+    ),
+    Operation(
+        "POST",
+        "/api/chains",
+        create_chain,
+        summary="Save a new chain; every step is validated as plugins.toml is.",
+        tags=TAGS,
+        body=ChainCreate,
+        responses={201: Chain, 409: problem_resp("A chain of that name exists.")},
+    ),
+    Operation(
+        "GET",
+        "/api/chains/{name}",
+        get_chain,
+        summary="One chain.",
+        tags=TAGS,
+        responses={200: Chain},
+        path_types={"name": ChainName},
+    ),
+    Operation(
+        "PUT",
+        "/api/chains/{name}",
+        put_chain,
+        summary="Create or replace a saved chain.",
+        tags=TAGS,
+        body=ChainUpdate,
+        responses={200: Chain, 201: Chain, 409: problem_resp("The chain comes from plugins.toml.")},
+        path_types={"name": ChainName},
+    ),
+    Operation(
+        "DELETE",
+        "/api/chains/{name}",
+        delete_chain,
+        summary="Delete a saved chain.",
+        tags=TAGS,
+        responses={204: None, 409: problem_resp("The chain comes from plugins.toml.")},
+        path_types={"name": ChainName},
+    ),
+]

@@ -1,0 +1,104 @@
+"""Renders: ``POST /api/renders`` answers 202 at once; the render runs in the worker
+pool; its status, progress and result are polled or streamed as server-sent events."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from fxhost.api.auth import tenant_of
+from fxhost.api.openapi.declare import Operation, Resp
+from fxhost.api.openapi.decode import decode_json_body
+from fxhost.api.openapi.problems import not_found
+from fxhost.api.responses import JSONResponse
+from fxhost.api.state import services
+from fxhost.audio.formats import RenderOutput
+from fxhost.catalog.chains import ChainName, ChainSteps
+from fxhost.store.renders import RenderView
+
+TAGS = ["renders"]
+
+
+class RenderCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: The id of the asset to render.
+    asset: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    #: A chain's name, or the steps themselves.
+    chain: ChainName | ChainSteps
+    output: RenderOutput = msgspec.field(default_factory=RenderOutput)
+    #: Append the chain's tail (the reverb ringing out).
+    tail: bool = True
+
+
+async def create_render(request: Request) -> Response:
+    body = decode_json_body(await request.body(), RenderCreate)
+    svc = services(request)
+    tenant = tenant_of(request)
+    row = await svc.renders.submit(body.asset, body.chain, body.output, body.tail, tenant=tenant)
+    view = await svc.renders.view(row.id, tenant)
+    return JSONResponse(view, status_code=202, headers={"Location": f"/api/renders/{row.id}"})
+
+
+async def get_render(request: Request) -> Response:
+    render_id = request.path_params["id"]
+    view = await services(request).renders.view(render_id, tenant_of(request))
+    if view is None:
+        raise not_found(f"no render with id {render_id!r}")
+    return JSONResponse(view)
+
+
+async def render_events(request: Request) -> Response:
+    render_id = request.path_params["id"]
+    svc = services(request)
+    tenant = tenant_of(request)
+    if await svc.renders.view(render_id, tenant) is None:
+        raise not_found(f"no render with id {render_id!r}")
+
+    async def events():
+        async for view in svc.renders.watch(render_id, tenant):
+            kind = view.status if view.status in ("done", "failed") else "progress"
+            yield f"event: {kind}\ndata: {msgspec.json.encode(view).decode()}\n\n"
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+ROUTES = [
+    Operation(
+        "POST",
+        "/api/renders",
+        create_render,
+        summary="Start rendering an asset through a chain.",
+        tags=TAGS,
+        body=RenderCreate,
+        responses={202: RenderView},
+    ),
+    Operation(
+        "GET",
+        "/api/renders/{id}",
+        get_render,
+        summary="A render's status, progress (0..1) and result asset or error.",
+        tags=TAGS,
+        responses={200: RenderView},
+    ),
+    Operation(
+        "GET",
+        "/api/renders/{id}/events",
+        render_events,
+        summary="The render's progress as server-sent events, until it is done or failed.",
+        tags=TAGS,
+        responses={
+            200: Resp(
+                type=RenderView,
+                media_type="text/event-stream",
+                description="`progress` events, "
+                "then one `done` or `failed` event; each `data` is the RenderView as JSON.",
+            )
+        },
+    ),
+]

@@ -1,0 +1,371 @@
+"""Shared streams: create, list, delete; producers write PCM into a stream's input ring
+(WebSocket or REST), consumers read its output ring (WebSocket, or REST from a cursor),
+and a step's parameters change live. The streams themselves are
+:mod:`fxhost.engine.streams`; the protocol is in :mod:`fxhost.api.protocol`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import msgspec
+from fxhost_sdk import FieldError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from fxhost.api import protocol as p
+from fxhost.api.auth import AuthMessage, tenant_of
+from fxhost.api.openapi.declare import Operation, Resp, WebSocketOperation, problem_resp
+from fxhost.api.openapi.decode import decode_json_body, decode_query
+from fxhost.api.openapi.problems import FieldProblem, ProblemException, ValidationProblem, not_found
+from fxhost.api.responses import JSONResponse
+from fxhost.api.sessions import ProtocolError, audio_of, effect_failed, receive, send, session
+from fxhost.api.state import services
+from fxhost.audio.pcm import (
+    LiveChannels,
+    LiveSampleRate,
+    PcmFormat,
+    frame_bytes,
+    from_interleaved,
+    to_interleaved,
+)
+from fxhost.catalog.chains import ChainName, ChainSteps
+from fxhost.engine.compiled import EffectFault
+from fxhost.engine.ring import RingOverflow
+from fxhost.engine.streams import OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
+
+TAGS = ["live"]
+
+
+def stream_closed(stream: Stream) -> ProtocolError:
+    if stream.failure is not None:
+        return effect_failed(stream.failure)
+    return ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
+
+
+class StreamCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: A chain's name, or its steps.
+    chain: ChainName | ChainSteps
+    sample_rate: LiveSampleRate | None = None
+    channels: LiveChannels = 2
+    format: PcmFormat = "f32le"
+    #: Ring buffer capacity in frames (default: the stream_capacity_seconds setting).
+    capacity: Annotated[int, msgspec.Meta(ge=64, le=100_000_000)] | None = None
+    #: What a producer's block that does not fit does: refused, or the oldest unprocessed input dropped.
+    overflow: OverflowPolicy = "reject"
+
+
+class StreamInput(msgspec.Struct, kw_only=True):
+    frames: int
+    write_pos: int
+
+
+class OutputQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    cursor: (
+        Annotated[
+            int, msgspec.Meta(ge=0, description="Frame position to read from (default: the oldest kept).")
+        ]
+        | None
+    ) = None
+    max_frames: Annotated[int, msgspec.Meta(ge=1, le=10_000_000, description="Most frames to return.")] = (
+        65536
+    )
+
+
+class StepUpdate(msgspec.Struct, kw_only=True):
+    step: int
+    params: dict[str, Any]
+
+
+def _stream(conn: HTTPConnection) -> Stream:
+    stream_id = conn.path_params["id"]
+    stream = services(conn).streams.get(stream_id, tenant_of(conn))
+    if stream is not None and stream.failure is not None:
+        raise stream.failure  # until the stream is reaped, say why it stopped
+    if stream is None:
+        raise not_found(f"no stream with id {stream_id!r}")
+    return stream
+
+
+async def create_stream(request: Request) -> Response:
+    svc = services(request)
+    body = decode_json_body(await request.body(), StreamCreate)
+    tenant = tenant_of(request)
+    resolved = await svc.chains.resolve(body.chain, "chain", tenant=tenant, live=True)
+    rate = body.sample_rate or svc.settings.default_sample_rate
+    capacity = body.capacity or round(svc.settings.stream_capacity_seconds * rate)
+    ring_bytes, limit = capacity * body.channels * 4, svc.settings.max_stream_ring_bytes
+    if ring_bytes > limit:
+        given = "" if body.capacity else " (the default, stream_capacity_seconds at this rate)"
+        raise ValidationProblem(
+            [
+                FieldProblem(
+                    "capacity",
+                    f"{capacity} frames{given} x {body.channels} channels is a {ring_bytes}-byte ring, over "
+                    f"the limit of {limit} (FXHOST_MAX_STREAM_RING_BYTES); at most "
+                    f"{limit // (4 * body.channels)} frames",
+                )
+            ]
+        )
+    try:
+        stream = svc.streams.create(
+            body.chain if isinstance(body.chain, str) else None,
+            resolved.steps,
+            sample_rate=rate,
+            channels=body.channels,
+            wire_format=body.format,
+            capacity=capacity,
+            overflow=body.overflow,
+            tenant=tenant,
+            assets=resolved.assets,
+        )
+    except StreamLimit as error:
+        raise ProblemException(429, str(error)) from None
+    return JSONResponse(stream.info(), status_code=201, headers={"Location": f"/api/streams/{stream.id}"})
+
+
+async def list_streams(request: Request) -> Response:
+    return JSONResponse([s.info() for s in services(request).streams.of(tenant_of(request))])
+
+
+async def get_stream(request: Request) -> Response:
+    return JSONResponse(_stream(request).info())
+
+
+async def delete_stream(request: Request) -> Response:
+    _stream(request)
+    await services(request).streams.delete(request.path_params["id"])
+    return Response(status_code=204)
+
+
+async def stream_input(request: Request) -> Response:
+    stream = _stream(request)
+    svc = services(request)
+    limit = min(svc.settings.max_frame_bytes, stream.capacity * frame_bytes(stream.channels, stream.format))
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > limit:
+            raise ProblemException(413, f"the body is larger than {limit} bytes")
+    if not data:
+        raise ValidationProblem([FieldProblem("body", "empty: send at least one frame of PCM")])
+    try:
+        block = from_interleaved(bytes(data), stream.channels, stream.format)
+    except ValueError as error:
+        raise ValidationProblem([FieldProblem("body", str(error))]) from None
+    try:
+        stream.write(block)
+    except RingOverflow as error:
+        seconds = max(1, round((error.needed - error.free) / stream.sample_rate))
+        raise ProblemException(429, f"{error}; retry in about {seconds} s") from None
+    return JSONResponse(StreamInput(frames=block.shape[1], write_pos=stream.input.write_pos))
+
+
+async def stream_output(request: Request) -> Response:
+    stream = _stream(request)
+    query = decode_query(request, OutputQuery)
+    cursor = stream.output.oldest_pos if query.cursor is None else query.cursor
+    if cursor > stream.output.write_pos:
+        raise ValidationProblem(
+            [FieldProblem("cursor", f"beyond the end of the output ({stream.output.write_pos})")]
+        )
+    block, next_cursor, lost = stream.output.read_at(cursor, query.max_frames)
+    stream.touch()
+    return Response(
+        to_interleaved(block, stream.format),
+        media_type="application/octet-stream",
+        headers={
+            "X-Next-Cursor": str(next_cursor),
+            "X-Lost-Frames": str(lost),
+            "X-Frames": str(block.shape[1]),
+        },
+    )
+
+
+async def patch_step(request: Request) -> Response:
+    stream = _stream(request)
+    index = request.path_params["index"]
+    params = decode_json_body(await request.body(), dict[str, Any])
+    try:
+        full = await stream.live.set_params(index, params, path="params")
+    except FieldError as error:
+        if error.path == "step":
+            raise not_found(error.message) from None
+        raise ValidationProblem.of(error) from None
+    except EffectFault as fault:
+        stream.fail(fault)  # the effect's state is unknown now: the stream cannot go on
+        raise
+    return JSONResponse(StepUpdate(step=index, params=full))
+
+
+async def ws_stream_input(ws: WebSocket) -> None:
+    async with session(ws):
+        stream = _ws_stream(ws)
+        max_bytes = services(ws).settings.max_frame_bytes
+        while True:
+            data = await receive(ws)
+            if not isinstance(data, bytes):
+                raise ProtocolError(
+                    "expected_audio", "send binary PCM frames in the stream's format", p.CLOSE_UNSUPPORTED
+                )
+            if stream.closed:
+                raise stream_closed(stream)
+            block = audio_of(data, stream.channels, stream.format, max_bytes)
+            try:
+                stream.write(block)
+            except RingOverflow as error:
+                await send(ws, p.Rejected(frames=block.shape[1], free=error.free))
+
+
+async def ws_stream_output(ws: WebSocket) -> None:
+    async with session(ws):
+        stream = _ws_stream(ws)
+        reader = stream.consumer()
+        # Watch for the client going away while this task waits for audio.
+        gone = asyncio.ensure_future(_drain(ws))
+        try:
+            while not gone.done():
+                block, lost = reader.read(65536)
+                if lost:
+                    await send(ws, p.Overrun(lost=lost))
+                if block.shape[1]:
+                    stream.touch()
+                    await ws.send_bytes(to_interleaved(block, stream.format))
+                    continue
+                if stream.closed:
+                    raise stream_closed(stream)
+                waiter = asyncio.ensure_future(stream.output_ready.wait())
+                await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+        finally:
+            gone.cancel()
+            stream.release(reader)
+
+
+async def _drain(ws: WebSocket) -> None:
+    """Read and ignore what a consumer sends, until it disconnects."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await receive(ws)
+
+
+def _ws_stream(ws: WebSocket) -> Stream:
+    stream = services(ws).streams.get(ws.path_params["id"], tenant_of(ws))
+    if stream is not None and stream.failure is not None:
+        raise effect_failed(stream.failure)
+    if stream is None:
+        raise ProtocolError("unknown_stream", f"no stream with id {ws.path_params['id']!r}", p.CLOSE_GONE)
+    return stream
+
+
+async def stream_buffers(request: Request) -> Response:
+    return JSONResponse(_stream(request).buffers())
+
+
+ROUTES = [
+    Operation(
+        "POST",
+        "/api/streams",
+        create_stream,
+        summary="Create a shared stream: producers write in, one task runs the chain, many consumers read.",
+        tags=["live"],
+        body=StreamCreate,
+        responses={201: StreamInfo, 429: problem_resp("The server runs as many streams as it may.")},
+    ),
+    Operation(
+        "GET",
+        "/api/streams",
+        list_streams,
+        summary="The live streams of this server process.",
+        tags=["live"],
+        responses={200: list[StreamInfo]},
+    ),
+    Operation(
+        "GET",
+        "/api/streams/{id}",
+        get_stream,
+        summary="One stream.",
+        tags=["live"],
+        responses={200: StreamInfo},
+    ),
+    Operation(
+        "DELETE",
+        "/api/streams/{id}",
+        delete_stream,
+        summary="Stop and delete a stream; its consumers are told.",
+        tags=["live"],
+        responses={204: None},
+    ),
+    Operation(
+        "POST",
+        "/api/streams/{id}/input",
+        stream_input,
+        summary="Write raw interleaved PCM (the stream's format) into the stream's input ring.",
+        tags=["live"],
+        raw_body={"application/octet-stream": "Interleaved little-endian PCM, whole frames."},
+        responses={
+            200: StreamInput,
+            413: problem_resp("More than the ring's capacity or the frame size limit."),
+            429: problem_resp("The input ring is full (overflow policy reject): retry later."),
+        },
+    ),
+    Operation(
+        "GET",
+        "/api/streams/{id}/output",
+        stream_output,
+        summary="Read processed audio from a cursor: raw PCM, with the next cursor in X-Next-Cursor.",
+        tags=["live"],
+        query=OutputQuery,
+        responses={
+            200: Resp(
+                media_type="application/octet-stream",
+                binary=True,
+                headers={
+                    "X-Next-Cursor": "Pass as cursor to read on.",
+                    "X-Lost-Frames": "Frames skipped because the cursor fell out of the ring.",
+                    "X-Frames": "Frames in this body.",
+                },
+            )
+        },
+    ),
+    Operation(
+        "PATCH",
+        "/api/streams/{id}/steps/{index:int}",
+        patch_step,
+        summary="Change a step's parameters live (only the fields given); applied between blocks.",
+        tags=["live"],
+        body=dict[str, Any],
+        responses={200: StepUpdate},
+    ),
+    WebSocketOperation(
+        "/ws/streams/{id}/input",
+        ws_stream_input,
+        summary="Produce into a stream: binary frames of interleaved PCM in the stream's format.",
+        description="A block that does not fit the input ring under the `reject` policy is answered by a "
+        "`rejected` message (the connection stays open); text messages are refused (close 1003).",
+        tags=["live"],
+        client_messages=[AuthMessage],
+        server_messages=[p.Rejected, p.Error],
+    ),
+    WebSocketOperation(
+        "/ws/streams/{id}/output",
+        ws_stream_output,
+        summary="Consume a stream: every processed frame from now on, as binary frames.",
+        description="A consumer that falls behind by more than the ring's capacity gets an `overrun` "
+        "message with the frames it lost, and goes on from the oldest frame kept. When the stream is "
+        "deleted the connection closes with 4404.",
+        tags=["live"],
+        client_messages=[AuthMessage],
+        server_messages=[p.Overrun, p.Error],
+    ),
+    Operation(
+        "GET",
+        "/api/streams/{id}/buffers",
+        stream_buffers,
+        summary="One stream's ring buffers.",
+        tags=["live"],
+        responses={200: StreamBuffers},
+    ),
+]

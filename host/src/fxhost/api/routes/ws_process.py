@@ -1,0 +1,169 @@
+"""``/ws/process``: one client's live audio through a chain. The protocol is in
+:mod:`fxhost.api.protocol`; the session plumbing in :mod:`fxhost.api.sessions`."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from fxhost_sdk import FieldError
+from starlette.websockets import WebSocket
+
+from fxhost.api import protocol as p
+from fxhost.api.auth import AuthMessage, tenant_of
+from fxhost.api.openapi.declare import WebSocketOperation
+from fxhost.api.sessions import (
+    START_TIMEOUT,
+    ProtocolError,
+    audio_of,
+    effect_failed,
+    receive,
+    send,
+    session,
+)
+from fxhost.api.state import services
+from fxhost.audio.pcm import to_interleaved
+from fxhost.catalog.chains import ChainSpec
+from fxhost.engine.compiled import EffectFault
+from fxhost.engine.live import LiveChain
+
+log = logging.getLogger(__name__)
+
+#: Frames of tail sent per binary message on flush.
+TAIL_BLOCK = 4096
+
+
+async def ws_process(ws: WebSocket) -> None:
+    async with session(ws):
+        svc = services(ws)
+        first = await _first_message(ws)
+        try:
+            start = p.decode_message(first)
+        except FieldError as error:
+            raise ProtocolError("invalid_start", str(error), p.CLOSE_POLICY, error.path) from None
+        if not isinstance(start, p.Start):
+            raise ProtocolError(
+                "expected_start", 'the first message must be {"type": "start", ...}', p.CLOSE_POLICY
+            )
+        live = await _live_chain(ws, start)
+        rate = start.sample_rate or svc.settings.default_sample_rate
+        max_bytes = svc.settings.max_frame_bytes
+        await send(ws, _ready(live, start, rate, svc.settings.block_size))
+        while True:
+            data = await receive(ws)
+            if isinstance(data, bytes):
+                block = audio_of(data, start.channels, start.format, max_bytes)
+                out = await _process(live, block)
+                await ws.send_bytes(to_interleaved(out, start.format))
+            else:
+                await _control(ws, live, data, start.format)
+
+
+async def _first_message(ws: WebSocket) -> str:
+    try:
+        first = await receive(ws, START_TIMEOUT)
+    except TimeoutError:
+        raise ProtocolError(
+            "timeout", f"no start message within {START_TIMEOUT:.0f} s", p.CLOSE_POLICY
+        ) from None
+    if isinstance(first, bytes):
+        raise ProtocolError(
+            "expected_start",
+            'audio before the start message; send {"type": "start", ...} first',
+            p.CLOSE_UNSUPPORTED,
+        )
+    return first
+
+
+async def _live_chain(ws: WebSocket, start: p.Start) -> LiveChain:
+    svc = services(ws)
+    if (start.chain is None) == (start.steps is None):
+        raise ProtocolError("invalid_start", "give exactly one of chain or steps", p.CLOSE_POLICY, "chain")
+    spec: ChainSpec = start.chain if start.chain is not None else start.steps or []
+    try:
+        resolved = await svc.chains.resolve(
+            spec, "chain" if start.chain is not None else "steps", tenant=tenant_of(ws), live=True
+        )
+        rate = start.sample_rate or svc.settings.default_sample_rate
+        return svc.streams.live_chain(resolved.steps, rate, start.channels, assets=resolved.assets)
+    except FieldError as error:
+        code = "unknown_chain" if error.path == "chain" else "invalid_start"
+        raise ProtocolError(code, str(error), p.CLOSE_POLICY, error.path) from None
+
+
+def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.Ready:
+    return p.Ready(
+        latency=live.latency,
+        sample_rate=rate,
+        channels=start.channels,
+        format=start.format,
+        block=start.block or default_block,
+        tail_frames=live.tail_frames(),
+        steps=live.step_params(),
+    )
+
+
+async def _process(live: LiveChain, block: np.ndarray) -> np.ndarray:
+    try:
+        return await live.process(block)
+    except EffectFault as fault:
+        log.warning("/ws/process: %s", fault)
+        raise effect_failed(fault) from None
+
+
+async def _control(ws: WebSocket, live: LiveChain, text: str, fmt: str) -> None:
+    """A control message during the session. A bad one gets an error message; the
+    session goes on."""
+    try:
+        message = p.decode_message(text)
+    except FieldError as error:
+        await send(ws, p.Error(code="invalid_message", message=str(error), path=error.path or None))
+        return
+    if isinstance(message, p.Start):
+        await send(ws, p.Error(code="already_started", message="the session has started already"))
+    elif isinstance(message, p.Set):
+        try:
+            params = await live.set_params(message.step, message.params)
+        except FieldError as error:
+            await send(ws, p.Error(code="invalid_params", message=str(error), path=error.path))
+        else:
+            await send(ws, p.Updated(step=message.step, params=params))
+    elif isinstance(message, p.Stats):
+        await send(ws, _stats(live))
+    elif isinstance(message, p.Flush):
+        frames = 0
+        for block in await live.tail(TAIL_BLOCK):
+            frames += block.shape[1]
+            await ws.send_bytes(to_interleaved(block, fmt))
+        await send(ws, p.Flushed(frames=frames))
+
+
+def _stats(live: LiveChain) -> p.StatsReply:
+    return p.StatsReply(
+        frames_in=live.frames_in,
+        frames_out=live.frames_out,
+        blocks=live.blocks,
+        process_seconds=round(live.process_seconds, 6),
+        latency=live.latency,
+    )
+
+
+ROUTES = [
+    WebSocketOperation(
+        "/ws/process",
+        ws_process,
+        summary="Process live audio: binary PCM frames in, processed frames out, in order.",
+        description="Send a `start` message first (a chain by name or its steps, sample_rate, channels, "
+        "format f32le|s16le); the server answers `ready` with the latency in frames. Then send "
+        "binary frames of interleaved little-endian PCM of any whole number of frames: each is "
+        "answered by one processed frame of the same size. `set` changes a step's parameters "
+        "between blocks, `stats` reports counters, `flush` sends the tail as binary frames and "
+        "then `flushed`. Protocol errors get an `error` message and a close code: 1003 audio "
+        "before start or text where audio is expected, 1007 a partial frame or NaN/Inf, 1008 a "
+        "wrong or invalid start, 1009 a frame over the size limit, 1011 an effect failed, 1013 "
+        "too many connections.",
+        tags=["live"],
+        client_messages=[AuthMessage, p.ClientMessage],
+        server_messages=[p.ServerMessage],
+    ),
+]

@@ -1,0 +1,88 @@
+"""Interleaved little-endian PCM, the binary frames of live audio (WebSocket frames and
+stream REST bodies), and the limits of a live session's audio.
+
+:func:`to_interleaved` and :func:`from_interleaved` convert between ``(channels,
+frames)`` float32 and interleaved PCM in one of :data:`FORMATS`. This is the one place
+that vocabulary (``f32le``, ``s16le``) is declared.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal, get_args
+
+import msgspec
+import numpy as np
+
+#: Interleaved little-endian PCM: 32-bit float, or 16-bit signed integer.
+PcmFormat = Literal["f32le", "s16le"]
+FORMATS: tuple[str, ...] = get_args(PcmFormat)
+#: Bytes of one sample, by format.
+SAMPLE_BYTES = {"f32le": 4, "s16le": 2}
+
+#: A live session's sample rate and channel count, as request fields.
+LiveSampleRate = Annotated[int, msgspec.Meta(ge=8000, le=384000)]
+LiveChannels = Annotated[int, msgspec.Meta(ge=1, le=32)]
+
+_S16_SCALE = np.float32(32768.0)
+_S16_INV = np.float32(1.0 / 32768.0)
+
+
+def frame_bytes(channels: int, fmt: PcmFormat) -> int:
+    """Bytes of one frame of ``channels`` samples in ``fmt``."""
+    return SAMPLE_BYTES[fmt] * channels
+
+
+def to_interleaved(block: np.ndarray, fmt: PcmFormat) -> bytes:
+    """``(channels, frames)`` float audio -> interleaved little-endian PCM. ``"s16le"``
+    scales by 32768, rounding to the nearest step, after clipping to
+    ``[-1, 1 - 1/32768]``. Samples should be finite (NaN has no int16 value)."""
+    if fmt not in SAMPLE_BYTES:
+        raise ValueError(f"unknown sample format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    block = np.asarray(block)
+    if block.ndim != 2:
+        raise ValueError(f"expected a block shaped (channels, frames), got {block.shape}")
+    if fmt == "f32le":
+        # Fortran order of a (channels, frames) array is frame-major: interleaved.
+        return block.astype("<f4", copy=False).tobytes(order="F")
+    # Rounding first, then clamping to [-32768, 32767], is clipping to [-1, 1 - 1/32768]
+    # first; np.maximum/np.minimum are cheaper than np.clip on small blocks.
+    tmp = np.multiply(block, _S16_SCALE)
+    np.rint(tmp, out=tmp)
+    np.maximum(tmp, -32768.0, out=tmp)
+    np.minimum(tmp, 32767.0, out=tmp)
+    return tmp.astype("<i2").tobytes(order="F")
+
+
+def from_interleaved(data: bytes | bytearray | memoryview, channels: int, fmt: PcmFormat) -> np.ndarray:
+    """Interleaved little-endian PCM -> float32 ``(channels, frames)`` (a new, writable
+    array). ``"s16le"`` is divided by 32768. Raises ``ValueError`` if the byte count is
+    not a whole number of frames, or if ``"f32le"`` audio holds NaN or infinities."""
+    width = SAMPLE_BYTES.get(fmt)
+    if width is None:
+        raise ValueError(f"unknown sample format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    channels = operator.index(channels)
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1, not {channels}")
+    frame_bytes = width * channels
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    size = len(data)
+    if size % frame_bytes:
+        raise ValueError(
+            f"{size} bytes is not a whole number of frames: a frame of {channels} channel(s) "
+            f"in {fmt} has {frame_bytes} bytes"
+        )
+    if fmt == "f32le":
+        samples = np.frombuffer(data, dtype="<f4").reshape(-1, channels)
+        # NaN and Inf have every exponent bit set, so their top byte (the last of each
+        # little-endian float) is 0x7f or 0xff. Searching bytes for those is nearly free;
+        # only then (or for |x| >= 2**127) is the exact numpy check run.
+        high = data[3::4]
+        if (b"\x7f" in high or b"\xff" in high) and not np.isfinite(samples).all():
+            raise ValueError("the audio contains NaN or infinite samples")
+        return samples.T.copy()
+    samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
+    out = np.empty((channels, samples.shape[0]), dtype=np.float32)
+    np.multiply(samples.T, _S16_INV, out=out)
+    return out

@@ -1,0 +1,146 @@
+"""Offline rendering (the counterpart of :mod:`fxhost.engine.live`): a file through a
+chain, streamed block by block, with the chain's latency compensated and its tail
+appended, so that memory does not grow with the length of the input. The one render
+function of fxhost: ``fxhost render``, renders and ``/api/process`` all call
+:func:`render_file`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fxhost_sdk import AssetLoader
+
+from fxhost.audio.files import AudioInfo, open_input, open_output
+from fxhost.audio.formats import RenderOutput, choose_output, format_of_path
+from fxhost.audio.resample import Resampler
+from fxhost.engine.compiled import RENDER_BLOCK, CompiledChain, Step
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    input: AudioInfo
+    #: Frames rendered, at the input's rate (before any resampling).
+    output_frames: int
+    tail_frames: int
+    format: str
+    subtype: str
+    sample_rate: int
+
+
+def render_file(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    steps: Sequence[Step],
+    *,
+    output: RenderOutput | None = None,
+    display_name: str | None = None,
+    tail: bool = True,
+    max_tail_seconds: float = 30.0,
+    progress: Callable[[int, int], None] | None = None,
+    assets: AssetLoader | None = None,
+    block_frames: int = RENDER_BLOCK,
+    atomic: bool = True,
+) -> RenderResult:
+    """Render ``source`` through ``steps`` into ``target``. Blocking.
+
+    The output follows the output rule of :mod:`fxhost.audio.formats`: ``output`` asks
+    for a format, sample rate and subtype (``None``: the format ``target``'s extension
+    names); the channel count is the input's. The chain's latency is compensated and its
+    tail appended (``tail=False`` cuts the output at the input's length).
+    ``progress(done_frames, total_frames)`` is called after every block.
+
+    With ``atomic`` the output appears only when complete: it is written to a temporary
+    file beside ``target`` and renamed, so a failed render leaves nothing behind. A
+    caller whose ``target`` is a temporary file of its own passes ``atomic=False``.
+    """
+    target = Path(target)
+    with open_input(source, display_name=display_name) as reader:
+        info = reader.info
+        wanted = output if output is not None else RenderOutput(format=format_of_path(target))
+        spec, subtype, rate = choose_output(wanted, info.sample_rate, info.channels, info.subtype)
+        chain = CompiledChain(steps, info.sample_rate, info.channels, assets=assets)
+        tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
+        total = info.frames + tail_frames
+        resampler = Resampler(info.channels, info.sample_rate, rate) if rate != info.sample_rate else None
+        done = 0
+        with (
+            _writing(target, atomic) as path,
+            open_output(path, rate, info.channels, spec.name, subtype) as sink,
+        ):
+            blocks = render_blocks(
+                chain, reader.blocks(block_frames), tail_frames=tail_frames, block_frames=block_frames
+            )
+            for block in blocks:
+                sink.write(resampler.process(block) if resampler else block)
+                done += block.shape[1]
+                if progress:
+                    progress(done, total)
+            if resampler:
+                sink.write(resampler.flush())
+    return RenderResult(info, done, tail_frames, spec.name, subtype, rate)
+
+
+@contextlib.contextmanager
+def _writing(target: Path, atomic: bool) -> Iterator[Path]:
+    """The path to write ``target`` at: itself, or (``atomic``) a temporary file beside
+    it that replaces it once the block has finished, and goes if the block fails."""
+    if not atomic:
+        yield target
+        return
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(name)
+        os.replace(name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+
+
+def render_blocks(
+    chain: CompiledChain,
+    blocks: Iterable[np.ndarray],
+    *,
+    tail_frames: int,
+    block_frames: int = RENDER_BLOCK,
+) -> Iterator[np.ndarray]:
+    """Stream ``blocks`` (float32 ``(channels, frames)``) through ``chain``.
+
+    Yields processed blocks aligned with the input (the chain's latency removed),
+    followed by ``tail_frames`` of tail: the output is exactly ``input frames +
+    tail_frames`` long, unless an offline-only step changes the length (trimming).
+    """
+    if chain.offline:
+        # Offline-only steps need everything first: gather, process, then hand it out.
+        audio = np.concatenate([*blocks, np.zeros((chain.channels, tail_frames), np.float32)], axis=1)
+        whole = chain.process_whole(audio, block_frames)
+        for start in range(0, whole.shape[1], block_frames):
+            yield whole[:, start : start + block_frames]
+        return
+    skip = chain.latency  # output frames that precede the first real one
+    for block in blocks:
+        out = chain.process(block)
+        if skip:
+            dropped = min(skip, out.shape[1])
+            out, skip = out[:, dropped:], skip - dropped
+        if out.shape[1]:
+            yield out
+    remaining = tail_frames + chain.latency
+    # What is still owed is the latency (already skipped at the front) plus the tail.
+    silence = np.zeros((chain.channels, block_frames), dtype=np.float32)
+    while remaining > 0:
+        n = min(block_frames, remaining)
+        out = chain.process(silence[:, :n])
+        remaining -= n
+        if skip:
+            dropped = min(skip, out.shape[1])
+            out, skip = out[:, dropped:], skip - dropped
+        if out.shape[1]:
+            yield out

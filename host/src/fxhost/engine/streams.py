@@ -1,0 +1,304 @@
+"""Shared streams: named live sessions whose producers write into an input ring, whose
+one processing task runs the chain, and whose many consumers read the output ring, each
+at its own cursor. No HTTP; everything here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+from fxhost_sdk import AssetLoader
+
+from fxhost.audio.pcm import PcmFormat
+from fxhost.engine.compiled import EffectFault, Step
+from fxhost.engine.deadline import DeadlineRunner
+from fxhost.engine.live import LiveChain
+from fxhost.engine.ring import RingBuffer, RingReader, RingStats
+
+log = logging.getLogger(__name__)
+
+#: What a producer's block that does not fit the input ring does: refused, or the oldest
+#: unprocessed input dropped.
+OverflowPolicy = Literal["reject", "drop_oldest"]
+#: The most frames a stream's processing task runs through the chain at once before
+#: letting other tasks run.
+STREAM_CHUNK = 4096
+
+
+class Broadcast:
+    """Wakes every waiting task when something changes (an asyncio.Event per round)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def wait(self) -> Coroutine[Any, Any, Literal[True]]:
+        # Bound to the current round now, not when the awaiting task first runs: a
+        # notify() in between must still wake it.
+        return self._event.wait()
+
+
+class StreamInfo(msgspec.Struct, kw_only=True):
+    id: str
+    chain: str | None
+    steps: list[dict[str, Any]]
+    sample_rate: int
+    channels: int
+    format: PcmFormat
+    capacity: int
+    overflow: OverflowPolicy
+    latency: int
+    consumers: int
+    created: float
+    idle_seconds: float
+
+
+class StreamBuffers(msgspec.Struct, kw_only=True):
+    stream: str
+    input: RingStats
+    output: RingStats
+
+
+class Stream:
+    """A named, shared session: producers write into the input ring, one processing task
+    runs the chain into the output ring, consumers read it at their own cursors."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        chain_name: str | None,
+        live: LiveChain,
+        *,
+        sample_rate: int,
+        channels: int,
+        wire_format: PcmFormat,
+        capacity: int,
+        overflow: OverflowPolicy,
+        tenant: str,
+    ):
+        self.id = stream_id
+        #: The API key that made it; only that key may produce, consume or change it.
+        self.tenant = tenant
+        self.chain_name = chain_name
+        self.live = live
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.format = wire_format
+        self.capacity = capacity
+        self.overflow = overflow
+        self.input = RingBuffer(channels, capacity)
+        self.output = RingBuffer(channels, capacity)
+        self._processor = self.input.reader(name="processing")
+        self.input_ready = Broadcast()
+        self.output_ready = Broadcast()
+        self.created = time.time()
+        self.last_active = time.monotonic()
+        self.consumers = 0
+        self.closed = False
+        #: Why processing stopped, when an effect failed: producers and consumers are told.
+        self.failure: EffectFault | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"stream-{self.id}")
+
+    def touch(self) -> None:
+        self.last_active = time.monotonic()
+
+    def write(self, block: np.ndarray) -> None:
+        """Producer side. Raises RingOverflow under the ``reject`` policy when the input
+        ring cannot take the block (nothing is written then)."""
+        if self.closed:
+            raise RuntimeError("the stream is closed")
+        self.touch()
+        self.input.write(block, overflow=self.overflow, guard=self._processor)
+        self.input_ready.notify()
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed:
+                block, _lost = self._processor.read(STREAM_CHUNK)
+                if block.shape[1] == 0:
+                    await self.input_ready.wait()
+                    continue
+                out = await self.live.process(block)
+                self.output.write(out)
+                self.output_ready.notify()
+                await asyncio.sleep(0)  # let producers and consumers run between chunks
+        except asyncio.CancelledError:
+            raise
+        except EffectFault as fault:
+            self.fail(fault)
+        except Exception:
+            log.exception("stream %s: processing failed; the stream is closed", self.id)
+            self.closed = True
+            self.output_ready.notify()
+
+    def fail(self, fault: EffectFault) -> None:
+        """Stop the stream for an effect's fault; it answers with the fault until reaped."""
+        log.warning("stream %s: %s; the stream is closed", self.id, fault)
+        self.failure, self.closed = fault, True
+        self.input_ready.notify()
+        self.output_ready.notify()
+
+    async def close(self) -> None:
+        self.closed = True
+        self.input_ready.notify()
+        self.output_ready.notify()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def info(self) -> StreamInfo:
+        return StreamInfo(
+            id=self.id,
+            chain=self.chain_name,
+            steps=self.live.step_params(),
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            format=self.format,
+            capacity=self.capacity,
+            overflow=self.overflow,
+            latency=self.live.latency,
+            consumers=self.consumers,
+            created=self.created,
+            idle_seconds=round(time.monotonic() - self.last_active, 3),
+        )
+
+    def buffers(self) -> StreamBuffers:
+        return StreamBuffers(stream=self.id, input=self.input.stats, output=self.output.stats)
+
+    def consumer(self) -> RingReader:
+        self.consumers += 1
+        self.touch()
+        return self.output.reader(start="now", name=f"consumer-{secrets.token_hex(3)}")
+
+    def release(self, reader: RingReader) -> None:
+        self.consumers -= 1
+        self.output.remove_reader(reader)
+
+
+class StreamLimit(Exception):
+    pass
+
+
+class StreamManager:
+    """The streams of this process, with a limit and idle expiry."""
+
+    def __init__(
+        self,
+        *,
+        max_streams: int,
+        idle_seconds: float,
+        inline_frames: int,
+        max_tail_seconds: float,
+        block_timeout: float,
+    ):
+        self.max_streams = max_streams
+        self.idle_seconds = idle_seconds
+        self.inline_frames = inline_frames
+        self.max_tail_seconds = max_tail_seconds
+        self.runner = DeadlineRunner(block_timeout)
+        self.streams: dict[str, Stream] = {}
+        self._reaper: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.runner.start()
+        self._reaper = asyncio.create_task(self._reap())
+
+    async def stop(self) -> None:
+        if self._reaper:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        for stream in list(self.streams.values()):
+            await stream.close()
+        self.streams.clear()
+        self.runner.stop()
+
+    def live_chain(
+        self,
+        steps: Sequence[Step],
+        sample_rate: int,
+        channels: int,
+        assets: AssetLoader | None = None,
+    ) -> LiveChain:
+        return LiveChain(
+            steps,
+            sample_rate,
+            channels,
+            inline_frames=self.inline_frames,
+            max_tail_seconds=self.max_tail_seconds,
+            runner=self.runner,
+            assets=assets,
+        )
+
+    def create(
+        self,
+        chain_name: str | None,
+        steps: Sequence[Step],
+        *,
+        sample_rate: int,
+        channels: int,
+        wire_format: PcmFormat,
+        capacity: int,
+        overflow: OverflowPolicy,
+        tenant: str,
+        assets: AssetLoader | None = None,
+    ) -> Stream:
+        if len(self.streams) >= self.max_streams:
+            raise StreamLimit(f"this server runs at most {self.max_streams} streams; delete one first")
+        stream = Stream(
+            secrets.token_hex(12),
+            chain_name,
+            self.live_chain(steps, sample_rate, channels, assets),
+            sample_rate=sample_rate,
+            channels=channels,
+            wire_format=wire_format,
+            capacity=capacity,
+            overflow=overflow,
+            tenant=tenant,
+        )
+        self.streams[stream.id] = stream
+        stream.start()
+        return stream
+
+    def get(self, stream_id: str, tenant: str) -> Stream | None:
+        """The tenant's stream, open or stopped by a fault (until reaped, so that it can
+        say why); another tenant's is as absent as one that never was."""
+        stream = self.streams.get(stream_id)
+        if stream is None or stream.tenant != tenant:
+            return None
+        return stream if not stream.closed or stream.failure is not None else None
+
+    def of(self, tenant: str) -> list[Stream]:
+        return [s for s in self.streams.values() if s.tenant == tenant and not s.closed]
+
+    async def delete(self, stream_id: str) -> bool:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return False
+        await stream.close()
+        return True
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.idle_seconds / 2))
+            now = time.monotonic()
+            for stream in list(self.streams.values()):
+                idle = now - stream.last_active
+                if stream.closed or (stream.consumers == 0 and idle > self.idle_seconds):
+                    log.info("stream %s expired after %.0f s idle", stream.id, idle)
+                    await self.delete(stream.id)

@@ -1,0 +1,179 @@
+"""Worker processes for offline processing (renders and ``/api/process``), with a time limit.
+
+A thread stuck in an effect cannot be stopped; a process can. Tasks run in a pebble
+``ProcessPool``: a task past the time limit has its worker killed and replaced, and the
+server and the other tasks carry on. Workers are forked from a forkserver (a clean,
+single-threaded process with the engine imported), never from the threaded server.
+
+Each task reports back on one pipe shared by the workers: its progress, and, when it
+reaches the time limit, which step it is stuck in (read from its stack by a timer
+thread a moment before pebble kills it). Messages are far smaller than PIPE_BUF, so
+each write is atomic and the workers need no lock that a killed one could leave held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+import msgspec
+from pebble import ProcessExpired, ProcessPool
+
+from fxhost.engine.compiled import EffectFault, EffectTimeout, running_step
+
+T = TypeVar("T")
+
+#: After the time limit, pebble kills the worker this much later: time for the timer
+#: thread to report the hung step first.
+KILL_GRACE_SECONDS = 1.0
+#: Progress is reported at most this often per task.
+PROGRESS_SECONDS = 0.1
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+@dataclass
+class _Watch:
+    progress: Callable[[float], None] | None
+    stuck: tuple[int, str] | None = None
+
+
+class WorkerPool:
+    """Processes that run offline tasks, each within ``time_limit`` seconds."""
+
+    def __init__(self, workers: int, time_limit: float, *, preload: tuple[str, ...] = ()):
+        self.workers = workers
+        self.time_limit = time_limit
+        #: Modules the workers' forkserver imports once, so each task starts warm (the
+        #: module of the task functions, and what it imports).
+        self.preload = ("fxhost.engine.workers", *preload)
+        self._pool: ProcessPool | None = None
+        self._reader: Connection | None = None
+        self._writer: Connection | None = None
+        self._watches: dict[str, _Watch] = {}
+
+    def start(self) -> None:
+        """Start (the workers themselves start with the first task). Call on the event loop."""
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(self.preload))
+        # The writing end stays open here too: every replacement worker is handed it.
+        self._reader, self._writer = context.Pipe(duplex=False)
+        self._pool = ProcessPool(
+            max_workers=self.workers,
+            initializer=_init_worker,
+            initargs=(self._writer, sys.path),
+            context=context,
+        )
+        asyncio.get_running_loop().add_reader(self._reader.fileno(), self._on_message)
+
+    def stop(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._reader.fileno())
+        if self._pool is not None:
+            self._pool.stop()  # kills the workers, whatever they are doing
+            self._pool.join()
+        for end in (self._reader, self._writer):
+            if end is not None:
+                end.close()
+
+    async def run(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        progress: Callable[[float], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """``fn(*args, progress=..., **kwargs)`` in a worker (``fn`` and its arguments must
+        pickle; ``fn`` takes a ``progress(fraction)`` keyword). Raises what ``fn`` raised;
+        EffectTimeout past the time limit, naming the hung step if it could be seen;
+        EffectFault if the worker died (a crash in native code). Cancelled, the worker is killed."""
+        assert self._pool is not None, "WorkerPool.start() first"
+        task = secrets.token_hex(8)
+        watch = self._watches[task] = _Watch(progress)
+        future = self._pool.schedule(
+            _run_task,
+            args=(task, self.time_limit, fn, args, kwargs),
+            timeout=self.time_limit + KILL_GRACE_SECONDS,
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except TimeoutError:
+            index, effect = watch.stuck or (None, None)
+            raise EffectTimeout(index, effect, f"exceeded the time limit of {self.time_limit:g} s") from None
+        except ProcessExpired as error:
+            how = f"signal {-error.exitcode}" if (error.exitcode or 0) < 0 else f"exit code {error.exitcode}"
+            raise EffectFault(None, None, f"the worker process died ({how})") from None
+        finally:
+            del self._watches[task]
+
+    def _on_message(self) -> None:
+        assert self._reader is not None
+        task, kind, value = _decode(self._reader.recv_bytes())
+        watch = self._watches.get(task)
+        if watch is None:
+            return
+        if kind == "progress" and watch.progress is not None:
+            watch.progress(value)
+        elif kind == "stuck":
+            watch.stuck = tuple(value) if value else None
+
+
+# -- in the worker processes ----------------------------------------------------------
+
+_channel: Connection | None = None
+
+
+def _init_worker(channel: Connection, path: list[str]) -> None:
+    global _channel
+    _channel = channel
+    # Effect classes travel by reference: import them from where the server found them
+    # (plugins.toml's paths included).
+    sys.path[:] = path
+    if sys.platform == "linux":
+        # Die with the forkserver, which dies with the server: a worker stuck in an
+        # effect must not outlive a server that was killed.
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:
+                os._exit(1)
+
+
+def _send(task: str, kind: str, value: Any) -> None:
+    assert _channel is not None
+    _channel.send_bytes(_encode((task, kind, value)))
+
+
+def _run_task(task: str, time_limit: float, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    main = threading.get_ident()
+    # At the limit, say which step hangs; pebble kills this process a moment later.
+    timer = threading.Timer(time_limit, lambda: _send(task, "stuck", running_step(main)))
+    timer.daemon = True
+    timer.start()
+    last = 0.0
+
+    def progress(fraction: float) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            _send(task, "progress", fraction)
+
+    try:
+        return fn(*args, progress=progress, **kwargs)
+    finally:
+        timer.cancel()

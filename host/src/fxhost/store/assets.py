@@ -1,0 +1,458 @@
+"""Assets: audio files stored as received, described in the database, indexed in
+memory by an AVL tree and decoded through an LRU cache. No HTTP here.
+
+Durability rule: the database row is the truth. A file is written to a temporary
+name, fsynced and renamed into place *before* its row is inserted; a delete removes
+the row *before* the file. So a crash at any point leaves at worst a file with no
+row, which :meth:`AssetStore.sweep` removes (at start-up and periodically), never a
+row without its file. Between the rename and the insert the writer holds a lock on the
+file (its claim), so a sweep can tell a file still being added from one left by a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fcntl
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import numpy as np
+from tortoise.functions import Count, Sum
+from tortoise.transactions import in_transaction
+
+from fxhost.audio.files import open_input, probe
+from fxhost.store.avl import AVLTree
+from fxhost.store.cache import LRUCache
+from fxhost.store.db.models import Asset, AssetEvent, is_id
+from fxhost.store.owners import owner_alive, owner_id
+
+#: Files younger than this are never swept: another process may be between the
+#: rename and the insert of its row.
+SWEEP_GRACE_SECONDS = 30.0
+#: A gap in the event sequence (a transaction not yet committed) is waited for this
+#: long before it is taken for a rolled-back insert and skipped.
+EVENT_GAP_SECONDS = 10.0
+NAME_MAX = 255
+TEMP_PREFIX = ".part-"
+
+
+class AssetSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What clients see of an asset."""
+
+    id: str
+    name: str
+    kind: str
+    format: str
+    subtype: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration: float
+    size: int
+    sha256: str
+    created: datetime
+
+
+class AssetPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[AssetSummary]
+    #: Pass as ``cursor`` for the next page; ``None`` on the last page.
+    next_cursor: str | None
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"the body is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def summary_of(row: Asset) -> AssetSummary:
+    return AssetSummary(
+        id=row.id,
+        name=row.name,
+        kind=row.kind,
+        format=row.format,
+        subtype=row.subtype,
+        sample_rate=row.sample_rate,
+        channels=row.channels,
+        frames=row.frames,
+        duration=row.frames / row.sample_rate if row.sample_rate else 0.0,
+        size=row.size,
+        sha256=row.sha256,
+        created=row.created,
+    )
+
+
+def encode_cursor(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, asset_id = msgspec.json.decode(raw, type=tuple[str, str])
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidCursor("not a cursor this server gave out") from None
+    return name, asset_id
+
+
+def clean_name(name: str) -> str:
+    """An asset name as given (trimmed); refused if empty, absurd or a path. Files are
+    stored under their id, so a name is never a path on this machine, but a name that
+    looks like one ("../../etc/passwd") is an attack or a mistake, and is said to be."""
+    name = name.strip()
+    if not name or name in {".", ".."}:
+        raise ValueError("name must not be empty")
+    if "/" in name or "\\" in name:
+        raise ValueError("name must be a file name, without '/' or '\\' (no directories)")
+    if len(name) > NAME_MAX:
+        raise ValueError(f"name must be at most {NAME_MAX} characters")
+    if any(ord(c) < 32 for c in name):
+        raise ValueError("name must not contain control characters")
+    return name
+
+
+def file_name_of(client_path: str) -> str:
+    """The last part of a file name a client sent: some send the path it had there
+    (``C:\\Users\\me\\take.wav``), of which only the name is meant (RFC 7578, 4.2)."""
+    return client_path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+#: Index key: tenant first, so that one tenant's assets are one contiguous range.
+IndexKey = tuple[str, str, str]  # (tenant, name, id)
+
+
+class AssetIndex:
+    """The AVL tree of ``(tenant, name, id) -> AssetSummary``, kept in step with the
+    database through the asset event log, so that a process lists what any other
+    process added."""
+
+    def __init__(self) -> None:
+        self.tree: AVLTree[IndexKey, AssetSummary] = AVLTree()
+        self.keys: dict[str, IndexKey] = {}
+        self.applied_upto = 0  # every event seq <= this has been applied (or given up)
+        self.applied_above: set[int] = set()
+        self.gaps: dict[int, float] = {}  # missing seq -> when first noticed
+        self.lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        """Build from the database: events first (the high-water mark), then the rows,
+        so that anything committed in between is replayed by the next sync."""
+        last = await AssetEvent.all().order_by("-seq").first()
+        rows = await Asset.all()
+        summaries = sorted(((r.tenant, r.name, r.id), summary_of(r)) for r in rows)
+        self.tree = AVLTree()
+        self.tree.bulk_load(summaries)
+        self.keys = {key[2]: key for key, _ in summaries}
+        self.applied_upto = last.seq if last else 0
+        self.applied_above.clear()
+        self.gaps.clear()
+
+    def put(self, tenant: str, summary: AssetSummary) -> None:
+        old = self.keys.get(summary.id)
+        if old is not None:
+            self.tree.delete(old)
+        key = (tenant, summary.name, summary.id)
+        self.tree.insert(key, summary)
+        self.keys[summary.id] = key
+
+    def remove(self, asset_id: str) -> None:
+        key = self.keys.pop(asset_id, None)
+        if key is not None:
+            self.tree.delete(key)
+
+    async def sync(self) -> None:
+        """Apply events committed since the last sync (by any process)."""
+        async with self.lock:
+            events = await AssetEvent.filter(seq__gt=self.applied_upto).order_by("seq")
+            fresh = [e for e in events if e.seq not in self.applied_above]
+            added = [e.asset_id for e in fresh if e.op == "add"]
+            rows = {r.id: r for r in await Asset.filter(id__in=added)} if added else {}
+            for event in fresh:
+                if event.op == "add":
+                    row = rows.get(event.asset_id)
+                    if row is not None:  # else deleted since: its delete event follows
+                        self.put(row.tenant, summary_of(row))
+                else:
+                    self.remove(event.asset_id)
+                self.applied_above.add(event.seq)
+            self._advance(time.monotonic())
+
+    def _advance(self, now: float) -> None:
+        # Move applied_upto over contiguous applied seqs; a gap (an insert not yet
+        # committed, or rolled back) holds it until EVENT_GAP_SECONDS have passed.
+        while self.applied_above:
+            following = self.applied_upto + 1
+            if following in self.applied_above:
+                self.applied_above.discard(following)
+                self.gaps.pop(following, None)
+                self.applied_upto = following
+                continue
+            first_seen = self.gaps.setdefault(following, now)
+            if now - first_seen < EVENT_GAP_SECONDS:
+                break
+            self.gaps.pop(following)
+            self.applied_upto = following
+
+    def page(self, tenant: str, prefix: str, limit: int, cursor: tuple[str, str] | None) -> AssetPage:
+        """A page of one tenant's assets; a cursor is (name, id) within that tenant, so
+        another tenant's cursor can only ever page through the caller's own assets."""
+        first = (tenant, prefix)
+        start = max((tenant, *cursor), first) if cursor is not None else first
+        items: list[AssetSummary] = []
+        last_key = None
+        for key, summary in self.tree.items_from(start, inclusive=cursor is None):
+            if key[0] != tenant or not key[1].startswith(prefix):
+                break
+            if len(items) == limit:
+                return AssetPage(items=items, next_cursor=encode_cursor(last_key[1:]))
+            items.append(summary)
+            last_key = key
+        return AssetPage(items=items, next_cursor=None)
+
+    def __len__(self) -> int:
+        return len(self.tree)
+
+
+class AssetStore:
+    def __init__(self, uploads_dir: Path, renders_dir: Path, cache: LRUCache, max_upload_bytes: int):
+        self.folders = {"upload": Path(uploads_dir), "render": Path(renders_dir)}
+        self.cache = cache
+        self.max_upload_bytes = max_upload_bytes
+        self.index = AssetIndex()
+
+    async def start(self) -> None:
+        for folder in self.folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        await self.sweep(grace=SWEEP_GRACE_SECONDS)
+        await self.index.load()
+
+    # -- files ----------------------------------------------------------------------
+
+    def path_of(self, row: Asset) -> Path:
+        return self.folders[row.kind] / row.path
+
+    def temp_path(self, kind: str = "upload") -> Path:
+        # The owner in the name lets a sweep remove a dead process's files at once.
+        owner = owner_id().replace(":", "~")
+        return self.folders[kind] / f"{TEMP_PREFIX}{owner}~{secrets.token_hex(8)}"
+
+    async def receive(
+        self, chunks: AsyncIterator[bytes], kind: str = "upload", *, keep: bool = True
+    ) -> tuple[Path, int, str]:
+        """Stream a body into a temporary file, enforcing the size limit as it arrives.
+
+        Returns (temporary path, size, sha256). Raises :class:`UploadTooLarge` as soon as
+        the limit is passed, before the rest is read; nothing is left behind. ``keep``
+        False is for bodies used once and thrown away (``/api/process``): no fsync, no hash."""
+        temp = self.temp_path(kind)
+        digest = hashlib.sha256() if keep else None
+        size = 0
+        try:
+            with open(temp, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_upload_bytes:
+                        raise UploadTooLarge(self.max_upload_bytes)
+                    if digest is not None:
+                        digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                if keep:
+                    await asyncio.to_thread(os.fsync, out.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        return temp, size, digest.hexdigest() if digest is not None else ""
+
+    async def add(
+        self,
+        temp: Path,
+        name: str,
+        *,
+        tenant: str,
+        kind: str = "upload",
+        size: int,
+        sha256: str,
+        commit_with: Callable[[str], Awaitable[object]] | None = None,
+    ) -> AssetSummary:
+        """Make a received temporary file an asset: probe it, rename it into place,
+        then insert its row and event. The temporary file is gone afterwards, either way.
+        ``commit_with(asset_id)`` runs in the row's transaction (a render marking itself done)."""
+        claim = _claim(temp)  # held until the row is in: see sweep
+        try:
+            name = clean_name(name)
+            info = await asyncio.to_thread(probe, temp, display_name=name, full=kind == "upload")
+            asset_id = secrets.token_hex(16)
+            final = self.folders[kind] / asset_id
+            os.replace(temp, final)
+        except BaseException:
+            claim.close()
+            temp.unlink(missing_ok=True)
+            raise
+        await asyncio.to_thread(_fsync_dir, final.parent)
+        try:
+            async with in_transaction():
+                row = await Asset.create(
+                    id=asset_id,
+                    tenant=tenant,
+                    name=name,
+                    kind=kind,
+                    path=asset_id,
+                    format=info.format,
+                    subtype=info.subtype,
+                    decoder=info.decoder,
+                    sample_rate=info.sample_rate,
+                    channels=info.channels,
+                    frames=info.frames,
+                    size=size,
+                    sha256=sha256,
+                )
+                await AssetEvent.create(asset_id=asset_id, op="add")
+                if commit_with is not None:
+                    await commit_with(asset_id)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        finally:
+            claim.close()
+        summary = summary_of(row)
+        self.index.put(tenant, summary)
+        return summary
+
+    async def delete(self, asset_id: str, tenant: str) -> bool:
+        row = await self.get(asset_id, tenant)
+        if row is None:
+            return False
+        async with in_transaction():
+            deleted = await Asset.filter(id=asset_id).delete()
+            if deleted:
+                await AssetEvent.create(asset_id=asset_id, op="delete")
+        self.index.remove(asset_id)
+        self.cache.discard(asset_id)
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(row).unlink()
+        return bool(deleted)
+
+    async def sweep(self, grace: float = SWEEP_GRACE_SECONDS) -> int:
+        """Remove files with no row (an upload or delete cut off by a crash) and stale
+        temporary files: those older than ``grace`` seconds, a dead process's temporary
+        files, and files no writer claims that still have no row. Returns how many went."""
+        known = {(r[0], r[1]) for r in await Asset.all().values_list("kind", "path")}
+        now = time.time()
+        removed = 0
+        for kind, folder in self.folders.items():
+            for entry in await asyncio.to_thread(lambda f=folder: list(os.scandir(f))):
+                if not entry.is_file(follow_symlinks=False) or (kind, entry.name) in known:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if (
+                        _owner_gone(entry.name)
+                        or now - entry.stat().st_mtime >= grace
+                        or await self._abandoned(kind, entry.name, entry.path)
+                    ):
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
+
+    async def _abandoned(self, kind: str, name: str, path: str) -> bool:
+        # A file renamed into place whose writer no longer claims it: its row is in (the
+        # rows read by the sweep are older than the file) or the writer died before it.
+        if name.startswith(TEMP_PREFIX) or not _unclaimed(path):
+            return False
+        return not await Asset.exists(kind=kind, path=name)
+
+    # -- reading --------------------------------------------------------------------
+
+    async def get(self, asset_id: str, tenant: str) -> Asset | None:
+        """The tenant's asset; another tenant's is as absent as one that never was."""
+        return await Asset.get_or_none(id=asset_id, tenant=tenant) if is_id(asset_id) else None
+
+    async def find(self, ref: str, tenant: str) -> Asset | None:
+        """A tenant's asset by id, or else by name when exactly one of its assets has that
+        name (so that plugins.toml can name an uploaded impulse response). ValueError if
+        ambiguous."""
+        row = await self.get(ref, tenant)
+        if row is not None:
+            return row
+        if len(ref) > NAME_MAX:
+            return None
+        named = await Asset.filter(name=ref, tenant=tenant).limit(2)
+        if len(named) > 1:
+            raise ValueError(f"several assets are named {ref!r}; use the asset's id")
+        return named[0] if named else None
+
+    async def page(self, tenant: str, prefix: str, limit: int, cursor: str | None) -> AssetPage:
+        after = decode_cursor(cursor) if cursor else None
+        await self.index.sync()
+        return self.index.page(tenant, prefix, limit, after)
+
+    def decoded(self, row: Asset) -> np.ndarray:
+        """The asset's audio as float32 ``(channels, frames)``, through the LRU cache.
+        Blocking: call from a worker thread."""
+
+        def load() -> np.ndarray:
+            with open_input(self.path_of(row), display_name=row.name) as reader:
+                return reader.read()
+
+        return self.cache.get_or_load(row.id, load)
+
+    async def counts(self, tenant: str) -> tuple[int, int]:
+        """The tenant's (number of assets, total bytes)."""
+        totals = (
+            await Asset.filter(tenant=tenant)
+            .annotate(n=Count("id"), total=Sum("size"))
+            .first()
+            .values("n", "total")
+        )
+        return int(totals["n"] or 0), int(totals["total"] or 0)
+
+
+def _owner_gone(filename: str) -> bool:
+    """A temporary file whose writing process (on this host) has died."""
+    if not filename.startswith(TEMP_PREFIX):
+        return False
+    owner = filename.removeprefix(TEMP_PREFIX).rsplit("~", 1)[0].replace("~", ":")
+    return owner_alive(owner) is False
+
+
+def _claim(path: Path):
+    """An open file holding an exclusive lock on ``path``; closing it releases the lock."""
+    claim = open(path, "rb")  # noqa: SIM115 - the caller closes it once the row is in
+    fcntl.flock(claim, fcntl.LOCK_EX)
+    return claim
+
+
+def _unclaimed(path: str) -> bool:
+    """No process holds the lock of :func:`_claim` on ``path``."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

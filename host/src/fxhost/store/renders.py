@@ -1,0 +1,354 @@
+"""Offline renders of assets through chains, in worker processes, never on the event loop.
+
+A render is a database row (status, progress, result) and, while it runs, a job in
+the process that accepted it. Progress is kept in memory for server-sent events and
+written to the row twice a second with a heartbeat, so that any process can report
+it and a render whose process died is recognised and marked failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from fxhost_sdk import AssetLoader, FieldError
+from tortoise.functions import Count
+
+from fxhost.audio.formats import RenderOutput, checked_output, output_format_named
+from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
+from fxhost.engine.compiled import EffectFault
+from fxhost.engine.offline import render_file
+from fxhost.engine.workers import WorkerPool
+from fxhost.store.assets import AssetStore, AssetSummary, clean_name, summary_of
+from fxhost.store.chains import ChainStore
+from fxhost.store.db.models import Asset, Render, is_id
+from fxhost.store.owners import owner_alive, owner_id
+
+log = logging.getLogger(__name__)
+
+RenderStatus = Literal["queued", "running", "done", "failed"]
+FINISHED = ("done", "failed")
+#: How often progress and heartbeats are written to the database.
+PERSIST_SECONDS = 0.5
+#: A running render whose heartbeat is older than this belongs to a dead process.
+STALE_SECONDS = 30.0
+
+
+class RenderView(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    status: RenderStatus
+    progress: float
+    asset: str
+    chain: dict[str, Any]
+    output: RenderOutput
+    tail: bool
+    result: AssetSummary | None = None
+    error: str | None = None
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+def render_task(
+    source: Path,
+    display_name: str,
+    steps: list[ResolvedStep],
+    target: Path,
+    output: RenderOutput,
+    *,
+    tail: bool,
+    max_tail_seconds: float,
+    progress: Callable[[float], None],
+    assets: AssetLoader | None = None,
+) -> None:
+    """A render in a worker process (:class:`~fxhost.engine.workers.WorkerPool` runs it):
+    :func:`~fxhost.engine.offline.render_file` into ``target``, a temporary file of the
+    store, reporting progress as a fraction (1.0 only once the result is kept)."""
+    render_file(
+        source,
+        target,
+        steps,
+        output=output,
+        display_name=display_name,
+        tail=tail,
+        max_tail_seconds=max_tail_seconds,
+        progress=lambda done, total: progress(min(done / max(1, total), 0.999)),
+        assets=assets,
+        atomic=False,
+    )
+
+
+def render_and_seal(
+    source: Path, display_name: str, steps: list[ResolvedStep], target: Path, output: RenderOutput, **options
+) -> tuple[int, str]:
+    """A render task for a worker process: :func:`render_task`, then :func:`seal`."""
+    render_task(source, display_name, steps, target, output, **options)
+    return seal(target)
+
+
+def seal(path: Path) -> tuple[int, str]:
+    """Make a written file durable and fingerprint it: (size, sha256). Blocking."""
+    digest = hashlib.sha256()
+    # libsndfile has closed the file; reopen it to hash it and fsync its data.
+    with open(path, "rb") as written:
+        for chunk in iter(lambda: written.read(1 << 20), b""):
+            digest.update(chunk)
+        os.fsync(written.fileno())
+    return path.stat().st_size, digest.hexdigest()
+
+
+@dataclass
+class Job:
+    id: str
+    progress: float = 0.0
+    status: RenderStatus = "queued"
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RenderService:
+    def __init__(
+        self,
+        store: AssetStore,
+        chains: ChainStore,
+        *,
+        workers: int,
+        max_tail_seconds: float,
+        time_limit: float,
+    ):
+        self.store = store
+        self.chains = chains
+        self.max_tail_seconds = max_tail_seconds
+        #: Worker processes, shared with /api/process.
+        self.pool = WorkerPool(workers, time_limit, preload=(__name__,))
+        self.slots = asyncio.Semaphore(workers)
+        self.owner = owner_id()
+        self.jobs: dict[str, Job] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self._persister: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.pool.start()
+        await self.fail_orphans()
+        self._persister = asyncio.create_task(self._persist_loop())
+
+    async def stop(self) -> None:
+        if self._persister:
+            self._persister.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.pool.stop()
+
+    async def render_now(
+        self, source: Path, target: Path, chain: ResolvedChain, output: RenderOutput, *, tail: bool
+    ) -> None:
+        """Render ``source`` into ``target`` and wait (``/api/process``): in a worker
+        process like any render, so that a hung effect is killed at the time limit."""
+        await self.pool.run(
+            render_task,
+            source,
+            "body",
+            chain.steps,
+            target,
+            output,
+            tail=tail,
+            max_tail_seconds=self.max_tail_seconds,
+            assets=chain.assets,
+        )
+
+    async def fail_orphans(self) -> int:
+        """Mark failed the renders left queued or running by a process that is gone."""
+        stale_before = datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)
+        failed = 0
+        for row in await Render.filter(status__in=["queued", "running"]):
+            alive = owner_alive(row.owner)
+            if row.owner == self.owner and row.id in self.jobs:
+                continue
+            stale = row.heartbeat is None or row.heartbeat < stale_before
+            if alive is False or (alive is None and stale) or (row.owner == self.owner):
+                row.status, row.error, row.finished = "failed", "interrupted: the server restarted", _now()
+                await row.save(update_fields=["status", "error", "finished"])
+                failed += 1
+        if failed:
+            log.warning("marked %d interrupted render(s) failed", failed)
+        return failed
+
+    async def submit(
+        self, asset_id: str, chain: ChainSpec, output: RenderOutput, tail: bool, *, tenant: str
+    ) -> Render:
+        asset = await self.store.get(asset_id, tenant)
+        if asset is None:
+            raise FieldError("asset", f"no asset with id {asset_id!r}")
+        resolved = await self.chains.resolve(chain, "chain", tenant=tenant)
+        name, steps = resolved.name, resolved.steps
+        checked_output(output, asset.sample_rate, asset.channels, asset.subtype)
+        row = await Render.create(
+            id=os.urandom(16).hex(),
+            tenant=tenant,
+            status="queued",
+            asset_id=asset_id,
+            chain={"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
+            output=msgspec.to_builtins(output),
+            tail=tail,
+            owner=self.owner,
+            heartbeat=_now(),
+        )
+        job = self.jobs[row.id] = Job(row.id)
+        task = asyncio.create_task(self._run(row, asset, resolved, output, job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return row
+
+    async def _run(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job):
+        temp = self.store.temp_path("render")
+        try:
+            async with self.slots:
+                job.status = "running"
+                row.status, row.started = "running", _now()
+                await row.save(update_fields=["status", "started"])
+                job.changed.set()
+
+                def progress(fraction: float) -> None:
+                    job.progress = fraction  # called on the loop, from the workers' reports
+                    job.changed.set()
+
+                size, sha256 = await self.pool.run(
+                    render_and_seal,
+                    self.store.path_of(asset),
+                    asset.name,
+                    chain.steps,
+                    temp,
+                    output,
+                    tail=row.tail,
+                    max_tail_seconds=self.max_tail_seconds,
+                    progress=progress,
+                    assets=chain.assets,
+                )
+                spec = output_format_named(output.format)
+                stem = asset.name.rsplit(".", 1)[0]
+                label = row.chain.get("name") or "render"
+                name = clean_name(f"{stem}-{label}{spec.extension}")
+                # Done in the result's own transaction: a crash leaves both or neither.
+                done = Render.filter(id=row.id).update
+                result = await self.store.add(
+                    temp,
+                    name,
+                    tenant=row.tenant,
+                    kind="render",
+                    size=size,
+                    sha256=sha256,
+                    commit_with=lambda asset_id: done(
+                        status="done", progress=1.0, result_asset_id=asset_id, finished=_now()
+                    ),
+                )
+                row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
+        except asyncio.CancelledError:
+            row.status, row.error = "failed", "interrupted: the server stopped"
+            raise
+        except Exception as error:
+            expected = isinstance(error, ValueError | EffectFault)
+            log.warning("render %s failed: %s", row.id, error, exc_info=not expected)
+            row.status, row.error = "failed", _one_line(error)
+            if isinstance(error, FileNotFoundError) and not self.store.path_of(asset).exists():
+                # deleted before the render opened it (once open, a deleted file still reads to the end)
+                row.error = f"the asset {asset.id} was deleted before the render could read it"
+        finally:
+            temp.unlink(missing_ok=True)
+            row.finished = _now()
+            job.status = row.status  # type: ignore[assignment]
+            job.progress = row.progress if row.status == "done" else job.progress
+            with contextlib.suppress(Exception):
+                await row.save(update_fields=["status", "progress", "result_asset_id", "error", "finished"])
+            job.changed.set()
+            self.jobs.pop(row.id, None)
+
+    async def _persist_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PERSIST_SECONDS)
+            for job in list(self.jobs.values()):
+                if job.status == "running":
+                    with contextlib.suppress(Exception):
+                        await Render.filter(id=job.id, status="running").update(
+                            progress=job.progress, heartbeat=_now()
+                        )
+
+    async def view(self, render_id: str, tenant: str) -> RenderView | None:
+        """The tenant's render; another tenant's is as absent as one that never was."""
+        row = await Render.get_or_none(id=render_id, tenant=tenant) if is_id(render_id) else None
+        if row is None:
+            return None
+        job = self.jobs.get(render_id)
+        result = None
+        if row.result_asset_id:
+            asset = await Asset.get_or_none(id=row.result_asset_id)
+            result = summary_of(asset) if asset else None
+        progress = job.progress if job and row.status == "running" else row.progress
+        return RenderView(
+            id=row.id,
+            status=row.status,  # type: ignore[arg-type]
+            progress=round(progress, 4),
+            asset=row.asset_id,
+            chain=row.chain,
+            output=msgspec.convert(row.output, RenderOutput),
+            tail=row.tail,
+            result=result,
+            error=row.error,
+            created=row.created,
+            started=row.started,
+            finished=row.finished,
+        )
+
+    async def watch(
+        self, render_id: str, tenant: str, poll_seconds: float = 0.5
+    ) -> AsyncIterator[RenderView]:
+        """Snapshots of a render as it changes, ending with its final state. Renders run
+        by another process are followed by polling the database."""
+        last: tuple | None = None
+        while True:
+            job = self.jobs.get(render_id)
+            if job is not None:
+                job.changed.clear()
+            view = await self.view(render_id, tenant)
+            if view is None:
+                return
+            key = (view.status, view.progress)
+            if key != last:
+                last = key
+                yield view
+            if view.status in FINISHED:
+                return
+            if job is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(job.changed.wait(), timeout=poll_seconds * 4)
+            else:
+                await asyncio.sleep(poll_seconds)
+
+    async def counts(self, tenant: str) -> dict[str, int]:
+        counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        rows = (
+            await Render.filter(tenant=tenant)
+            .annotate(n=Count("id"))
+            .group_by("status")
+            .values("status", "n")
+        )
+        counts.update({row["status"]: row["n"] for row in rows})
+        return counts
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    plain = isinstance(error, ValueError | FieldError | EffectFault)
+    return text if plain else f"{type(error).__name__}: {text}"
