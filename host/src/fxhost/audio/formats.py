@@ -258,7 +258,9 @@ def _or(values: Iterable[int]) -> str:
 
 
 class RenderOutput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The output asked for: format, sample rate, sample type (see :func:`choose_output`)."""
+    """The output asked for: format, sample rate and sample type. A sample type left out is
+    the source's where the format has it (float stays float), else 24-bit for a float or
+    32-bit source where the format has it, else the format's own."""
 
     #: Output format name: wav, flac, ogg, opus, mp3, aiff, ... (default: wav).
     format: str = "wav"
