@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from fxhost_sdk import FieldError
 
-from fxhost.catalog.chains import Chain, ChainSpec, ResolvedChain, resolve_chain, validate_steps
+from fxhost.catalog.chains import Chain, ChainSpec, ResolvedChain, build_chain, resolve_chain
 from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from fxhost.catalog.registry import Registry, load_registry
 from fxhost.settings import Settings
@@ -38,16 +38,11 @@ def check_chains(config: Config, registry: Registry) -> tuple[dict[str, Chain], 
     errors: list[FieldError] = []
     for name, chain in config.chains.items():
         try:
-            steps = validate_steps(chain.steps, registry.classes, f"chains.{name}")
+            chains[name] = build_chain(
+                name, chain.steps, registry.classes, description=chain.description, path=f"chains.{name}"
+            )
         except FieldError as error:
             errors.append(error)
-            continue
-        chains[name] = Chain(
-            name=name,
-            steps=[step.to_step() for step in steps],
-            description=chain.description,
-            source="config",
-        )
     return chains, errors
 
 
