@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from restkit import PG_URL, Server, encode, reset_postgres, start_server, tone
+from restkit import PG_URL, Server, encode, fresh_postgres, start_server, tone
 
 #: (database, server processes): SQLite in one process; PostgreSQL, the store for several
 #: processes, with two uvicorn workers sharing the data folder (each one's start-up sweep
@@ -351,8 +351,7 @@ def check_after_restart(server: Server, ledger: Ledger) -> dict[str, int]:
 def test_sigkill_during_uploads_and_renders_loses_and_leaves_nothing(tmp_path, backend, workers):
     env = {"FXHOST_RENDER_WORKERS": "2", "FXHOST_WORKERS": str(workers)}
     if backend == "postgres":
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     ledger = Ledger()
     server = start_server(tmp_path, env)
     totals: dict[str, int] = {}

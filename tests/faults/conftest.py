@@ -4,7 +4,7 @@ short so that hung effects are stopped quickly."""
 
 import pytest
 from faultkit import BLOCK_LIMIT, PLUGINS_TOML, RENDER_LIMIT
-from restkit import PG_URL, reset_postgres, start_server
+from restkit import PG_URL, fresh_postgres, start_server
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,7 @@ def server(tmp_path_factory):
         "FXHOST_RENDER_WORKERS": "2",
     }
     if PG_URL:
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     srv = start_server(root, env)
     yield srv
     srv.stop()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from restkit import PG_URL, reset_postgres, start_server
+from restkit import PG_URL, fresh_postgres, start_server
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -59,8 +59,7 @@ def server(request, tmp_path_factory):
     backend, key = request.param
     env = {"FXHOST_API_KEYS": key} if key else {}
     if backend == "postgres":
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     srv = start_server(tmp_path_factory.mktemp(f"fuzz-{backend}"), env)
     srv.key = key
     yield srv

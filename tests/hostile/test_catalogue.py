@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import pytest
 from clitools import REPO, run_fxhost
-from restkit import PG_URL, encode, reset_postgres, start_server, tone
+from restkit import PG_URL, encode, fresh_postgres, start_server, tone
 from websockets.exceptions import ConnectionClosed
 from wskit import open_ws
 
@@ -720,8 +720,7 @@ def ctx(request, tmp_path_factory):
         "FXHOST_RENDER_WORKERS": "1",
     }
     if request.param == "postgres":
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     server = start_server(tmp_path_factory.mktemp(f"hostile-{request.param}"), env)
     with server.client() as client:
         asset = client.post("/api/assets", params={"name": "take.wav"}, content=GOOD["wav"])

@@ -1,5 +1,5 @@
 import pytest
-from restkit import BACKENDS, PG_URL, reset_postgres, start_server
+from restkit import BACKENDS, fresh_postgres, start_server
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -7,8 +7,7 @@ def server(request, tmp_path_factory):
     """A real fxhost server for the test module, on SQLite and on PostgreSQL."""
     env = {}
     if request.param == "postgres":
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     srv = start_server(tmp_path_factory.mktemp(f"srv-{request.param}"), env)
     yield srv
     srv.stop()

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from clitools import run_fxhost
-from restkit import BACKENDS, PG_URL, encode, reset_postgres, start_server, tone
+from restkit import BACKENDS, encode, fresh_postgres, start_server, tone
 from websockets.exceptions import ConnectionClosed
 from wskit import Session, interleave, open_ws
 
@@ -38,8 +38,7 @@ def make_key(server, name: str) -> str:
 def server(request, tmp_path_factory):
     env = {"FXHOST_API_KEYS": STATIC_KEY}
     if request.param == "postgres":
-        reset_postgres(PG_URL)
-        env["FXHOST_DATABASE_URL"] = PG_URL
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
     srv = start_server(tmp_path_factory.mktemp(f"auth-{request.param}"), env)
     yield srv
     srv.stop()

@@ -6,14 +6,13 @@ import signal
 import time
 
 import pytest
-from restkit import BACKENDS, PG_URL, reset_postgres, start_server, tone
+from restkit import BACKENDS, fresh_postgres, start_server, tone
 from test_renders_rest import upload
 
 
 def env_for(backend: str, root) -> dict[str, str]:
     if backend == "postgres":
-        reset_postgres(PG_URL)
-        return {"FXHOST_DATABASE_URL": PG_URL}
+        return {"FXHOST_DATABASE_URL": fresh_postgres()}
     return {"FXHOST_DATABASE_URL": f"sqlite://{root / 'shared.db'}"}
 
 

@@ -4,8 +4,10 @@ made with numpy and soundfile."""
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,7 +24,6 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[2]
 FXHOST = str(Path(sys.executable).parent / "fxhost")
 PG_URL = os.environ.get("FXHOST_TEST_DATABASE_URL")
-TABLES = ("assets", "asset_events", "chains", "saved_chains", "renders", "api_keys", "tortoise_migrations")
 
 
 #: Parameters for a module-scoped server fixture: SQLite always, PostgreSQL when set.
@@ -43,21 +44,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def reset_postgres(url: str) -> None:
-    """Drop fxhost's tables so a test server starts from an empty database."""
+_databases: list[str] = []
+
+
+def _admin(sql: str) -> None:
     import asyncio
 
     import asyncpg
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_URL.replace("postgres://", "postgresql://", 1))
         try:
-            for table in TABLES:
-                await conn.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
+            await conn.execute(sql)
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    asyncio.run(run())
+
+
+def fresh_postgres() -> str:
+    """A new, empty PostgreSQL database for one test server, dropped when the run ends.
+
+    Each server gets its own database, named after this run's process, so runs that share
+    the machine's PostgreSQL (two CI jobs, a developer's inner loop beside CI) never drop
+    each other's tables."""
+    name = f"fxhost_test_{os.getpid()}_{len(_databases)}_{secrets.token_hex(3)}"
+    _admin(f'CREATE DATABASE "{name}"')
+    if not _databases:
+        atexit.register(_drop_databases)
+    _databases.append(name)
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def _drop_databases() -> None:
+    for name in _databases:
+        try:
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception as exc:
+            print(f"could not drop test database {name}: {exc}", file=sys.stderr)
 
 
 @dataclass
