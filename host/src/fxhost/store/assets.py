@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -62,7 +63,11 @@ class AssetSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AssetPage(msgspec.Struct, frozen=True, kw_only=True):
+    #: The assets of the page, in name order (with a delimiter: those directly under the prefix).
     items: list[AssetSummary]
+    #: With a delimiter: the common prefixes below the prefix (``prefix + segment +
+    #: delimiter``, each once, in order), each standing for all the names under it.
+    prefixes: list[str] = []
     #: Pass as ``cursor`` for the next page; ``None`` on the last page.
     next_cursor: str | None
 
@@ -94,33 +99,72 @@ def summary_of(row: Asset) -> AssetSummary:
     )
 
 
-def encode_cursor(key: tuple[str, str]) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
+#: Where a page ended: after the asset ``(name, id)``, or after every name that starts
+#: with the common prefix ``(prefix, None)``.
+Position = tuple[str, str | None]
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
+def encode_cursor(position: Position) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Position:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        name, asset_id = msgspec.json.decode(raw, type=tuple[str, str])
+        name, asset_id = msgspec.json.decode(raw, type=tuple[str, str | None])
     except (ValueError, msgspec.DecodeError):
         raise InvalidCursor("not a cursor this server gave out") from None
     return name, asset_id
 
 
+# Asset names are keys, not paths: files are stored under their ids, so a "/" in a name
+# is harmless, and sample libraries name their assets like folders ("kit/drums/kick.wav").
+# Refused is only what is ambiguous as such a key: a leading "/", empty segments ("a//b",
+# a trailing "/"), "." and ".." segments (which a path would collapse), backslashes (a
+# Windows separator) and control characters (C0, DEL, C1: invisible in every listing).
+# A name is kept exactly as given (no trimming), so that the rule is a pattern a client
+# can check: NAME_PATTERN is that rule as an ECMA-262 and Python regex (the OpenAPI
+# document carries it); clean_name applies it with a message that says what is wrong.
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+_SEGMENT = rf"(?!\.\.?(?:/|$))[^/\\{_CONTROL}]+"
+#: An asset name, for ``re.fullmatch`` (and for JSON Schema's ``pattern``, anchored).
+NAME_PATTERN = re.compile(rf"^{_SEGMENT}(?:/{_SEGMENT})*$")
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
 def clean_name(name: str) -> str:
-    """An asset name as given (trimmed); refused if empty, absurd or a path. Files are
-    stored under their id, so a name is never a path on this machine, but a name that
-    looks like one ("../../etc/passwd") is an attack or a mistake, and is said to be."""
-    name = name.strip()
-    if not name or name in {".", ".."}:
+    """``name`` if it is a valid asset name (see :data:`NAME_PATTERN`), else ValueError
+    saying why."""
+    if not name:
         raise ValueError("name must not be empty")
-    if "/" in name or "\\" in name:
-        raise ValueError("name must be a file name, without '/' or '\\' (no directories)")
     if len(name) > NAME_MAX:
         raise ValueError(f"name must be at most {NAME_MAX} characters")
-    if any(ord(c) < 32 for c in name):
-        raise ValueError("name must not contain control characters")
+    if (control := _CONTROL_CHAR.search(name)) is not None:
+        raise ValueError(f"name must not contain control characters (U+{ord(control[0]):04X})")
+    if "\\" in name:
+        raise ValueError("name must not contain '\\': folders are separated by '/'")
+    if name.startswith("/"):
+        raise ValueError("name must not start with '/': names are relative, like 'kit/kick.wav'")
+    segments = name.split("/")
+    if "" in segments:
+        raise ValueError("name must not have empty segments ('//' or a trailing '/')")
+    if "." in segments or ".." in segments:
+        raise ValueError("name must not have '.' or '..' segments")
     return name
+
+
+def stem_of(name: str, default: str = "audio") -> str:
+    """An asset's name without the extension of its last segment, folders kept, to name
+    what is made of it (``kit/kick.wav`` -> ``kit/kick``; ``default`` for a bare ``.wav``)."""
+    folder, slash, last = name.rpartition("/")
+    return folder + slash + (last.rsplit(".", 1)[0] or default)
+
+
+def past(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix`` (None: there is
+    none, ``prefix`` is all U+10FFFF): seeking to it skips them all."""
+    kept = prefix.rstrip("\U0010ffff")
+    return kept[:-1] + chr(ord(kept[-1]) + 1) if kept else None
 
 
 def file_name_of(client_path: str) -> str:
@@ -205,21 +249,56 @@ class AssetIndex:
             self.gaps.pop(following)
             self.applied_upto = following
 
-    def page(self, tenant: str, prefix: str, limit: int, cursor: tuple[str, str] | None) -> AssetPage:
-        """A page of one tenant's assets; a cursor is (name, id) within that tenant, so
-        another tenant's cursor can only ever page through the caller's own assets."""
+    def page(
+        self, tenant: str, prefix: str, limit: int, cursor: Position | None, delimiter: str | None = None
+    ) -> AssetPage:
+        """A page of one tenant's assets whose names start with ``prefix``, in name order;
+        a cursor is a position within that tenant, so another tenant's cursor can only
+        ever page through the caller's own assets.
+
+        With a ``delimiter``, as S3's ListObjectsV2: the assets directly under the prefix
+        (no delimiter after it) and the common prefixes (``prefix + segment +
+        delimiter``) of the rest, each once, merged in order; ``limit`` counts both. A
+        common prefix's names are skipped by seeking past them in the tree (``O(log n)``),
+        never read, so a folder of a million samples costs one entry of a page."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         first = (tenant, prefix)
-        start = max((tenant, *cursor), first) if cursor is not None else first
+        start: tuple[str, ...] = first
+        inclusive = True
+        if cursor is not None:
+            name, asset_id = cursor
+            if asset_id is not None:
+                start, inclusive = (tenant, name, asset_id), False
+            elif (beyond := past(name)) is not None:
+                start = (tenant, beyond)
+            else:
+                return AssetPage(items=[], next_cursor=None)
+            if start < first:
+                start, inclusive = first, True
         items: list[AssetSummary] = []
-        last_key = None
-        for key, summary in self.tree.items_from(start, inclusive=cursor is None):
-            if key[0] != tenant or not key[1].startswith(prefix):
+        prefixes: list[str] = []
+        last: Position | None = None
+        walk = self.tree.items_from(start, inclusive=inclusive)
+        while walk is not None:
+            seek = None
+            for (owner, name, asset_id), summary in walk:
+                if owner != tenant or not name.startswith(prefix):
+                    break
+                if len(items) + len(prefixes) == limit:
+                    return AssetPage(items=items, prefixes=prefixes, next_cursor=encode_cursor(last))
+                cut = name.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    items.append(summary)
+                    last = (name, asset_id)
+                    continue
+                common = name[: cut + len(delimiter or "")]
+                prefixes.append(common)
+                last = (common, None)
+                seek = past(common)
                 break
-            if len(items) == limit:
-                return AssetPage(items=items, next_cursor=encode_cursor(last_key[1:]))
-            items.append(summary)
-            last_key = key
-        return AssetPage(items=items, next_cursor=None)
+            walk = self.tree.items_from((tenant, seek)) if seek is not None else None
+        return AssetPage(items=items, prefixes=prefixes, next_cursor=None)
 
     def __len__(self) -> int:
         return len(self.tree)
@@ -393,10 +472,12 @@ class AssetStore:
             raise ValueError(f"several assets are named {ref!r}; use the asset's id")
         return named[0] if named else None
 
-    async def page(self, tenant: str, prefix: str, limit: int, cursor: str | None) -> AssetPage:
+    async def page(
+        self, tenant: str, prefix: str, limit: int, cursor: str | None, delimiter: str | None = None
+    ) -> AssetPage:
         after = decode_cursor(cursor) if cursor else None
         await self.index.sync()
-        return self.index.page(tenant, prefix, limit, after)
+        return self.index.page(tenant, prefix, limit, after, delimiter)
 
     def decoded(self, row: Asset) -> np.ndarray:
         """The asset's audio as float32 ``(channels, frames)``, through the LRU cache.

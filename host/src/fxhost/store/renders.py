@@ -28,7 +28,7 @@ from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.offline import render_file
 from fxhost.engine.workers import WorkerPool
-from fxhost.store.assets import AssetStore, AssetSummary, clean_name, summary_of
+from fxhost.store.assets import AssetStore, AssetSummary, clean_name, stem_of, summary_of
 from fxhost.store.chains import ChainStore
 from fxhost.store.db.models import Asset, Render, is_id
 from fxhost.store.owners import owner_alive, owner_id
@@ -234,9 +234,8 @@ class RenderService:
                     assets=chain.assets,
                 )
                 spec = output_format_named(output.format)
-                stem = asset.name.rsplit(".", 1)[0]
-                label = row.chain.get("name") or "render"
-                name = clean_name(f"{stem}-{label}{spec.extension}")
+                label = row.chain.get("name") or "render"  # in the source's folder:
+                name = clean_name(f"{stem_of(asset.name)}-{label}{spec.extension}")
                 # Done in the result's own transaction: a crash leaves both or neither.
                 done = Render.filter(id=row.id).update
                 result = await self.store.add(
