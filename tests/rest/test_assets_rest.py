@@ -5,7 +5,9 @@ deleted with nothing left behind; and the size limit enforced while the body str
 import hashlib
 import io
 import socket
+import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import av
 import numpy as np
@@ -138,6 +140,168 @@ def test_listing_pages_in_name_order_with_prefix(client):
     assert client.get("/api/assets", params={"cursor": "garbage!"}).status_code == 400
     assert client.get("/api/assets", params={"limit": 0}).status_code == 422
     assert client.get("/api/assets", params={"limit": "many"}).json()["errors"][0]["path"] == "limit"
+
+
+def filename_of(response) -> str:
+    """The file name a browser would save: Content-Disposition's ``filename*`` (RFC 8187)."""
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith("inline; filename*=UTF-8''"), disposition
+    return unquote(disposition.split("''", 1)[1])
+
+
+def upload_named(client, name: str, data: bytes):
+    response = client.post("/api/assets", params={"name": name}, content=data)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_names_with_folders_upload_list_and_download(server, client):
+    """A sample library's folders are part of its names: kept as given, listed, and
+    downloaded as the last segment, the file a browser saves (RFC 6266 has it strip any
+    folders itself; the full name is in the JSON). Stored by id, never by name."""
+    data = encode(tone(0.2), SR, "WAV", "PCM_16")
+    kick = upload_named(client, "kit/drums/kick.wav", data)
+    assert kick["name"] == "kit/drums/kick.wav"
+    multipart = client.post(
+        "/api/assets", data={"name": "kit/drums/snare é.wav"}, files={"file": ("x.wav", data, "audio/wav")}
+    )
+    assert multipart.status_code == 201 and multipart.json()["name"] == "kit/drums/snare é.wav"
+    source = upload_named(client, "drums/kick", data)  # a 422 before
+    assert source["name"] == "drums/kick"
+    assert client.get(f"/api/assets/{kick['id']}").json()["name"] == "kit/drums/kick.wav"
+    stored = client.get(f"/api/assets/{kick['id']}/audio")
+    assert stored.status_code == 200 and stored.content == data
+    assert filename_of(stored) == "kick.wav"
+    flac = client.get(f"/api/assets/{kick['id']}/audio", params={"format": "flac"})
+    assert filename_of(flac) == "kick.flac"
+    snare = client.get(f"/api/assets/{multipart.json()['id']}/audio", params={"format": "wav"})
+    assert filename_of(snare) == "snare é.wav"
+    picture = client.get(f"/api/assets/{kick['id']}/waveform.png")
+    assert picture.status_code == 200 and filename_of(picture) == "kick-waveform.png"
+    listed = client.get("/api/assets", params={"prefix": "kit/drums/"}).json()
+    assert [a["name"] for a in listed["items"]] == ["kit/drums/kick.wav", "kit/drums/snare é.wav"]
+    assert listed["prefixes"] == []
+    # stored under the id: no folder made on the server's disk
+    uploads = server.root / "uploads"
+    assert (uploads / kick["id"]).is_file() and not any(p.is_dir() for p in uploads.iterdir())
+    # a chain names a nested impulse response by its name, and a render lands in its folder
+    render = client.post(
+        "/api/renders",
+        json={
+            "asset": source["id"],
+            "chain": [{"effect": "convolution", "params": {"impulse_response": "kit/drums/kick.wav"}}],
+            "tail": False,
+        },
+    )
+    assert render.status_code == 202, render.text
+    deadline = time.monotonic() + 60
+    while (done := client.get(f"/api/renders/{render.json()['id']}").json())["status"] not in (
+        "done",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, done
+        time.sleep(0.05)
+    assert done["status"] == "done", done
+    assert done["result"]["name"] == "drums/kick-render.wav"
+
+
+REFUSED_NAMES = [
+    "/kit/kick.wav",
+    "/",
+    "kit//kick.wav",
+    "kit/",
+    "kit/drums/",
+    "..",
+    ".",
+    "../kick.wav",
+    "kit/../../etc/passwd",
+    "kit/./kick.wav",
+    "kit\\kick.wav",
+    "kick\x00.wav",
+    "kick\n.wav",
+    "kick\x1b[31m.wav",
+    "kick\x7f.wav",
+    "kick\x85.wav",
+    "x" * 256,
+]
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES, ids=repr)
+@pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
+def test_ambiguous_names_are_refused_and_nothing_stored(server, client, name, multipart):
+    before = client.get("/api/audio/statistics").json()["assets"]["count"]
+    files_before = set((server.root / "uploads").iterdir())
+    data = encode(tone(0.05), SR, "WAV")
+    if multipart:
+        response = client.post(
+            "/api/assets", data={"name": name}, files={"file": ("take.wav", data, "audio/wav")}
+        )
+    else:
+        response = client.post("/api/assets", params={"name": name}, content=data)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert [e["path"] for e in response.json()["errors"]] == ["name"]
+    assert client.get("/api/audio/statistics").json()["assets"]["count"] == before
+    assert set((server.root / "uploads").iterdir()) == files_before
+
+
+def test_the_name_rule_is_in_the_openapi_document(client):
+    from fxhost.store.assets import NAME_PATTERN
+
+    document = client.get("/openapi.json").json()
+    upload = document["paths"]["/api/assets"]["post"]
+    (name,) = [p for p in upload["parameters"] if p["name"] == "name"]
+    schemas = [name["schema"], *name["schema"].get("anyOf", [])]
+    assert NAME_PATTERN.pattern in [s.get("pattern") for s in schemas], name
+    listing = document["paths"]["/api/assets"]["get"]
+    assert "delimiter" in [p["name"] for p in listing["parameters"]]
+    page = listing["responses"]["200"]["content"]["application/json"]["schema"]
+    ref = page.get("$ref", "").rsplit("/", 1)[-1]
+    properties = document["components"]["schemas"][ref]["properties"]
+    assert properties["prefixes"]["type"] == "array"
+
+
+def test_listing_with_a_delimiter_pages_folders_and_items_together(client):
+    names = [
+        "lib/kit/drums/kick.wav",
+        "lib/kit/drums/snare.wav",
+        "lib/kit/bass.wav",
+        "lib/kit.wav",
+        "lib/kits/a.wav",
+        "lib/loops/120/a.wav",
+        "lib/loops/90/b.wav",
+        "lib/one.wav",
+        "lib/one.wav",  # names may repeat; ids tell them apart
+        "lib/zz/deep/er/x.wav",
+    ]
+    data = encode(tone(0.05), SR, "WAV")
+    for name in names:
+        upload_named(client, name, data)
+    whole = client.get("/api/assets", params={"prefix": "lib/", "delimiter": "/"}).json()
+    assert [a["name"] for a in whole["items"]] == ["lib/kit.wav", "lib/one.wav", "lib/one.wav"]
+    assert whole["prefixes"] == ["lib/kit/", "lib/kits/", "lib/loops/", "lib/zz/"]
+    assert whole["next_cursor"] is None
+    # in key order, items and prefixes together: what a page of `limit` holds
+    expected = ["lib/kit.wav", "lib/kit/", "lib/kits/", "lib/loops/", "lib/one.wav", "lib/one.wav", "lib/zz/"]
+    for limit in range(1, len(expected) + 1):
+        seen, cursor, pages = [], None, 0
+        while True:
+            params = {"prefix": "lib/", "delimiter": "/", "limit": limit}
+            page = client.get("/api/assets", params={**params, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            body = page.json()
+            pages += 1
+            assert len(body["items"]) + len(body["prefixes"]) <= limit
+            seen += sorted([a["name"] for a in body["items"]] + body["prefixes"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == expected and pages == -(-len(expected) // limit), limit
+    nested = client.get("/api/assets", params={"prefix": "lib/loops/", "delimiter": "/"}).json()
+    assert nested["items"] == [] and nested["prefixes"] == ["lib/loops/120/", "lib/loops/90/"]
+    for bad in ["", "x" * 17]:
+        refused = client.get("/api/assets", params={"delimiter": bad})
+        assert refused.status_code == 422 and refused.json()["errors"][0]["path"] == "delimiter"
 
 
 def test_transcode_resample_and_range(client):

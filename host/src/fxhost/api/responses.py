@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fxhost.api.openapi.problems import ProblemException
+from fxhost.store.assets import stem_of as stem_of  # routes name what they make of an asset
 
 
 class JSONResponse(Response):
@@ -21,14 +22,13 @@ class JSONResponse(Response):
         return msgspec.json.encode(content)
 
 
-def inline(filename: str) -> dict[str, str]:
-    """The Content-Disposition header that names a file shown in place (``inline``)."""
-    return {"Content-Disposition": f"inline; filename*=UTF-8''{quote(filename)}"}
-
-
-def stem_of(name: str, default: str = "audio") -> str:
-    """An asset's name without its extension, to name what is made of it."""
-    return name.rsplit(".", 1)[0] or default
+def inline(name: str) -> dict[str, str]:
+    """The Content-Disposition header that names a file shown in place (``inline``): the
+    last segment of an asset's name (``kit/drums/kick.wav`` -> ``kick.wav``). A download
+    is one file in one folder of the user's choosing; RFC 6266 has browsers strip any path
+    from it anyway, and the full name is in the asset's JSON."""
+    filename = name.rsplit("/", 1)[-1]
+    return {"Content-Disposition": f"inline; filename*=UTF-8''{quote(filename, safe='')}"}
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

@@ -26,7 +26,15 @@ from fxhost.audio.formats import (
     output_format_named,
 )
 from fxhost.audio.resample import resample
-from fxhost.store.assets import AssetPage, AssetSummary, clean_name, file_name_of, summary_of
+from fxhost.store.assets import (
+    NAME_MAX,
+    NAME_PATTERN,
+    AssetPage,
+    AssetSummary,
+    clean_name,
+    file_name_of,
+    summary_of,
+)
 from fxhost.store.db.models import Asset
 
 TAGS = ["assets"]
@@ -38,15 +46,47 @@ AUDIO_BODY = {
 }
 
 
+#: An asset name as the API documents it: a key whose segments are separated by "/"
+#: (``kit/drums/kick.wav``). Only the length is checked on decoding; clean_name checks
+#: the pattern, with a message that says what is wrong.
+AssetName = Annotated[
+    str,
+    msgspec.Meta(
+        description=(
+            "The asset's name, a key: folders are separated by '/' (kit/drums/kick.wav). Refused: a "
+            "leading '/', empty, '.' or '..' segments, '\\' and control characters."
+        ),
+        max_length=NAME_MAX,
+        extra_json_schema={"pattern": NAME_PATTERN.pattern},
+    ),
+]
+
+
+#: Groups names into folders in a listing (S3's ``delimiter``); any string, usually "/".
+Delimiter = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=16,
+        description=(
+            "Group names as S3's ListObjectsV2 does (usually '/'): the page lists the assets directly "
+            "under the prefix in items, and each distinct prefix + segment + delimiter below it once "
+            "in prefixes; limit counts both."
+        ),
+    ),
+]
+
+
 class UploadQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The asset's name (default: the multipart file name).
-    name: Annotated[str, msgspec.Meta(description="The asset's name.", max_length=255)] | None = None
+    name: AssetName | None = None
 
 
 class ListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prefix: Annotated[str, msgspec.Meta(description="Only names starting with this.", max_length=255)] = ""
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000, description="Page size.")] = 50
     cursor: Annotated[str | None, msgspec.Meta(description="next_cursor of the previous page.")] = None
+    delimiter: Delimiter | None = None
 
 
 class AudioQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -85,7 +125,9 @@ async def upload_asset(request: Request) -> Response:
 
 async def list_assets(request: Request) -> Response:
     query = decode_query(request, ListQuery)
-    page = await services(request).store.page(tenant_of(request), query.prefix, query.limit, query.cursor)
+    page = await services(request).store.page(
+        tenant_of(request), query.prefix, query.limit, query.cursor, query.delimiter
+    )
     return JSONResponse(page)
 
 
@@ -151,7 +193,8 @@ ROUTES = [
         "GET",
         "/api/assets",
         list_assets,
-        summary="Assets ordered by name, in cursor pages, from the in-memory AVL index.",
+        summary="Assets ordered by name, in cursor pages, from the in-memory AVL index; "
+        "with a delimiter, folders as common prefixes.",
         tags=TAGS,
         query=ListQuery,
         responses={200: AssetPage},
