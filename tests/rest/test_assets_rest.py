@@ -257,8 +257,8 @@ def test_the_name_rule_is_in_the_openapi_document(client):
     assert "delimiter" in [p["name"] for p in listing["parameters"]]
     page = listing["responses"]["200"]["content"]["application/json"]["schema"]
     ref = page.get("$ref", "").rsplit("/", 1)[-1]
-    properties = document["components"]["schemas"][ref]["properties"]
-    assert properties["prefixes"]["type"] == "array"
+    schema = document["components"]["schemas"][ref]
+    assert schema["properties"]["prefixes"]["type"] == "array" and "prefixes" in schema["required"]
 
 
 def test_listing_with_a_delimiter_pages_folders_and_items_together(client):

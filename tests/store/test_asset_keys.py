@@ -276,6 +276,15 @@ def test_a_folder_of_a_sample_library():
     assert second.items == [] and second.prefixes == ["kits/", "loops/"]
 
 
+def test_a_cursor_after_the_greatest_prefix_ends_the_listing():
+    """Nothing sorts after every name that starts with U+10FFFF: a cursor there (only a
+    forged one: no page ends there with more to come) gives an empty last page."""
+    index = index_of([("a", "01"), ("\U0010ffffx", "02")], other=["\U0010ffff"])
+    assert index.page("t", "", 5, None, "\U0010ffff").prefixes == ["\U0010ffff"]
+    page = index.page("t", "", 5, ("\U0010ffff", None), "\U0010ffff")
+    assert page.items == [] and page.prefixes == [] and page.next_cursor is None
+
+
 class CountingName(str):
     """A name that counts how often the listing reads it (every key the walk visits)."""
 

@@ -67,7 +67,7 @@ class AssetPage(msgspec.Struct, frozen=True, kw_only=True):
     items: list[AssetSummary]
     #: With a delimiter: the common prefixes below the prefix (``prefix + segment +
     #: delimiter``, each once, in order), each standing for all the names under it.
-    prefixes: list[str] = []
+    prefixes: list[str]
     #: Pass as ``cursor`` for the next page; ``None`` on the last page.
     next_cursor: str | None
 
@@ -273,7 +273,7 @@ class AssetIndex:
             elif (beyond := past(name)) is not None:
                 start = (tenant, beyond)
             else:
-                return AssetPage(items=[], next_cursor=None)
+                return AssetPage(items=[], prefixes=[], next_cursor=None)
             if start < first:
                 start, inclusive = first, True
         items: list[AssetSummary] = []
