@@ -9,7 +9,9 @@ libsndfile sees them (some bad combinations crash it), with errors that name the
 ``/api/process`` and transcoding: the format asked for (or named by the output file's
 extension); the subtype asked for, else the source's where the format has it (float
 stays float), else 24-bit for a float or 32-bit source where the format has it, else
-the format's default; the sample rate asked for, else the source's.
+the format's default; the sample rate asked for, else the source's. An output may also
+ask for a true-peak ``ceiling_dbfs`` (:data:`CeilingDbfs`, checked here with the rest;
+the engine applies it).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fxhost_sdk import AssetLoader, FieldError
@@ -52,10 +52,22 @@ class RenderView(msgspec.Struct, frozen=True, kw_only=True):
     output: RenderOutput
     tail: bool
     result: AssetSummary | None = None
-    #: The output's sample peak in dBFS, once done (None for digital silence).
-    peak_dbfs: float | None = None
-    #: Output samples at or over full scale (clipped in an integer format), once done.
-    clipped_samples: int | None = None
+    peak_dbfs: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="The output's sample peak in dBFS, measured on the samples written (after "
+            "resampling and any ceiling); above 0 means samples beyond full scale. Null until the "
+            "render is done, and for digital silence."
+        ),
+    ] = None
+    clipped_samples: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="Output samples (each channel's) at or beyond full scale, |x| >= 1.0: "
+            "clipped in an integer format, over full scale in a float one; 0 with a ceiling. "
+            "Null until the render is done."
+        ),
+    ] = None
     error: str | None = None
     created: datetime
     started: datetime | None = None
