@@ -244,3 +244,41 @@ def test_render_convolution_with_an_impulse_response_file(tmp_path: Path):
         "render", str(src), str(out), "--effect", "convolution", "--set", "impulse_response=nope.wav"
     )
     assert missing.returncode == 1 and "steps[0].params.impulse_response" in missing.stderr
+
+
+def test_render_reports_clipping_and_warns_then_ceiling_holds(tmp_path: Path):
+    """The README's hall chain on a -6 dBFS tone clips: the summary line gives the peak
+    and the clipped samples, a one-line warning follows; --ceiling-dbfs -1 prevents it."""
+    from fxhost_sdk.meters import true_peak
+
+    t = np.arange(2 * 44100) / 44100
+    tone = 10 ** (-6 / 20) * np.sin(2 * np.pi * 440 * t)
+    src = tmp_path / "in.wav"
+    sf.write(src, np.stack([tone, tone]).T.astype(np.float32), 44100, subtype="FLOAT")
+    result = run_fxhost("render", str(src), str(tmp_path / "out.flac"), "--chain", "hall")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    warnings = [line for line in lines if "warning" in line]
+    assert len(warnings) == 1 and "clipped" in warnings[0] and "--ceiling-dbfs" in warnings[0], lines
+    rendered, _ = sf.read(tmp_path / "out.flac", dtype="float32")
+    clipped = int(np.count_nonzero(np.abs(rendered) >= 32767 / 32768))  # clipped to full scale by the encoder
+    summary = next(line for line in lines if "clipped samples" in line)
+    reported = int(summary.rsplit(",", 1)[1].split()[0])
+    assert reported > 1000 and abs(reported - clipped) <= reported // 1000, summary
+    assert "peak 2." in summary
+
+    out = tmp_path / "limited.flac"
+    result = run_fxhost("render", str(src), str(out), "--chain", "hall", "--ceiling-dbfs", "-1")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and ", 0 clipped samples" in result.stderr, result.stderr
+    limited, sr = sf.read(out, dtype="float32", always_2d=True)
+    assert 20 * np.log10(max(true_peak(limited.T, sr))) <= -1.0 + 0.01
+
+
+@pytest.mark.parametrize("value", ["1", "nan", "-61"])
+def test_render_refuses_a_bad_ceiling(tmp_path: Path, value: str):
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    write_signal(src, 0.2)
+    result = run_fxhost("render", str(src), str(out), "--effect", "gain", f"--ceiling-dbfs={value}")
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.startswith("fxhost: --ceiling-dbfs: ") and len(result.stderr.splitlines()) == 1

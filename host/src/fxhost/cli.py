@@ -21,7 +21,7 @@ import msgspec
 import soundfile as sf
 from fxhost_sdk import FieldError
 
-from fxhost.audio.formats import AudioFormatError
+from fxhost.audio.formats import FLOAT_SUBTYPES, AudioFormatError
 from fxhost.catalog.config import ConfigError
 from fxhost.catalog.registry import Registry, load_registry
 from fxhost.engine.compiled import EffectFault
@@ -236,6 +236,17 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
 @click.option("--preset", metavar="NAME", help="Start --effect from one of its presets.")
 @click.option("--no-tail", is_flag=True, help="Cut the output at the input's length.")
 @click.option(
+    "--subtype",
+    metavar="TYPE",
+    help="Sample type, e.g. PCM_16, PCM_24, FLOAT (default: by the output rule, see README).",
+)
+@click.option(
+    "--ceiling-dbfs",
+    type=float,
+    metavar="DB",
+    help="True-peak ceiling (-60..0 dBFS): a limiter as the last step keeps the output under it.",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal, for long files)."
 )
 @pass_context
@@ -248,10 +259,15 @@ def render(
     assignments: tuple[str, ...],
     preset: str | None,
     no_tail: bool,
+    subtype: str | None,
+    ceiling_dbfs: float | None,
     progress: bool | None,
 ) -> None:
-    """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension)."""
+    """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension).
+
+    Prints the output's sample peak and clipped samples, and warns when any clipped."""
     from fxhost.audio.files import load_audio, probe
+    from fxhost.audio.formats import RenderOutput, format_of_path
     from fxhost.catalog.chains import ChainSpec, EffectRef
     from fxhost.engine.offline import render_file
 
@@ -280,25 +296,42 @@ def render(
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"{input_path}: no such file")
 
+    output = RenderOutput(format=format_of_path(output_path), subtype=subtype, ceiling_dbfs=ceiling_dbfs)
     seconds = probe(input_path).duration
     show = sys.stderr.isatty() and seconds >= PROGRESS_MIN_SECONDS if progress is None else progress
-    with progress_bar(show) as update:
-        result = render_file(
-            input_path,
-            output_path,
-            chain.steps,
-            tail=not no_tail,
-            max_tail_seconds=runtime.settings.max_tail_seconds,
-            progress=update,
-            assets=lambda ref, where: load_audio(find_asset(ref, where)),
-        )
+    try:
+        with progress_bar(show) as update:
+            result = render_file(
+                input_path,
+                output_path,
+                chain.steps,
+                output=output,
+                tail=not no_tail,
+                max_tail_seconds=runtime.settings.max_tail_seconds,
+                progress=update,
+                assets=lambda ref, where: load_audio(find_asset(ref, where)),
+            )
+    except AudioFormatError as error:
+        option = {"subtype": "--subtype", "ceiling_dbfs": "--ceiling-dbfs"}.get(error.field or "")
+        if option is None:
+            raise
+        raise FieldError(option, str(error).removeprefix(f"{error.field}: ")) from None
     seconds_out = result.output_frames / result.input.sample_rate
+    peak = "-inf" if result.peak_dbfs is None else f"{result.peak_dbfs:.2f}"
     click.echo(
         f"{output_path}: {result.output_frames} frames ({seconds_out:.2f} s, "
         f"tail {result.tail_frames} frames), "
-        f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}",
+        f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}, "
+        f"peak {peak} dBFS, {result.clipped_samples} clipped samples",
         err=True,
     )
+    if result.clipped_samples:
+        what = "over full scale (kept in the float file)" if result.subtype in FLOAT_SUBTYPES else "clipped"
+        click.echo(
+            f"fxhost: warning: {result.clipped_samples} samples {what}, peak {peak} dBFS; "
+            "lower the level or pass --ceiling-dbfs -1",
+            err=True,
+        )
 
 
 def asset_files(*folders: Path) -> Callable[[str, str], Path]:

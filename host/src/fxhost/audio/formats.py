@@ -9,7 +9,9 @@ libsndfile sees them (some bad combinations crash it), with errors that name the
 ``/api/process`` and transcoding: the format asked for (or named by the output file's
 extension); the subtype asked for, else the source's where the format has it (float
 stays float), else 24-bit for a float or 32-bit source where the format has it, else
-the format's default; the sample rate asked for, else the source's.
+the format's default; the sample rate asked for, else the source's. An output may also
+ask for a true-peak ``ceiling_dbfs`` (:data:`CeilingDbfs`, checked here with the rest;
+the engine applies it).
 """
 
 from __future__ import annotations
@@ -257,10 +259,28 @@ def _or(values: Iterable[int]) -> str:
 # The output rule
 
 
+#: The lowest ``ceiling_dbfs`` taken: a ceiling further down is a mistake, not a level.
+MIN_CEILING_DBFS = -60.0
+#: An output's true-peak ceiling, as a request field.
+CeilingDbfs = Annotated[
+    float,
+    msgspec.Meta(
+        ge=MIN_CEILING_DBFS,
+        le=0.0,
+        description="True-peak ceiling in dBFS (dBTP): a limiter applied as the render's last "
+        "step, after any resampling, keeps the output's true peak (4x oversampled, as "
+        "/api/assets/{id}/analysis measures it) at or under it, so nothing clips. "
+        "Default: no limiter.",
+        extra={"unit": "dBFS"},
+    ),
+]
+
+
 class RenderOutput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The output asked for: format, sample rate and sample type. A sample type left out is
-    the source's where the format has it (float stays float), else 24-bit for a float or
-    32-bit source where the format has it, else the format's own."""
+    """The output asked for: format, sample rate and sample type, and an optional true-peak
+    ceiling. A sample type left out is the source's where the format has it (float stays
+    float), else 24-bit for a float or 32-bit source where the format has it, else the
+    format's own."""
 
     #: Output format name: wav, flac, ogg, opus, mp3, aiff, ... (default: wav).
     format: str = "wav"
@@ -270,6 +290,8 @@ class RenderOutput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: format has it, else 24-bit for a float or 32-bit source where it has that, else the
     #: format's own).
     subtype: str | None = None
+    #: True-peak ceiling in dBFS: a limiter as the last step keeps the output under it.
+    ceiling_dbfs: CeilingDbfs | None = None
 
 
 def format_of_path(path: str | os.PathLike) -> str:
@@ -299,7 +321,22 @@ def choose_output(
             subtype = "PCM_24"  # the closest a format without float or 32-bit gets
     rate = output.sample_rate or sample_rate
     spec, subtype = check_output(spec.name, subtype, rate, channels)
+    check_ceiling(output.ceiling_dbfs)
     return spec, subtype, rate
+
+
+def check_ceiling(ceiling_dbfs: float | None) -> None:
+    """A field-named :class:`AudioFormatError` unless ``ceiling_dbfs`` is None or a level
+    from :data:`MIN_CEILING_DBFS` to 0 dBFS."""
+    if ceiling_dbfs is None:
+        return
+    field = "ceiling_dbfs"
+    if isinstance(ceiling_dbfs, bool) or not isinstance(ceiling_dbfs, (int, float, np.floating, np.integer)):
+        raise AudioFormatError(f"{field}: expected a level in dBFS, not {ceiling_dbfs!r}", field)
+    if not MIN_CEILING_DBFS <= ceiling_dbfs <= 0.0:  # NaN fails this too
+        raise AudioFormatError(
+            f"{field}: {ceiling_dbfs!r} is out of range; use {MIN_CEILING_DBFS:g} to 0 dBFS", field
+        )
 
 
 def checked_output(
@@ -314,4 +351,4 @@ def checked_output(
         field = error.field or "format"
         message = str(error).removeprefix(f"{field}: ")
         raise FieldError(f"{path}.{field}" if path else field, message) from None
-    return RenderOutput(format=spec.name, sample_rate=rate, subtype=subtype)
+    return RenderOutput(format=spec.name, sample_rate=rate, subtype=subtype, ceiling_dbfs=output.ceiling_dbfs)

@@ -7,6 +7,7 @@ function of fxhost: ``fxhost render``, renders and ``/api/process`` all call
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,7 +20,37 @@ from fxhost_sdk import AssetLoader
 from fxhost.audio.files import AudioInfo, open_input, open_output
 from fxhost.audio.formats import RenderOutput, choose_output, format_of_path
 from fxhost.audio.resample import Resampler
+from fxhost.engine.ceiling import CeilingLimiter
 from fxhost.engine.compiled import RENDER_BLOCK, CompiledChain, Step
+
+#: A sample at or beyond this magnitude is over full scale: clipped when written as
+#: integers (PCM, FLAC, ALAC...), and by any later conversion to them when written as float.
+FULL_SCALE = 1.0
+
+
+class OutputLevels:
+    """The levels of a render's output, measured block by block on exactly the float
+    samples handed to the file (after resampling and any ceiling, before encoding): the
+    **sample peak** (largest ``|x|``, in dBFS: 0 dBFS is full scale) and the **clipped
+    samples**, those with ``|x| >= FULL_SCALE``, counted in every channel (a stereo frame
+    over full scale in both channels counts 2). For an integer output those are the
+    samples the encoder clips to full scale; a float output keeps them, over full scale,
+    and anything that later converts it to integers clips them."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self.clipped = 0
+
+    def add(self, block: np.ndarray) -> None:
+        if block.size:
+            magnitude = np.abs(block)
+            self.peak = max(self.peak, float(magnitude.max()))
+            self.clipped += int(np.count_nonzero(magnitude >= FULL_SCALE))
+
+    @property
+    def peak_dbfs(self) -> float | None:
+        """The sample peak in dBFS, rounded to 0.01 dB; None for digital silence."""
+        return round(20.0 * math.log10(self.peak), 2) if self.peak > 0.0 else None
 
 
 @dataclass(frozen=True)
@@ -31,6 +62,10 @@ class RenderResult:
     format: str
     subtype: str
     sample_rate: int
+    #: The output's sample peak in dBFS (None for digital silence); see :class:`OutputLevels`.
+    peak_dbfs: float | None = None
+    #: Samples at or over full scale in the output; see :class:`OutputLevels`.
+    clipped_samples: int = 0
 
 
 def render_file(
@@ -52,7 +87,10 @@ def render_file(
     The output follows the output rule of :mod:`fxhost.audio.formats`: ``output`` asks
     for a format, sample rate and subtype (``None``: the format ``target``'s extension
     names); the channel count is the input's. The chain's latency is compensated and its
-    tail appended (``tail=False`` cuts the output at the input's length).
+    tail appended (``tail=False`` cuts the output at the input's length). With
+    ``output.ceiling_dbfs`` a :class:`~fxhost.engine.ceiling.CeilingLimiter` is the last
+    step, after resampling. The output's peak and clipped samples are measured on the
+    way to the file (:class:`OutputLevels`) and returned with the rest.
     ``progress(done_frames, total_frames)`` is called after every block.
 
     With ``atomic`` the output appears only when complete: it is written to a temporary
@@ -68,22 +106,36 @@ def render_file(
         tail_frames = chain.tail_frames(max_tail_seconds) if tail else 0
         total = info.frames + tail_frames
         resampler = Resampler(info.channels, info.sample_rate, rate) if rate != info.sample_rate else None
+        ceiling = wanted.ceiling_dbfs
+        limiter = CeilingLimiter(ceiling, rate, info.channels) if ceiling is not None else None
+        levels = OutputLevels()
         done = 0
         with (
             _writing(target, atomic) as path,
             open_output(path, rate, info.channels, spec.name, subtype) as sink,
         ):
+
+            def write(out: np.ndarray) -> None:
+                if limiter is not None:
+                    out = limiter.process(out)
+                levels.add(out)
+                sink.write(out)
+
             blocks = render_blocks(
                 chain, reader.blocks(block_frames), tail_frames=tail_frames, block_frames=block_frames
             )
             for block in blocks:
-                sink.write(resampler.process(block) if resampler else block)
+                write(resampler.process(block) if resampler else block)
                 done += block.shape[1]
                 if progress:
                     progress(done, total)
             if resampler:
-                sink.write(resampler.flush())
-    return RenderResult(info, done, tail_frames, spec.name, subtype, rate)
+                write(resampler.flush())
+            if limiter is not None:
+                last = limiter.flush()
+                levels.add(last)
+                sink.write(last)
+    return RenderResult(info, done, tail_frames, spec.name, subtype, rate, levels.peak_dbfs, levels.clipped)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from fxhost_sdk import AssetLoader, FieldError
@@ -26,7 +26,7 @@ from tortoise.functions import Count
 from fxhost.audio.formats import RenderOutput, checked_output, output_format_named
 from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
 from fxhost.engine.compiled import EffectFault
-from fxhost.engine.offline import render_file
+from fxhost.engine.offline import RenderResult, render_file
 from fxhost.engine.workers import WorkerPool
 from fxhost.store.assets import AssetStore, AssetSummary, clean_name, stem_of, summary_of
 from fxhost.store.chains import ChainStore
@@ -52,6 +52,22 @@ class RenderView(msgspec.Struct, frozen=True, kw_only=True):
     output: RenderOutput
     tail: bool
     result: AssetSummary | None = None
+    peak_dbfs: Annotated[
+        float | None,
+        msgspec.Meta(
+            description="The output's sample peak in dBFS, measured on the samples written (after "
+            "resampling and any ceiling); above 0 means samples beyond full scale. Null until the "
+            "render is done, and for digital silence."
+        ),
+    ] = None
+    clipped_samples: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="Output samples (each channel's) at or beyond full scale, |x| >= 1.0: "
+            "clipped in an integer format, over full scale in a float one; 0 with a ceiling. "
+            "Null until the render is done."
+        ),
+    ] = None
     error: str | None = None
     created: datetime
     started: datetime | None = None
@@ -69,11 +85,11 @@ def render_task(
     max_tail_seconds: float,
     progress: Callable[[float], None],
     assets: AssetLoader | None = None,
-) -> None:
+) -> RenderResult:
     """A render in a worker process (:class:`~fxhost.engine.workers.WorkerPool` runs it):
     :func:`~fxhost.engine.offline.render_file` into ``target``, a temporary file of the
     store, reporting progress as a fraction (1.0 only once the result is kept)."""
-    render_file(
+    return render_file(
         source,
         target,
         steps,
@@ -89,10 +105,10 @@ def render_task(
 
 def render_and_seal(
     source: Path, display_name: str, steps: list[ResolvedStep], target: Path, output: RenderOutput, **options
-) -> tuple[int, str]:
+) -> tuple[int, str, RenderResult]:
     """A render task for a worker process: :func:`render_task`, then :func:`seal`."""
-    render_task(source, display_name, steps, target, output, **options)
-    return seal(target)
+    result = render_task(source, display_name, steps, target, output, **options)
+    return (*seal(target), result)
 
 
 def seal(path: Path) -> tuple[int, str]:
@@ -150,10 +166,10 @@ class RenderService:
 
     async def render_now(
         self, source: Path, target: Path, chain: ResolvedChain, output: RenderOutput, *, tail: bool
-    ) -> None:
+    ) -> RenderResult:
         """Render ``source`` into ``target`` and wait (``/api/process``): in a worker
         process like any render, so that a hung effect is killed at the time limit."""
-        await self.pool.run(
+        return await self.pool.run(
             render_task,
             source,
             "body",
@@ -221,7 +237,7 @@ class RenderService:
                     job.progress = fraction  # called on the loop, from the workers' reports
                     job.changed.set()
 
-                size, sha256 = await self.pool.run(
+                size, sha256, rendered = await self.pool.run(
                     render_and_seal,
                     self.store.path_of(asset),
                     asset.name,
@@ -246,10 +262,16 @@ class RenderService:
                     size=size,
                     sha256=sha256,
                     commit_with=lambda asset_id: done(
-                        status="done", progress=1.0, result_asset_id=asset_id, finished=_now()
+                        status="done",
+                        progress=1.0,
+                        result_asset_id=asset_id,
+                        peak_dbfs=rendered.peak_dbfs,
+                        clipped_samples=rendered.clipped_samples,
+                        finished=_now(),
                     ),
                 )
                 row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
+                row.peak_dbfs, row.clipped_samples = rendered.peak_dbfs, rendered.clipped_samples
         except asyncio.CancelledError:
             row.status, row.error = "failed", "interrupted: the server stopped"
             raise
@@ -300,6 +322,8 @@ class RenderService:
             output=msgspec.convert(row.output, RenderOutput),
             tail=row.tail,
             result=result,
+            peak_dbfs=row.peak_dbfs,
+            clipped_samples=row.clipped_samples,
             error=row.error,
             created=row.created,
             started=row.started,

@@ -22,7 +22,14 @@ from fxhost.api.routes.assets import AUDIO_BODY
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
 from fxhost.audio.files import probe
-from fxhost.audio.formats import RenderOutput, SampleRate, checked_output, format_name_of, output_format_named
+from fxhost.audio.formats import (
+    CeilingDbfs,
+    RenderOutput,
+    SampleRate,
+    checked_output,
+    format_name_of,
+    output_format_named,
+)
 from fxhost.catalog.chains import ChainSpec, EffectRef
 
 
@@ -34,10 +41,15 @@ class ProcessQuery(msgspec.Struct, kw_only=True):
     effect: Annotated[str | None, msgspec.Meta(description="A single effect instead of a chain.")] = None
     format: Annotated[str | None, msgspec.Meta(description="Output format; default: the input's.")] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Output rate.")] | None = None
-    subtype: Annotated[str | None, msgspec.Meta(description="Output sample type; default: the input's.")] = (
-        None
-    )
+    subtype: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Output sample type; default: the input's where the format has it, else "
+            "PCM_24 for a float or 32-bit input where the format has that, else the format's own."
+        ),
+    ] = None
     tail: Annotated[bool, msgspec.Meta(description="Append the chain's tail.")] = True
+    ceiling_dbfs: CeilingDbfs | None = None
 
 
 async def process_audio(request: Request) -> Response:
@@ -65,10 +77,15 @@ async def process_audio(request: Request) -> Response:
     try:
         info = await asyncio.to_thread(probe, received.temp, display_name="body")
         fmt_name = (query.format or format_name_of(info.format, info.subtype) or "wav").lower()
-        requested = RenderOutput(format=fmt_name, sample_rate=query.sample_rate, subtype=query.subtype)
+        requested = RenderOutput(
+            format=fmt_name,
+            sample_rate=query.sample_rate,
+            subtype=query.subtype,
+            ceiling_dbfs=query.ceiling_dbfs,
+        )
         output = checked_output(requested, info.sample_rate, info.channels, info.subtype, path="")
         # In a worker process, within the render time limit: a hung effect is killed.
-        await svc.renders.render_now(received.temp, target, resolved, output, tail=query.tail)
+        result = await svc.renders.render_now(received.temp, target, resolved, output, tail=query.tail)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -79,8 +96,26 @@ async def process_audio(request: Request) -> Response:
         target,
         media_type=written.media_type,
         filename=f"processed{written.extension}",
+        headers=level_headers(result.peak_dbfs, result.clipped_samples),
         background=BackgroundTask(target.unlink, missing_ok=True),
     )
+
+
+def level_headers(peak_dbfs: float | None, clipped_samples: int) -> dict[str, str]:
+    """The output's levels as response headers (see :class:`~fxhost.engine.offline.OutputLevels`)."""
+    peak = "-inf" if peak_dbfs is None else f"{peak_dbfs:.2f}"
+    return {PEAK_HEADER: peak, CLIPPED_HEADER: str(clipped_samples)}
+
+
+PEAK_HEADER = "X-Peak-Dbfs"
+CLIPPED_HEADER = "X-Clipped-Samples"
+LEVEL_HEADERS = {
+    PEAK_HEADER: "The output's sample peak in dBFS, e.g. `-0.42` (`-inf` for digital silence), "
+    "measured on the samples written, after resampling and any ceiling; above 0 means "
+    "samples beyond full scale.",
+    CLIPPED_HEADER: "Output samples (each channel's) at or beyond full scale, |x| >= 1.0: clipped "
+    "in an integer format, over full scale in a float one. 0 with `ceiling_dbfs`.",
+}
 
 
 ROUTES = [
@@ -93,7 +128,12 @@ ROUTES = [
         query=ProcessQuery,
         raw_body=AUDIO_BODY,
         responses={
-            200: Resp(media_type="audio/*", binary=True, description="The processed audio."),
+            200: Resp(
+                media_type="audio/*",
+                binary=True,
+                description="The processed audio, with its levels in headers.",
+                headers=LEVEL_HEADERS,
+            ),
             413: problem_resp("The body is larger than the upload limit."),
             415: problem_resp("The body is not audio that can be decoded."),
             502: problem_resp("An effect failed (raised, or returned bad audio); the detail names it."),

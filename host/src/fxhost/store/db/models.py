@@ -90,9 +90,12 @@ class Render(Model):
     progress = fields.FloatField(default=0.0)
     asset_id = fields.CharField(max_length=32)
     chain = fields.JSONField()  # {"name": ..., "steps": [...]}: what was rendered, in full
-    output = fields.JSONField()  # {"format", "sample_rate", "subtype"}
+    output = fields.JSONField()  # {"format", "sample_rate", "subtype", "ceiling_dbfs"}
     tail = fields.BooleanField(default=True)
     result_asset_id = fields.CharField(max_length=32, null=True)
+    # The output's sample peak (dBFS) and samples at or over full scale, once done.
+    peak_dbfs = fields.FloatField(null=True)
+    clipped_samples = fields.BigIntField(null=True)
     error = fields.TextField(null=True)
     #: Which process runs it, so a restart can tell an orphan from a live render.
     owner = fields.CharField(max_length=64)
