@@ -13,6 +13,24 @@ from starlette.responses import Response
 
 from fxhost.api.openapi.problems import ProblemException
 
+#: Response headers a browser's script may read across origins (CORS
+#: ``Access-Control-Expose-Headers``): every header the API sends that a client needs
+#: and that is not one of the few CORS lets through anyway. Every ``X-`` header the
+#: server sends is here (tests/api/test_exposed_headers.py checks the source for them).
+EXPOSED_HEADERS = (
+    "Location",  # what POST made
+    "Content-Disposition",  # the file name of audio and pictures
+    "Content-Length",
+    "Content-Range",  # 206 and 416
+    "Accept-Ranges",
+    "WWW-Authenticate",  # 401: which credentials
+    "Retry-After",  # 429 and 503
+    "X-Next-Cursor",  # GET /api/streams/{id}/output
+    "X-Lost-Frames",
+    "X-Frames",
+    "X-Accel-Buffering",  # server-sent events: tells proxies not to buffer
+)
+
 
 class JSONResponse(Response):
     media_type = "application/json"
