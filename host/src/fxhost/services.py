@@ -18,6 +18,7 @@ from fxhost.store.cache import LRUCache
 from fxhost.store.chains import ChainStore
 from fxhost.store.db import close_database, open_database
 from fxhost.store.keys import Authenticator
+from fxhost.store.links import LinkSigner, link_secret
 from fxhost.store.renders import RenderService
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Services:
     renders: RenderService
     streams: StreamManager
     auth: Authenticator
+    #: Signs and checks links (``POST /api/links``).
+    links: LinkSigner
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -73,7 +76,8 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     auth = Authenticator(settings.api_keys)
     # Running open is worth a warning: anyone who can reach the port may use it.
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth)
+    links = LinkSigner(await link_secret(settings.link_secret))
+    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 

@@ -72,6 +72,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Static API keys, comma-separated (besides those made by ``fxhost keys create``).
     #: With none of either, the server runs open.
     api_keys: list[str] = []
+    #: The key that signs links (``POST /api/links``); every server sharing the database
+    #: must have the same. Unset: one is made once and kept in the database.
+    link_secret: Annotated[str, msgspec.Meta(min_length=32)] | None = None
+    #: Longest a link may be valid for, in seconds (``expires_in`` of ``POST /api/links``).
+    link_max_seconds: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0

@@ -22,7 +22,8 @@ from fxhost.api.auth import RequireApiKey
 from fxhost.api.errors import HANDLERS
 from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
-from fxhost.api.routes import analysis, assets, chains, meta, process, renders, streams, ws_process
+from fxhost.api.responses import EXPOSED_HEADERS
+from fxhost.api.routes import analysis, assets, chains, links, meta, process, renders, streams, ws_process
 from fxhost.runtime import Runtime, load_runtime
 from fxhost.services import start_services, stop_services
 from fxhost.settings import Settings, load_settings
@@ -41,6 +42,7 @@ API = Api(
         *meta.ROUTES,
         *process.ROUTES,
         *renders.ROUTES,
+        *links.ROUTES,
     ],
     tags={
         "meta": "Health, statistics and what is loaded.",
@@ -50,6 +52,7 @@ API = Api(
         "process": "Audio in, processed audio out, in one request.",
         "renders": "Offline renders of assets through chains, with progress.",
         "live": "Live audio: one client over /ws/process, or shared streams with producers and consumers.",
+        "links": "Signed, expiring URLs for what a browser cannot set a header on.",
     },
     security_schemes={
         "apiKey": {
@@ -58,7 +61,14 @@ API = Api(
             "description": "An API key (`fxhost keys create`, or the FXHOST_API_KEYS setting), needed by "
             "every /api and /ws route when the server has any. WebSockets may instead send "
             '`{"type": "auth", "token": KEY}` as their first message. With no keys the server runs open.',
-        }
+        },
+        "signedLink": {
+            "type": "apiKey",
+            "in": "query",
+            "name": "sig",
+            "description": "A link from `POST /api/links`: its `exp` and `sig` query parameters, as given, "
+            "open one resource on this route without a key until `exp`.",
+        },
     },
     security=[{"apiKey": []}],
 )
@@ -94,7 +104,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 allow_origins=settings.cors_origins,
                 allow_methods=["*"],
                 allow_headers=["*"],
-                expose_headers=["Content-Length", "Content-Range", "Accept-Ranges", "Location"],
+                expose_headers=list(EXPOSED_HEADERS),
             ),
         )
     return Starlette(

@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fxhost.api.links import check_link, presents_link, without_link
 from fxhost.api.openapi.problems import ProblemException, problem_response
 from fxhost.store.keys import OPEN_TENANT, Authenticator
 
@@ -46,6 +47,8 @@ class RequireApiKey:
         # The authenticator is one of the services, made in the lifespan.
         auth: Authenticator = scope["app"].state.services.auth
         state = scope.setdefault("state", {})
+        if scope["type"] == "http" and presents_link(scope.get("query_string", b"")):
+            return await self._linked(scope, receive, send)
         if not await auth.required():
             state[TENANT] = OPEN_TENANT
             return await self.app(scope, receive, send)
@@ -59,6 +62,17 @@ class RequireApiKey:
         else:
             return await _unauthorized(scope, receive, send, key)
         return await self.app(scope, receive, send)
+
+    async def _linked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request with a signed link: it acts as the tenant that made the link, whose
+        parameters the handler never sees; or it is refused, whatever else it carries."""
+        query = scope.get("query_string", b"")
+        try:
+            tenant = await check_link(scope["app"].state.services, scope["method"], scope["path"], query)
+        except ProblemException as error:
+            return await problem_response(error.to_problem(instance=scope["path"]))(scope, receive, send)
+        scope["state"][TENANT] = tenant
+        return await self.app({**scope, "query_string": without_link(query)}, receive, send)
 
 
 async def _unauthorized(scope: Scope, receive: Receive, send: Send, key: str | None) -> None:

@@ -14,6 +14,26 @@ from starlette.responses import Response
 from fxhost.api.openapi.problems import ProblemException
 from fxhost.store.assets import stem_of as stem_of  # routes name what they make of an asset
 
+#: Response headers a browser's script may read across origins (CORS
+#: ``Access-Control-Expose-Headers``): every header the API sends that a client needs
+#: and that is not one of the few CORS lets through anyway. Every ``X-`` header the
+#: server sends is here (tests/api/test_exposed_headers.py checks the source for them).
+EXPOSED_HEADERS = (
+    "Location",  # what POST made
+    "Content-Disposition",  # the file name of audio and pictures
+    "Content-Length",
+    "Content-Range",  # 206 and 416
+    "Accept-Ranges",
+    "WWW-Authenticate",  # 401: which credentials
+    "Retry-After",  # 429 and 503
+    "X-Next-Cursor",  # GET /api/streams/{id}/output
+    "X-Lost-Frames",
+    "X-Frames",
+    "X-Peak-Dbfs",  # POST /api/process: the output's peak and clipping
+    "X-Clipped-Samples",
+    "X-Accel-Buffering",  # server-sent events: tells proxies not to buffer
+)
+
 
 class JSONResponse(Response):
     media_type = "application/json"

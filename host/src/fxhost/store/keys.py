@@ -112,6 +112,16 @@ class Authenticator:
         row = await ApiKey.get_or_none(sha256=digest, revoked=None)
         return row.id if row is not None else None
 
+    async def active(self, tenant: str) -> bool:
+        """Whether requests can act as ``tenant`` now: the open tenant while the server
+        runs open; else a static key's, or an unrevoked database key's. What a tenant
+        signed (links) is void once it is not."""
+        if not await self.required():
+            return tenant == OPEN_TENANT
+        if tenant in self._static.values():
+            return True
+        return tenant != OPEN_TENANT and await ApiKey.exists(id=tenant, revoked=None)
+
     async def describe(self) -> str:
         """One line for the start-up log."""
         count = await ApiKey.filter(revoked=None).count()

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from fxhost.api.auth import tenant_of
+from fxhost.api.links import LINK_SECURITY
 from fxhost.api.openapi.declare import Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_query
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
@@ -213,6 +214,7 @@ ROUTES = [
         get_asset_audio,
         summary="The audio: as stored, or transcoded and resampled on the fly. Supports Range.",
         tags=TAGS,
+        security=LINK_SECURITY,
         query=AudioQuery,
         responses={
             200: Resp(media_type="audio/*", binary=True, description="The audio."),

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from fxhost.api.auth import tenant_of
+from fxhost.api.links import LINK_SECURITY
 from fxhost.api.openapi.declare import Operation, Resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import not_found
@@ -92,6 +93,7 @@ ROUTES = [
         render_events,
         summary="The render's progress as server-sent events, until it is done or failed.",
         tags=TAGS,
+        security=LINK_SECURITY,
         responses={
             200: Resp(
                 type=RenderView,

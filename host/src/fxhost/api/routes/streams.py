@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fxhost.api import protocol as p
 from fxhost.api.auth import AuthMessage, tenant_of
+from fxhost.api.links import LINK_SECURITY
 from fxhost.api.openapi.declare import Operation, Resp, WebSocketOperation, problem_resp
 from fxhost.api.openapi.decode import decode_json_body, decode_query
 from fxhost.api.openapi.problems import FieldProblem, ProblemException, ValidationProblem, not_found
@@ -317,6 +318,7 @@ ROUTES = [
         stream_output,
         summary="Read processed audio from a cursor: raw PCM, with the next cursor in X-Next-Cursor.",
         tags=["live"],
+        security=LINK_SECURITY,
         query=OutputQuery,
         responses={
             200: Resp(

@@ -123,3 +123,16 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_keys"
+
+
+class ServerSecret(Model):
+    """A secret the server made for itself, once, and that every process sharing the
+    database reads: the key that signs links (unless the link_secret setting gives one).
+    The first process to insert a name wins; the others read its row."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    value = fields.CharField(max_length=128)
+    created = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "server_secrets"

@@ -6,7 +6,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [("fxhost", "0002_api_keys_and_tenants")]
+    dependencies = [("fxhost", "0003_server_secret")]
 
     initial = False
 
