@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
 from fxhost.runtime import Runtime
 from fxhost.settings import Settings
@@ -36,6 +37,8 @@ class Services:
     renders: RenderService
     streams: StreamManager
     auth: Authenticator
+    #: Whole-file jobs on assets: analysis, pictures, transcoding (analysis_concurrency).
+    jobs: JobGate
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -73,7 +76,8 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     auth = Authenticator(settings.api_keys)
     # Running open is worth a warning: anyone who can reach the port may use it.
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth)
+    jobs = JobGate(settings.analysis_concurrency, settings.analysis_queue_seconds, name="fxhost-whole-file")
+    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, jobs)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
@@ -85,6 +89,7 @@ async def stop_services(services: Services) -> None:
             await services._housekeeping
     await services.streams.stop()
     await services.renders.stop()
+    services.jobs.close()
     await close_database()
 
 
