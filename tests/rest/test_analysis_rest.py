@@ -191,4 +191,140 @@ def test_the_routes_are_documented(client):
     params = {p["name"]: p for p in spectrogram["parameters"]}
     assert params["width"]["schema"]["minimum"] == 200 and params["width"]["schema"]["maximum"] == 4000
     assert params["fft"]["schema"]["anyOf"][0]["enum"] == [256, 512, 1024, 2048, 4096, 8192]
-    assert {"422", "404"} <= set(spectrogram["responses"])
+    assert {"422", "404", "503"} <= set(spectrogram["responses"])
+
+
+# --------------------------------------------------------------------------- content
+
+
+def rgb(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB")).astype(int)
+
+
+def ink_columns(image: np.ndarray) -> np.ndarray:
+    """x of every column holding the waveform's min/max or RMS colour."""
+    fill = np.all(image == (0x9E, 0xC5, 0xE8), axis=2) | np.all(image == (0x2A, 0x6F, 0xB0), axis=2)
+    return np.flatnonzero(fill.any(axis=0))
+
+
+def test_the_waveform_draws_the_signal(client):
+    """A tone loud for 2 s then silent for 2 s is inked over the first half of the plot
+    only; the same tone for all 4 s spans the plot (which finds its edges)."""
+    t = np.arange(4 * SR) / SR
+    loud = (0.8 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32)
+    half = loud.copy()
+    half[:, 2 * SR :] = 0.0
+    whole = ink_columns(
+        rgb(client.get(f"/api/assets/{upload(client, loud, 'loud.wav')['id']}/waveform.png").content)
+    )
+    png = client.get(f"/api/assets/{upload(client, half, 'half.wav')['id']}/waveform.png").content
+    keep("half-silent-waveform.png", png)
+    first = ink_columns(rgb(png))
+    left, right = whole.min(), whole.max()
+    assert right - left > 1000  # the plot of a 1200-pixel picture
+    middle = (left + right) / 2
+    assert abs(first.min() - left) <= 2 and abs(first.max() - middle) <= 3
+    assert len(first) >= (middle - left) - 2  # no gap: every column of the loud half is inked
+
+
+def test_the_spectrogram_puts_a_sine_on_its_row(client):
+    """3, 6 and 12 kHz, a third of the time each, on a linear axis: the brightest row of a
+    column in each third rises in proportion to the frequency, from the plot's bottom."""
+    t = np.arange(6 * SR) / SR
+    freq = np.where(t < 2, 3000.0, np.where(t < 4, 6000.0, 12000.0))
+    audio = (0.5 * np.sin(2 * np.pi * np.cumsum(freq) / SR))[None].astype(np.float32)
+    asset = upload(client, audio, "steps.wav")
+    png = client.get(f"/api/assets/{asset['id']}/spectrogram.png", params={"scale": "linear"}).content
+    keep("steps-spectrogram.png", png)
+    image = rgb(png)
+    width = image.shape[1]
+    rows = []
+    for x in (int(0.2 * width), int(0.5 * width), int(0.78 * width)):
+        column = image[:, x]
+        coloured = ~np.all(column > 250, axis=1)  # not the white margins
+        # the plot: the longest run of coloured rows (titles and labels are short runs)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], coloured.astype(int), [0]))))
+        starts, ends = edges[::2], edges[1::2]
+        longest = int(np.argmax(ends - starts))
+        top, bottom = int(starts[longest]), int(ends[longest]) - 1
+        assert bottom - top > 250
+        inside = column[top + 3 : bottom - 2]  # not the frame's anti-aliased lines
+        rows.append(top + 3 + int(np.argmax(inside.sum(axis=1))))
+    y3, y6, y12 = rows
+    assert y12 < y6 < y3  # higher is up
+    per_khz = (y6 - y12) / 6
+    assert abs((y3 - y6) - 3 * per_khz) <= 2
+    # 0 Hz is the bottom of the plot, 24 kHz its top, within half a kHz (the frame's lines)
+    assert abs((y6 + 6 * per_khz) - bottom) <= per_khz / 2
+    assert abs((y6 - 18 * per_khz) - top) <= per_khz / 2
+
+
+def test_whole_file_work_leaves_the_cache_alone(client):
+    """Analysis, pictures and transcoding read the asset in blocks: nothing is decoded
+    whole into the LRU cache (before, each of them loaded the asset into it)."""
+    asset = upload(client, tone(20.0, SR, 2), "not cached.wav", subtype="PCM_16")
+    before = client.get("/api/audio/statistics").json()["cache"]
+    base = f"/api/assets/{asset['id']}"
+    for path in ("analysis", "waveform.png", "spectrogram.png"):
+        assert client.get(f"{base}/{path}").status_code == 200
+    assert client.get(f"{base}/audio", params={"format": "flac"}).status_code == 200
+    after = client.get("/api/audio/statistics").json()["cache"]
+    assert (after["loads"], after["entries"], after["bytes"]) == (
+        before["loads"],
+        before["entries"],
+        before["bytes"],
+    )
+
+
+def test_transcoding_streams_the_same_samples(client):
+    """A 44.1 kHz float WAV of an awkward length fetched as 48 kHz float WAV: block by
+    block through soxr's stream, the same samples as soxr on the whole array (1e-6)."""
+    from fxhost.audio.resample import resample
+    from restkit import decode
+
+    audio = tone(7.3, 44100, 2) + np.float32(0.01)
+    audio = audio[:, : audio.shape[1] - 17]
+    asset = upload(client, audio, "to resample.wav", sample_rate=44100)
+    response = client.get(
+        f"/api/assets/{asset['id']}/audio", params={"format": "wav", "subtype": "FLOAT", "sample_rate": 48000}
+    )
+    assert response.status_code == 200 and response.headers["content-length"] == str(len(response.content))
+    got, rate = decode(response.content)
+    want = resample(audio, 44100, 48000)
+    assert rate == 48000 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_a_busy_server_answers_503_with_retry_after(tmp_path):
+    """One whole-file slot and no line: requests that arrive while it is taken are refused
+    at once with 503, Retry-After and a problem; the others are answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from restkit import start_server
+
+    server = start_server(
+        tmp_path, {"FXHOST_ANALYSIS_CONCURRENCY": "1", "FXHOST_ANALYSIS_QUEUE_SECONDS": "0"}
+    )
+    try:
+        with server.client() as client:
+            asset = upload(client, tone(60.0, SR, 2), "minute.wav", subtype="PCM_16")
+
+            def get(path: str):
+                with server.client() as c:
+                    return c.get(f"/api/assets/{asset['id']}/{path}")
+
+            paths = ["analysis", "spectrogram.png", "analysis", "waveform.png", "analysis", "analysis"]
+            with ThreadPoolExecutor(len(paths)) as pool:
+                responses = list(pool.map(get, paths))
+        statuses = sorted(r.status_code for r in responses)
+        assert 200 in statuses and 503 in statuses and set(statuses) == {200, 503}, statuses
+        for response in responses:
+            if response.status_code == 503:
+                assert response.headers["content-type"] == "application/problem+json"
+                assert int(response.headers["retry-after"]) >= 1
+                assert "busy" in response.json()["detail"]
+    finally:
+        server.stop()

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
 from fxhost.runtime import Runtime
 from fxhost.settings import Settings
@@ -39,6 +40,8 @@ class Services:
     auth: Authenticator
     #: Signs and checks links (``POST /api/links``).
     links: LinkSigner
+    #: Whole-file jobs on assets: analysis, pictures, transcoding (analysis_concurrency).
+    jobs: JobGate
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -77,7 +80,8 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     # Running open is worth a warning: anyone who can reach the port may use it.
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
     links = LinkSigner(await link_secret(settings.link_secret))
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links)
+    jobs = JobGate(settings.analysis_concurrency, settings.analysis_queue_seconds, name="fxhost-whole-file")
+    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links, jobs)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
@@ -89,6 +93,7 @@ async def stop_services(services: Services) -> None:
             await services._housekeeping
     await services.streams.stop()
     await services.renders.stop()
+    services.jobs.close()
     await close_database()
 
 

@@ -46,6 +46,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Longest a render or /api/process may run; past it the worker process is killed and
     #: the render fails, naming the effect that hung.
     render_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    #: Whole-file jobs on assets (analysis, waveform, spectrogram, transcoding) this process
+    #: runs at once, each reading the file block by block in a thread; more wait in line.
+    analysis_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    #: Longest a whole-file job waits in line for a slot; past it the request is refused
+    #: with 503 and ``Retry-After``. 0: refuse at once when every slot is taken.
+    analysis_queue_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
     #: Live streams this process runs at once.
     max_streams: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 64
     #: WebSocket connections this process accepts at once.

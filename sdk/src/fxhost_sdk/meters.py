@@ -40,6 +40,7 @@ __all__ = [
     "ABSOLUTE_GATE_LUFS",
     "LOUDNESS_MIN_RATE",
     "LoudnessMeter",
+    "TruePeakMeter",
     "channel_weights",
     "db_to_gain",
     "gain_to_db",
@@ -282,27 +283,64 @@ def _interpolation_filters() -> np.ndarray:
 TRUE_PEAK_FILTERS = _interpolation_filters()
 
 
+class TruePeakMeter:
+    """The true peak of :func:`true_peak`, fed ``(channels, frames)`` blocks of any size in
+    turn (the last ``2 * HALF_TAPS - 1`` frames of each channel are kept to interpolate
+    across the seam); :meth:`peaks` after the last block. Memory stays bounded: blocks are
+    interpolated :data:`TRUE_PEAK_CHUNK` frames at a time."""
+
+    def __init__(self, channels: int, sample_rate: float):
+        self.oversample = sample_rate < TRUE_PEAK_MAX_RATE
+        self._peaks = np.zeros(channels)
+        # The signal is read as HALF_TAPS - 1 zeros, the audio, then HALF_TAPS zeros: the
+        # window of 2 * HALF_TAPS samples starting at i holds the samples around the gap
+        # between frame i - HALF_TAPS and the next. Each channel keeps the samples its next
+        # window starts with (fewer than 2 * HALF_TAPS).
+        self._history = [np.zeros(TRUE_PEAK_HALF_TAPS - 1) for _ in range(channels)]
+        self._loud = np.zeros(channels, dtype=bool)
+
+    def feed(self, block: np.ndarray) -> None:
+        """Measure the next block (float, ``(channels, frames)``)."""
+        block = np.atleast_2d(block)
+        if block.shape[1] == 0:
+            return
+        for c, channel in enumerate(block):
+            peak = float(np.max(np.abs(channel)))
+            self._peaks[c] = max(self._peaks[c], peak)
+            if self.oversample:
+                self._loud[c] |= peak > 0.0
+                self._interpolate(c, channel.astype(np.float64))
+
+    def _interpolate(self, c: int, x: np.ndarray) -> None:
+        taps = 2 * TRUE_PEAK_HALF_TAPS
+        padded = np.concatenate([self._history[c], x])
+        self._history[c] = padded[max(0, len(padded) - taps + 1) :]
+        if not self._loud[c] or len(padded) < taps:  # silence so far has silence between samples
+            return
+        windows = np.lib.stride_tricks.sliding_window_view(padded, taps)
+        for start in range(0, windows.shape[0], TRUE_PEAK_CHUNK):
+            # a contiguous copy of the chunk makes the product one BLAS call
+            between = np.ascontiguousarray(windows[start : start + TRUE_PEAK_CHUNK]) @ TRUE_PEAK_FILTERS
+            self._peaks[c] = max(self._peaks[c], float(np.max(np.abs(between))))
+
+    def peaks(self) -> list[float]:
+        """Linear true peak of each channel, the audio taken to end in silence."""
+        if self.oversample:
+            for c in range(len(self._peaks)):
+                if self._loud[c]:
+                    self._interpolate(c, np.zeros(TRUE_PEAK_HALF_TAPS))
+                    self._loud[c] = False  # what follows the end is silence
+        return [float(p) for p in self._peaks]
+
+
 def true_peak(audio: np.ndarray, sample_rate: float) -> list[float]:
     """Linear true peak of each channel of float ``(channels, frames)`` audio, by the
     method of ITU-R BS.1770-4 Annex 2: oversampled 4x (through
     :data:`TRUE_PEAK_FILTERS`) below 192 kHz, the samples themselves from there; the
     peak of the absolute values, never below the sample peak. The audio is taken to
-    start and end in silence, as for a meter that starts at rest."""
+    start and end in silence, as for a meter that starts at rest.
+    :class:`TruePeakMeter` measures the same block by block."""
     audio = np.atleast_2d(audio)
-    frames = audio.shape[1]
-    taps = 2 * TRUE_PEAK_HALF_TAPS
-    peaks = []
-    for channel in audio:
-        peak = float(np.max(np.abs(channel))) if frames else 0.0
-        if sample_rate < TRUE_PEAK_MAX_RATE and peak > 0.0:
-            # padded[i : i + taps] are the samples around the gap between frame
-            # i - HALF_TAPS and the next, from the silence before to the silence after.
-            silence = np.zeros(TRUE_PEAK_HALF_TAPS)
-            padded = np.concatenate([silence[1:], channel.astype(np.float64), silence])
-            windows = np.lib.stride_tricks.sliding_window_view(padded, taps)
-            for start in range(0, windows.shape[0], TRUE_PEAK_CHUNK):
-                # a contiguous copy of the chunk makes the product one BLAS call
-                between = np.ascontiguousarray(windows[start : start + TRUE_PEAK_CHUNK]) @ TRUE_PEAK_FILTERS
-                peak = max(peak, float(np.max(np.abs(between))))
-        peaks.append(peak)
-    return peaks
+    meter = TruePeakMeter(audio.shape[0], sample_rate)
+    meter.feed(audio)
+    return meter.peaks()

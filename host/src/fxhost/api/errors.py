@@ -15,6 +15,7 @@ from starlette.responses import Response
 from fxhost.api.openapi.problems import FieldProblem, ProblemException, problem_response
 from fxhost.audio.formats import AudioFormatError
 from fxhost.engine.compiled import EffectFault, EffectTimeout
+from fxhost.engine.jobs import Busy
 from fxhost.store.assets import InvalidCursor, UploadTooLarge
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,13 @@ async def on_audio_error(request: Request, exc: Exception) -> Response:
 async def on_too_large(request: Request, exc: Exception) -> Response:
     response = _answer(request, ProblemException(413, str(exc)))
     response.headers["Connection"] = "close"  # the rest of the body is not read
+    return response
+
+
+async def on_busy(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Busy)
+    response = _answer(request, ProblemException(503, str(exc)))
+    response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 
@@ -99,6 +107,7 @@ HANDLERS = {
     AudioFormatError: on_audio_error,
     UploadTooLarge: on_too_large,
     InvalidCursor: on_cursor,
+    Busy: on_busy,
     EffectFault: on_effect_fault,
     HTTPException: on_http,
     Exception: on_crash,

@@ -1,15 +1,16 @@
-"""Responses the routes share: JSON encoded by msgspec, bytes with single-range support,
+"""Responses the routes share: JSON encoded by msgspec, files streamed with single-range support,
 and pictures and audio named for the browser."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from fxhost.api.openapi.problems import ProblemException
 from fxhost.store.assets import stem_of as stem_of  # routes name what they make of an asset
@@ -54,14 +55,13 @@ def inline(name: str) -> dict[str, str]:
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def bytes_response(request: Request, data: bytes, media_type: str, filename: str) -> Response:
-    """``data`` with single-range support (RFC 9110): 206 for ``bytes=a-b``, ``bytes=a-``
-    and ``bytes=-n``; 416 when unsatisfiable; the whole body for anything else."""
-    headers = {"Accept-Ranges": "bytes", **inline(filename)}
-    size = len(data)
+def _byte_range(request: Request, size: int, headers: dict[str, str]) -> tuple[int, int] | None:
+    """The single range the request asks of ``size`` bytes (RFC 9110: ``bytes=a-b``,
+    ``bytes=a-``, ``bytes=-n``), ``(first, last)``; None for anything else (the whole
+    body); a 416 problem when unsatisfiable. Sets ``Content-Range`` in ``headers``."""
     match = _RANGE.match(request.headers.get("range", "").strip())
     if not match or (not match[1] and not match[2]):
-        return Response(data, media_type=media_type, headers=headers)
+        return None
     if match[1]:
         start = int(match[1])
         end = min(int(match[2]), size - 1) if match[2] else size - 1
@@ -71,4 +71,37 @@ def bytes_response(request: Request, data: bytes, media_type: str, filename: str
         headers["Content-Range"] = f"bytes */{size}"
         raise ProblemException(416, f"the range {request.headers['range']!r} is outside the {size} bytes")
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return Response(data[start : end + 1], status_code=206, media_type=media_type, headers=headers)
+    return start, end
+
+
+#: Bytes of a file sent at a time by :func:`file_response`.
+FILE_CHUNK = 1 << 16
+
+
+def file_response(request: Request, file: BinaryIO, size: int, media_type: str, filename: str) -> Response:
+    """The ``size`` bytes of an open ``file`` (say a transcoded asset, already unlinked),
+    streamed in chunks, with single-range support (RFC 9110): 206 for ``bytes=a-b``,
+    ``bytes=a-`` and ``bytes=-n``; 416 when unsatisfiable; the whole body for anything
+    else. The file is closed once sent (or when the response is dropped)."""
+    headers = {"Accept-Ranges": "bytes", **inline(filename)}
+    try:
+        span = _byte_range(request, size, headers)
+    except BaseException:
+        file.close()
+        raise
+    start, end = span if span is not None else (0, size - 1)
+    headers["Content-Length"] = str(end - start + 1)
+
+    def chunks() -> Iterator[bytes]:
+        with file:
+            file.seek(start)
+            left = end - start + 1
+            while left > 0:
+                data = file.read(min(FILE_CHUNK, left))
+                if not data:
+                    return
+                left -= len(data)
+                yield data
+
+    status = 200 if span is None else 206
+    return StreamingResponse(chunks(), status_code=status, media_type=media_type, headers=headers)

@@ -13,19 +13,21 @@ HTTP, no global state; safe to run in worker threads. Pictures are in
 - **Loudness, loudness range, true peak**: the SDK's meters
   (:mod:`fxhost_sdk.meters`: ITU-R BS.1770-4, EBU Tech 3342), the very code a plugin
   that sets a level measures with, so that the host reports what the effect set.
-  Levels and loudness are measured in one pass over the audio, 10 s at a time.
+  Levels and loudness are measured in one pass over the audio, 10 s at a time: a file
+  is analysed block by block as it decodes (:class:`Analyser`), never held whole.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Annotated
 
 import msgspec
 import numpy as np
-from fxhost_sdk.meters import LOUDNESS_MIN_RATE, LoudnessMeter, true_peak
+from fxhost_sdk.meters import LOUDNESS_MIN_RATE, LoudnessMeter, TruePeakMeter
 
-__all__ = ["CLIP_THRESHOLD", "Analysis", "Levels", "analyse"]
+__all__ = ["CLIP_THRESHOLD", "Analyser", "Analysis", "Levels", "analyse", "analyse_blocks"]
 
 #: A sample with ``|x| >= CLIP_THRESHOLD`` counts as clipped.
 CLIP_THRESHOLD = 0.999
@@ -161,57 +163,117 @@ def _levels(
     )
 
 
+class Analyser:
+    """The :class:`Analysis` of ``channels`` x ``frames`` audio at ``sample_rate``, fed
+    ``(channels, n)`` blocks of any size in order (:meth:`feed`), then :meth:`result`.
+    Blocks are regrouped into the loudness meter's 10 s chunks, so memory stays bounded
+    whatever the length: one chunk, a few filters' states and 100 ms loudness segments."""
+
+    def __init__(self, channels: int, frames: int, sample_rate: int):
+        self.channels, self.frames, self.sample_rate = channels, frames, sample_rate
+        self.meter = (
+            LoudnessMeter(channels, frames, sample_rate) if sample_rate >= LOUDNESS_MIN_RATE else None
+        )
+        self._chunks = self.meter.chunks() if self.meter is not None else _chunks(frames, sample_rate)
+        self._states = [self.meter.initial_state() for _ in range(channels)] if self.meter else []
+        self._true_peak = TruePeakMeter(channels, sample_rate)
+        self._peak = np.zeros(channels)
+        self._sums = np.zeros((channels, 2))  # sum of squares, sum
+        self._clips = [_ClipCounter() for _ in range(channels)]
+        self._pending: list[np.ndarray] = []
+        self._have = 0  # frames in _pending
+        self._next = 0  # index of the next chunk to measure
+        self._fed = 0
+
+    def feed(self, block: np.ndarray) -> None:
+        """The next ``(channels, n)`` float block of the audio."""
+        block = np.atleast_2d(block)
+        if block.shape[0] != self.channels or self._fed + block.shape[1] > self.frames:
+            raise ValueError(
+                f"expected {self.channels} channel(s) and {self.frames - self._fed} more frame(s) at most, "
+                f"not a block shaped {block.shape}"
+            )
+        self._fed += block.shape[1]
+        self._true_peak.feed(block)
+        if block.shape[1]:
+            self._pending.append(block)
+            self._have += block.shape[1]
+        while self._next < len(self._chunks):
+            chunk = self._chunks[self._next]
+            size = chunk[1] - chunk[0]
+            if self._have < size:
+                break
+            joined = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending, axis=1)
+            self._measure(joined[:, :size], chunk)
+            rest = joined[:, size:]
+            self._pending, self._have = ([rest] if rest.shape[1] else []), rest.shape[1]
+            self._next += 1
+
+    def _measure(self, x: np.ndarray, chunk: tuple[int, int, int, int]) -> None:
+        for c in range(self.channels):
+            y = x[c].astype(np.float64)
+            magnitude = np.abs(y)
+            self._peak[c] = max(self._peak[c], float(magnitude.max(initial=0.0)))
+            self._sums[c, 0] += float(y @ y)
+            self._sums[c, 1] += float(y.sum())
+            self._clips[c].feed(magnitude >= CLIP_THRESHOLD)
+            if self.meter is not None:
+                self._states[c] = self.meter.feed(c, y, self._states[c], chunk)
+
+    def result(self) -> Analysis:
+        """The analysis, once all ``frames`` have been fed."""
+        if self._fed != self.frames:
+            raise ValueError(f"fed {self._fed} of {self.frames} frames")
+        channels, frames = self.channels, self.frames
+        tps = self._true_peak.peaks()
+        per_channel: list[Levels] = []
+        all_clips = _ClipCounter()
+        for c in range(channels):
+            clips = self._clips[c].finish()
+            all_clips.samples += clips.samples
+            all_clips.runs += clips.runs
+            all_clips.longest = max(all_clips.longest, clips.longest)
+            sum_squares, total = float(self._sums[c, 0]), float(self._sums[c, 1])
+            per_channel.append(_levels(float(self._peak[c]), sum_squares, total, frames, clips, tps[c]))
+        overall = _levels(
+            max((lv.peak for lv in per_channel), default=0.0),
+            float(self._sums[:, 0].sum()),
+            float(self._sums[:, 1].sum()),
+            channels * frames,
+            all_clips,
+            max(tps, default=0.0),
+        )
+        meter = self.meter
+        return Analysis(
+            sample_rate=self.sample_rate,
+            channels=channels,
+            frames=frames,
+            duration=frames / self.sample_rate if self.sample_rate else 0.0,
+            clip_threshold=CLIP_THRESHOLD,
+            overall=overall,
+            per_channel=per_channel,
+            integrated_lufs=meter.integrated() if meter is not None else None,
+            loudness_range_lu=meter.range() if meter is not None else None,
+            true_peak_dbtp=overall.true_peak_dbtp,
+        )
+
+
 def analyse(audio: np.ndarray, sample_rate: int) -> Analysis:
     """Levels per channel and overall, loudness, loudness range and true peak of float
-    ``(channels, frames)`` audio. Memory stays bounded: 10 s are processed at a time."""
+    ``(channels, frames)`` audio (an :class:`Analyser` fed the whole array)."""
     audio = np.atleast_2d(audio)
-    channels, frames = audio.shape
-    meter = LoudnessMeter(channels, frames, sample_rate) if sample_rate >= LOUDNESS_MIN_RATE else None
-    chunks = meter.chunks() if meter is not None else _chunks(frames, sample_rate)
-    per_channel: list[Levels] = []
-    all_clips = _ClipCounter()
-    totals = [0.0, 0.0]  # sum of squares, sum
-    tps = true_peak(audio, sample_rate)
-    for c in range(channels):
-        peak, sum_squares, total = 0.0, 0.0, 0.0
-        clips = _ClipCounter()
-        state = meter.initial_state() if meter is not None else None
-        for chunk in chunks:
-            x = audio[c, chunk[0] : chunk[1]].astype(np.float64)
-            magnitude = np.abs(x)
-            peak = max(peak, float(magnitude.max(initial=0.0)))
-            sum_squares += float(x @ x)
-            total += float(x.sum())
-            clips.feed(magnitude >= CLIP_THRESHOLD)
-            if meter is not None:
-                state = meter.feed(c, x, state, chunk)
-        clips.finish()
-        totals[0] += sum_squares
-        totals[1] += total
-        all_clips.samples += clips.samples
-        all_clips.runs += clips.runs
-        all_clips.longest = max(all_clips.longest, clips.longest)
-        per_channel.append(_levels(peak, sum_squares, total, frames, clips, tps[c]))
-    overall = _levels(
-        max((lv.peak for lv in per_channel), default=0.0),
-        totals[0],
-        totals[1],
-        channels * frames,
-        all_clips,
-        max(tps, default=0.0),
-    )
-    return Analysis(
-        sample_rate=sample_rate,
-        channels=channels,
-        frames=frames,
-        duration=frames / sample_rate if sample_rate else 0.0,
-        clip_threshold=CLIP_THRESHOLD,
-        overall=overall,
-        per_channel=per_channel,
-        integrated_lufs=meter.integrated() if meter is not None else None,
-        loudness_range_lu=meter.range() if meter is not None else None,
-        true_peak_dbtp=overall.true_peak_dbtp,
-    )
+    analyser = Analyser(audio.shape[0], audio.shape[1], sample_rate)
+    analyser.feed(audio)
+    return analyser.result()
+
+
+def analyse_blocks(blocks: Iterable[np.ndarray], channels: int, frames: int, sample_rate: int) -> Analysis:
+    """:func:`analyse` of the audio that ``blocks`` (``(channels, n)`` each, ``frames`` in
+    all) make up, holding no more than a 10 s chunk of it at a time."""
+    analyser = Analyser(channels, frames, sample_rate)
+    for block in blocks:
+        analyser.feed(block)
+    return analyser.result()
 
 
 def _chunks(frames: int, sample_rate: int) -> list[tuple[int, int, int, int]]:

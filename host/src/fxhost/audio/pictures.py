@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["default_fft_size", "spectrogram_png", "waveform_png"]
+__all__ = [
+    "default_fft_size",
+    "spectrogram_png",
+    "spectrogram_png_blocks",
+    "waveform_png",
+    "waveform_png_blocks",
+]
 
 _DPI = 100
 _WAVE_FILL = "#9ec5e8"
@@ -100,49 +107,107 @@ def _rate_text(sample_rate: int) -> str:
     return f"{khz:g} kHz"
 
 
-def _envelope(x: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(bin centres as frame positions, minimum, maximum, RMS) of ``bins`` near-equal bins."""
-    starts = np.linspace(0, len(x), bins + 1).astype(np.int64)
-    edges = starts[:-1]
-    lengths = np.diff(starts)
-    lo = np.minimum.reduceat(x, edges)
-    hi = np.maximum.reduceat(x, edges)
-    rms = np.sqrt(np.add.reduceat(np.square(x, dtype=np.float64), edges) / lengths)
-    return (starts[:-1] + starts[1:]) / 2.0, lo, hi, rms
+class _Envelope:
+    """Per pixel column of ``columns`` near-equal bins of the audio: minimum, maximum and
+    sum of squares per channel, accumulated block by block (blocks of any size, in
+    order), so that a file of any length costs ``channels x columns`` numbers. Audio of
+    up to ``4 x columns`` frames is kept whole instead, to be drawn sample by sample."""
+
+    def __init__(self, channels: int, frames: int, columns: int):
+        self.frames = frames
+        self.raw = frames <= 4 * columns
+        self.starts = np.linspace(0, frames, columns + 1).astype(np.int64)
+        shape = (channels, 0 if self.raw else columns)
+        self.lo = np.full(shape, np.inf, np.float32)
+        self.hi = np.full(shape, -np.inf, np.float32)
+        self.squares = np.zeros(shape)
+        self.samples: list[np.ndarray] = []
+        self.done = 0
+
+    def feed(self, block: np.ndarray) -> None:
+        n = block.shape[1]
+        if n == 0:
+            return
+        b0, b1 = self.done, self.done + n
+        self.done = b1
+        if self.raw:
+            self.samples.append(np.array(block, np.float32))
+            return
+        # the bins this block touches, and where each starts inside the block
+        first = int(np.searchsorted(self.starts, b0, side="right")) - 1
+        last = int(np.searchsorted(self.starts, b1 - 1, side="right")) - 1
+        local = np.clip(self.starts[first : last + 1], b0, b1) - b0
+        span = slice(first, last + 1)
+        np.minimum(self.lo[:, span], np.minimum.reduceat(block, local, axis=1), out=self.lo[:, span])
+        np.maximum(self.hi[:, span], np.maximum.reduceat(block, local, axis=1), out=self.hi[:, span])
+        self.squares[:, span] += np.add.reduceat(np.square(block, dtype=np.float64), local, axis=1)
+
+    def peak(self) -> float:
+        if self.raw:
+            return max((float(np.max(np.abs(x))) for x in self.samples if x.size), default=0.0)
+        return float(max(self.hi.max(initial=0.0), -self.lo.min(initial=0.0)))
+
+    def audio(self) -> np.ndarray:
+        """The samples, for audio short enough to be kept."""
+        return np.concatenate(self.samples, axis=1) if self.samples else np.zeros((self.lo.shape[0], 0))
+
+    def bins(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(bin centres as frame positions, minimum, maximum, RMS), per channel."""
+        starts = self.starts
+        rms = np.sqrt(self.squares / np.diff(starts))
+        return (starts[:-1] + starts[1:]) / 2.0, self.lo, self.hi, rms
 
 
 def waveform_png(audio: np.ndarray, sample_rate: int, *, width: int, height: int, title: str) -> bytes:
+    """:func:`waveform_png_blocks` of a whole ``(channels, frames)`` array."""
+    audio = np.atleast_2d(audio)
+    return waveform_png_blocks(
+        [audio], audio.shape[0], audio.shape[1], sample_rate, width=width, height=height, title=title
+    )
+
+
+def waveform_png_blocks(
+    blocks: Iterable[np.ndarray],
+    channels: int,
+    frames: int,
+    sample_rate: int,
+    *,
+    width: int,
+    height: int,
+    title: str,
+) -> bytes:
     """The waveform as a PNG of ``width`` x ``height`` pixels: one lane per channel,
     labelled; time in seconds below, amplitude (linear, 1.0 = full scale) at the left.
     Long audio is drawn as its min/max envelope with the RMS inside (one bin per pixel
-    column), so a 10-minute file costs little more than a short one."""
+    column), accumulated from ``blocks`` (float ``(channels, n)`` arrays, ``frames`` in
+    all) as they come: memory depends on the picture's size, not on the audio's length."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    audio = np.atleast_2d(audio)
-    channels, frames = audio.shape
     duration = frames / sample_rate if sample_rate else 0.0
     lay = _Layout(width, height)
+    columns = lay.plot_width
+    envelope = _Envelope(channels, frames, columns)
+    for block in blocks:
+        envelope.feed(np.atleast_2d(block))
     fig = lay.figure()
     names = _channel_names(channels)
     gap = max(3, int(lay.font * _DPI / 72 * 0.8))  # room between one lane's -1 and the next one's 1
     lane = (lay.plot_height - gap * (channels - 1)) / channels
-    peak = float(np.max(np.abs(audio))) if frames else 0.0
-    limit = max(1.0, peak * 1.05)
-    columns = lay.plot_width
+    limit = max(1.0, envelope.peak() * 1.05)
+    raw = envelope.audio() if envelope.raw else None
+    if raw is None:
+        centres, lows, highs, rmses = envelope.bins()
+        t = centres / sample_rate
     axes = []
     for c in range(channels):
         top = lay.top + c * (lane + gap)
         ax = fig.add_axes(lay.rect(top, lay.height - top - lane), sharex=axes[0] if axes else None)
         axes.append(ax)
-        x = audio[c]
-        if frames > 4 * columns:
-            centres, lo, hi, rms = _envelope(x, columns)
-            t = centres / sample_rate
-            ax.fill_between(t, lo, hi, color=_WAVE_FILL, linewidth=0, label="min/max")
-            ax.fill_between(t, -rms, rms, color=_WAVE_RMS, linewidth=0, label="RMS")
+        if raw is None:
+            ax.fill_between(t, lows[c], highs[c], color=_WAVE_FILL, linewidth=0, label="min/max")
+            ax.fill_between(t, -rmses[c], rmses[c], color=_WAVE_RMS, linewidth=0, label="RMS")
         elif frames:
-            t = np.arange(frames) / sample_rate
-            ax.plot(t, x, color=_WAVE_RMS, linewidth=0.8)
+            ax.plot(np.arange(frames) / sample_rate, raw[c], color=_WAVE_RMS, linewidth=0.8)
         ax.set_ylim(-limit, limit)
         ax.set_xlim(0.0, duration if duration > 0 else 1.0)
         # Neighbouring lanes must not put their -1 and 1 labels on top of each other.
@@ -197,31 +262,57 @@ def _frame_centres(frames: int, fft: int, columns: int, per_column: int) -> tupl
     return ((np.arange(n) + 0.5) * (frames / n)).astype(np.int64), k
 
 
-def _power_spectra(audio: np.ndarray, centres: np.ndarray, fft: int) -> np.ndarray:
-    """Hann-windowed power spectra of the frames at ``centres``, averaged over channels,
-    scaled so that a sine of amplitude A peaks at A**2 (0 dBFS at full scale);
-    shape (frames, fft/2 + 1)."""
-    window = np.hanning(fft + 1)[:-1].astype(np.float32)  # periodic Hann
-    scale = (2.0 / window.sum()) ** 2
-    channels, frames = audio.shape
-    out = np.zeros((len(centres), fft // 2 + 1))
-    if frames == 0:
-        return out
-    batch = max(1, (1 << 22) // fft)  # about 16 MB of frames at a time
-    offsets = np.arange(fft) - fft // 2
-    for b in range(0, len(centres), batch):
-        index = centres[b : b + batch, None] + offsets
-        inside = None
-        if index[0, 0] < 0 or index[-1, -1] >= frames:
-            inside = (index >= 0) & (index < frames)
-            index = np.clip(index, 0, frames - 1)
-        for c in range(channels):
-            values = audio[c][index]
-            if inside is not None:
-                values *= inside
-            spectrum = np.fft.rfft(values * window, axis=1)
-            out[b : b + batch] += np.square(spectrum.real) + np.square(spectrum.imag)
-    return out * (scale / channels)
+class _Spectra:
+    """Hann-windowed power spectra of the STFT frames centred at ``centres`` (sorted),
+    averaged over channels and over each run of ``per_column`` frames (one image column),
+    scaled so that a sine of amplitude A peaks at A**2 (0 dBFS at full scale). Fed the
+    audio block by block (blocks of any size, in order): it keeps only the samples the
+    frames still to come need (a block and one FFT), and one spectrum per column. The
+    audio is taken as silence before its start and after its end."""
+
+    def __init__(self, channels: int, fft: int, centres: np.ndarray, per_column: int):
+        self.fft, self.centres, self.per_column, self.channels = fft, centres, per_column, channels
+        self.window = np.hanning(fft + 1)[:-1].astype(np.float32)  # periodic Hann
+        self.scale = (2.0 / self.window.sum()) ** 2
+        self.power = np.zeros((len(centres) // per_column, fft // 2 + 1))
+        self.begin = -(fft // 2)  # the frame (position in the audio) buffer[:, 0] holds
+        self.buffer = np.zeros((channels, fft // 2), np.float32)  # the silence before the start
+        self.next = 0  # the first frame not yet measured
+        self.batch = max(1, (1 << 22) // fft)  # about 16 MB of frames at a time
+
+    def feed(self, block: np.ndarray) -> None:
+        if block.shape[1]:
+            self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
+            self._measure()
+
+    def finish(self) -> np.ndarray:
+        """``(columns, bins)`` power, once all the audio has been fed."""
+        self.feed(np.zeros((self.channels, self.fft), np.float32))  # the silence after the end
+        return self.power * (self.scale / (self.channels * self.per_column))
+
+    def _measure(self) -> None:
+        fft, half = self.fft, self.fft // 2
+        end = self.begin + self.buffer.shape[1]
+        # frames whose window [centre - fft/2, centre + fft/2) is all in the buffer
+        ready = int(np.searchsorted(self.centres, end - fft + half, side="right"))
+        offsets = np.arange(fft) - half - self.begin
+        for b in range(self.next, ready, self.batch):
+            stop = min(b + self.batch, ready)
+            index = self.centres[b:stop, None] + offsets
+            power = np.zeros((stop - b, self.power.shape[1]))
+            for c in range(self.channels):
+                spectrum = np.fft.rfft(self.buffer[c][index] * self.window, axis=1)
+                power += np.square(spectrum.real) + np.square(spectrum.imag)
+            # frames b..stop-1 into their columns (consecutive frames share a column)
+            column = np.arange(b, stop) // self.per_column
+            starts = np.flatnonzero(np.diff(column, prepend=-1))
+            self.power[column[starts]] += np.add.reduceat(power, starts, axis=0)
+        self.next = max(self.next, ready)
+        keep = int(self.centres[self.next]) - half if self.next < len(self.centres) else end
+        cut = min(max(0, keep - self.begin), self.buffer.shape[1])
+        if cut:
+            self.buffer = self.buffer[:, cut:]
+            self.begin += cut
 
 
 def _to_rows(spec_db: np.ndarray, bin_hz: float, edges_hz: np.ndarray) -> np.ndarray:
@@ -255,15 +346,43 @@ def spectrogram_png(
     fft_size: int | None = None,
     scale: str = "log",
 ) -> bytes:
+    """:func:`spectrogram_png_blocks` of a whole ``(channels, frames)`` array."""
+    audio = np.atleast_2d(audio)
+    step = 1 << 16
+    return spectrogram_png_blocks(
+        (audio[:, i : i + step] for i in range(0, audio.shape[1], step)),
+        audio.shape[0],
+        audio.shape[1],
+        sample_rate,
+        width=width,
+        height=height,
+        title=title,
+        fft_size=fft_size,
+        scale=scale,
+    )
+
+
+def spectrogram_png_blocks(
+    blocks: Iterable[np.ndarray],
+    channels: int,
+    frames: int,
+    sample_rate: int,
+    *,
+    width: int,
+    height: int,
+    title: str,
+    fft_size: int | None = None,
+    scale: str = "log",
+) -> bytes:
     """The spectrogram as a PNG of ``width`` x ``height`` pixels: Hann-windowed STFT
     (power averaged over channels, so opposite-phase channels do not cancel), level in
     dBFS (a full-scale sine peaks at 0) on a colour bar, time in seconds, frequency on
     a log axis in Hz (``scale="log"``) or a linear one in kHz. Long audio: each pixel
-    column is the mean power of up to 8 frames spread over its span."""
+    column is the mean power of up to 8 frames spread over its span. The STFT is
+    computed from ``blocks`` (float ``(channels, n)`` arrays, ``frames`` in all) as they
+    come: memory depends on the picture's size and FFT, not on the audio's length."""
     from matplotlib.ticker import FixedLocator, MaxNLocator
 
-    audio = np.atleast_2d(audio).astype(np.float32, copy=False)
-    channels, frames = audio.shape
     duration = frames / sample_rate if sample_rate else 0.0
     fft = fft_size or default_fft_size(sample_rate)
     bar_px = 12
@@ -271,10 +390,15 @@ def spectrogram_png(
     right = int(lay.font * _DPI / 72 * 5.2) + bar_px + 8
     lay.right = right
     centres, per_column = _frame_centres(frames, fft, lay.plot_width, 8)
-    power = _power_spectra(audio, centres, fft)
-    if per_column > 1:
-        power = power.reshape(-1, per_column, power.shape[1]).mean(axis=1)
-    spec_db = 10.0 * np.log10(power.T + 1e-20)  # (bins, columns)
+    spectra = _Spectra(channels, fft, centres, per_column)
+    if frames:
+        for block in blocks:
+            spectra.feed(np.atleast_2d(block))
+    power = spectra.finish()
+    power += 1e-20
+    np.log10(power, out=power)
+    power *= 10.0
+    spec_db = power.T  # (bins, columns)
     nyquist = sample_rate / 2
     bin_hz = sample_rate / fft
     rows = max(16, lay.plot_height)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated
+import os
+from typing import Annotated, BinaryIO
 
 import msgspec
 from starlette.requests import Request
@@ -14,10 +14,10 @@ from fxhost.api.links import LINK_SECURITY
 from fxhost.api.openapi.declare import Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_query
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
-from fxhost.api.responses import JSONResponse, bytes_response, inline, stem_of
+from fxhost.api.responses import JSONResponse, file_response, inline, stem_of
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
-from fxhost.audio.files import encode
+from fxhost.audio.files import AudioWriter
 from fxhost.audio.formats import (
     RenderOutput,
     SampleRate,
@@ -26,11 +26,12 @@ from fxhost.audio.formats import (
     media_type_of,
     output_format_named,
 )
-from fxhost.audio.resample import resample
+from fxhost.audio.resample import Resampler
 from fxhost.store.assets import (
     NAME_MAX,
     NAME_PATTERN,
     AssetPage,
+    AssetStore,
     AssetSummary,
     clean_name,
     file_name_of,
@@ -157,15 +158,32 @@ async def get_asset_audio(request: Request) -> Response:
     output = checked_output(requested, row.sample_rate, row.channels, row.subtype, path="")
     rate = output.sample_rate or row.sample_rate
 
-    def transcode() -> bytes:
-        audio = svc.store.decoded(row)
-        if rate != row.sample_rate:
-            audio = resample(audio, row.sample_rate, rate)
-        return encode(audio, rate, output.format, output.subtype)
+    def transcode() -> tuple[BinaryIO, int]:
+        return transcoded(svc.store, row, rate, output.format, output.subtype)
 
-    data = await asyncio.to_thread(transcode)
+    file, size = await svc.jobs.run(transcode)
     spec = output_format_named(output.format)
-    return bytes_response(request, data, spec.media_type, f"{stem_of(row.name)}{spec.extension}")
+    return file_response(request, file, size, spec.media_type, f"{stem_of(row.name)}{spec.extension}")
+
+
+def transcoded(
+    store: AssetStore, row: Asset, rate: int, fmt: str, subtype: str | None
+) -> tuple[BinaryIO, int]:
+    """The asset at ``rate`` in ``fmt``/``subtype``, written block by block (resampled as
+    it goes) to a temporary file that is unlinked at once: an open file and its size,
+    whatever the asset's length, never the audio whole in memory. Blocking."""
+    temp = store.temp_path()
+    try:
+        resampler = Resampler(row.channels, row.sample_rate, rate) if rate != row.sample_rate else None
+        with AudioWriter(temp, rate, row.channels, fmt, subtype) as writer:
+            for block in store.blocks(row):
+                writer.write(block if resampler is None else resampler.process(block))
+            if resampler is not None:
+                writer.write(resampler.flush())
+        file = open(temp, "rb")  # noqa: SIM115 - the response closes it
+    finally:
+        temp.unlink(missing_ok=True)
+    return file, os.fstat(file.fileno()).st_size
 
 
 async def delete_asset(request: Request) -> Response:
