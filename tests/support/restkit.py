@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from procenv import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 FXHOST = str(Path(sys.executable).parent / "fxhost")
@@ -111,16 +112,17 @@ class Server:
 def start_server(root: Path, env: dict[str, str], *, fresh: bool = True, port: int | None = None) -> Server:
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    full_env = {
-        **os.environ,
-        "FXHOST_HOST": "127.0.0.1",
-        "FXHOST_PORT": str(port),
-        "FXHOST_UPLOADS_DIR": str(root / "uploads"),
-        "FXHOST_RENDERS_DIR": str(root / "renders"),
-        "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
-        "FXHOST_LOG_LEVEL": "warning",
-        **env,
-    }
+    full_env = child_env(
+        {
+            "FXHOST_HOST": "127.0.0.1",
+            "FXHOST_PORT": str(port),
+            "FXHOST_UPLOADS_DIR": str(root / "uploads"),
+            "FXHOST_RENDERS_DIR": str(root / "renders"),
+            "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
+            "FXHOST_LOG_LEVEL": "warning",
+            **env,
+        }
+    )
     full_env.setdefault("FXHOST_DATABASE_URL", f"sqlite://{root / 'fxhost.db'}")
     log = open(root / f"server-{port}.log", "ab")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen([FXHOST, "serve"], cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT)
