@@ -2,13 +2,13 @@
 result an asset that matches pedalboard called directly."""
 
 import json
-import time
 
 import numpy as np
 import pedalboard
 import pytest
 from restkit import decode, encode, tone
 from test_process_rest import reverb_tail, with_tail
+from waiting import wait_until
 
 SR = 44100
 
@@ -22,13 +22,11 @@ def upload(client, audio, name="src.wav", sample_rate=SR):
 
 
 def wait(client, render_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict | None:
         body = client.get(f"/api/renders/{render_id}").json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("render did not finish")
+        return body if body["status"] in ("done", "failed") else None
+
+    return wait_until(finished, timeout, interval=0.05, what=f"render {render_id} finishing")
 
 
 def test_render_inline_chain_matches_pedalboard(client):
