@@ -5,6 +5,7 @@ made with numpy and soundfile."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import io
 import os
 import secrets
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from procenv import child_env
+from waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FXHOST = str(Path(sys.executable).parent / "fxhost")
@@ -139,6 +141,32 @@ def start_server(root: Path, env: dict[str, str], *, fresh: bool = True, port: i
             raise RuntimeError(f"server did not start:\n{(root / f'server-{port}.log').read_text()[-3000:]}")
         time.sleep(0.1)
     return Server(base, root, env, proc)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (uvicorn's workers and their helpers), from /proc."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *descendants(int(child))]
+    return found
+
+
+def kill_tree(server: Server) -> None:
+    """SIGKILL the server and all its processes at once, and wait until they are gone.
+
+    Killing the server alone can leave its render workers behind: a worker stuck in an
+    effect holds the forkserver's liveness pipe open, so neither notices the server's
+    death."""
+    pids = descendants(server.proc.pid)
+    server.proc.send_signal(signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.proc.wait()
+    for pid in pids:  # reaped by init once their parent is gone
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists(), what=f"process {pid} gone")
 
 
 def tone(seconds: float = 1.0, sample_rate: int = 44100, channels: int = 2, seed: int = 0) -> np.ndarray:
