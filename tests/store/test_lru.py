@@ -109,7 +109,7 @@ class LRUMachine(RuleBasedStateMachine):
         assert stats.load_errors == 0
 
 
-LRUMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+LRUMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50)
 TestLRUModel = LRUMachine.TestCase
 
 

@@ -252,7 +252,6 @@ class RingMachine(RuleBasedStateMachine):
 RingMachine.TestCase.settings = settings(
     max_examples=250,
     stateful_step_count=40,
-    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestRingModel = RingMachine.TestCase
