@@ -41,6 +41,12 @@ BACKENDS = [
 ]
 
 
+#: How :func:`assert_resampled` judges a resampled output: below this frequency...
+RESAMPLE_BAND_HZ = 19000
+#: ...at least this signal-to-error ratio against scipy's resampler.
+RESAMPLE_MIN_SNR_DB = 50.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -187,3 +193,29 @@ def encode(audio: np.ndarray, sample_rate: int, fmt: str, subtype: str | None = 
 def decode(data: bytes) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return np.ascontiguousarray(audio.T), rate
+
+
+def assert_resampled(out: np.ndarray, audio: np.ndarray, from_rate: int, to_rate: int) -> None:
+    """``out`` is ``audio`` (``(channels, frames)`` at ``from_rate``) resampled to
+    ``to_rate``, judged against an independent resampler: scipy's polyphase FIR
+    (``resample_poly``; fxhost uses soxr).
+
+    Both are linear-phase and compensate their own delay, so the signals are compared as
+    they are, sample for sample (a shift fails). The two anti-alias filters differ by
+    design near the lower Nyquist frequency, so both are low-passed alike (zero-phase,
+    RESAMPLE_BAND_HZ) first; there the signal-to-error ratio must reach RESAMPLE_MIN_SNR_DB.
+    (Measured on the tests' reverberated tone: soxr 61 dB; soxr's quick quality 24 dB,
+    linear interpolation 21 dB, an unresampled file 0 dB or less.)"""
+    from math import gcd
+
+    from scipy.signal import filtfilt, firwin, resample_poly
+
+    g = gcd(from_rate, to_rate)
+    assert abs(out.shape[1] - round(audio.shape[1] * to_rate / from_rate)) <= 1, out.shape
+    expected = resample_poly(audio.astype(np.float64), to_rate // g, from_rate // g, axis=1)
+    frames = min(out.shape[1], expected.shape[1])
+    lowpass = firwin(255, RESAMPLE_BAND_HZ, fs=to_rate)
+    want = filtfilt(lowpass, 1, expected[:, :frames], axis=1)
+    got = filtfilt(lowpass, 1, out[:, :frames].astype(np.float64), axis=1)
+    snr = 10 * np.log10(np.sum(want**2) / np.sum((got - want) ** 2))
+    assert snr >= RESAMPLE_MIN_SNR_DB, f"resampled {from_rate} -> {to_rate} Hz: {snr:.1f} dB"
