@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -25,6 +24,7 @@ from fxhost.catalog.registry import (
     params_schema,
 )
 from fxhost_sdk import Params, param
+from procenv import child_env
 
 Write = Callable[[str, str], str]
 Source = Callable[..., str]
@@ -149,7 +149,7 @@ def test_third_party_plugin_found_in_a_fresh_interpreter(acme_site: Path, tmp_pa
         sys.stdout.write(msgspec.json.encode({"registry": registry.view(), "peak": peak}).decode())
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(acme_site)}
+    env = child_env({"PYTHONPATH": str(acme_site)})
     done = subprocess.run(
         [sys.executable, "-c", script],
         env=env,

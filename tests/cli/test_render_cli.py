@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 from clitools import REPO, run_fxhost, write_signal
 from fxhost_pedalboard import Reverb
+from procenv import child_env
 
 
 def pedalboard_render(audio: np.ndarray, sample_rate: int, tail_frames: int, **params) -> np.ndarray:
@@ -114,7 +115,12 @@ def _peak_rss_kib(args: list[str]) -> int:
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     return int(result.stderr.rsplit("RSS", 1)[1].split()[0])

@@ -16,11 +16,8 @@ later crash must not lose what an earlier round stored either.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from restkit import PG_URL, Server, encode, fresh_postgres, start_server, tone
+from restkit import PG_URL, Server, encode, fresh_postgres, kill_tree, start_server, tone
 
 #: (database, server processes): SQLite in one process; PostgreSQL, the store for several
 #: processes, with two uvicorn workers sharing the data folder (each one's start-up sweep
@@ -239,29 +236,6 @@ class Round:
             thread.join(timeout=30)
             assert not thread.is_alive()
         assert not self.failures, self.failures
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process under ``pid`` (uvicorn's workers and their helpers), from /proc."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            for child in (task / "children").read_text().split():
-                found += [int(child), *descendants(int(child))]
-    return found
-
-
-def kill_tree(server: Server) -> None:
-    """SIGKILL the server and all its processes at once, and wait until they are gone."""
-    pids = descendants(server.proc.pid)
-    server.proc.send_signal(signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    server.proc.wait()
-    for pid in pids:  # reaped by init once their parent is gone
-        while Path(f"/proc/{pid}").exists():
-            time.sleep(0.01)
 
 
 def upload_source(server: Server, ledger: Ledger, seconds: float, stem: str) -> str:

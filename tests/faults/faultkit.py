@@ -7,11 +7,15 @@ import numpy as np
 from fxhost.engine.compiled import CompiledChain
 from fxhost.engine.offline import render_blocks
 from fxhost_feedback_delay import FeedbackDelay
-from restkit import REPO
+from restkit import REPO, Server
 
 #: Render and /api/process time limit, and the live block deadline, in seconds.
 RENDER_LIMIT = 2
 BLOCK_LIMIT = 1
+#: The render time limit of ``patient_server``: never reached by a test.
+PATIENT_LIMIT = 3600
+#: The environment variable naming the folder where hung effects mark that they hang.
+HANG_MARKS = "FXHOST_TEST_HANG_MARKS"
 #: The broken effects, loaded as an operator loads a third party's module.
 PLUGINS_TOML = f"""
 [plugins]
@@ -33,6 +37,11 @@ FAULTS = {
 HANGS = ["broken_sleep", "broken_spin"]
 #: The bystander's chain: a healthy effect whose output is checked sample by sample.
 DELAY = {"effect": "feedback_delay", "params": {"delay_seconds": 0.01, "feedback": 0.5, "mix": 0.5}}
+
+
+def hangs(server: Server, effect: str) -> int:
+    """How many times ``effect`` has started to hang on ``server`` (see broken_effects)."""
+    return sum(1 for _ in (server.root / "hangs").glob(f"{effect}-*"))
 
 
 class _Step:

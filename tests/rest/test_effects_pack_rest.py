@@ -9,6 +9,7 @@ import pedalboard
 import pyloudnorm
 import pytest
 from restkit import decode, encode, start_server, tone
+from waiting import wait_until
 from wskit import Session, open_ws
 
 SR = 48000
@@ -30,14 +31,11 @@ def upload(client, audio, name):
 
 
 def wait(client, render_id):
-    import time
-
-    for _ in range(600):
+    def finished() -> dict | None:
         body = client.get(f"/api/renders/{render_id}").json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("render did not finish")
+        return body if body["status"] in ("done", "failed") else None
+
+    return wait_until(finished, 60, interval=0.05, what=f"render {render_id} finishing")
 
 
 def expected_convolution(audio, ir, tail_frames, mix=1.0):

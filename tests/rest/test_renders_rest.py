@@ -2,13 +2,13 @@
 result an asset that matches pedalboard called directly."""
 
 import json
-import time
 
 import numpy as np
 import pedalboard
 import pytest
-from restkit import decode, encode, tone
-from test_process_rest import reverb_tail, with_tail
+from restkit import assert_resampled, decode, encode, tone
+from test_process_rest import VOCAL_PLATE, reverb_tail, with_tail
+from waiting import wait_until
 
 SR = 44100
 
@@ -22,13 +22,11 @@ def upload(client, audio, name="src.wav", sample_rate=SR):
 
 
 def wait(client, render_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict | None:
         body = client.get(f"/api/renders/{render_id}").json()
-        if body["status"] in ("done", "failed"):
-            return body
-        time.sleep(0.05)
-    raise AssertionError("render did not finish")
+        return body if body["status"] in ("done", "failed") else None
+
+    return wait_until(finished, timeout, interval=0.05, what=f"render {render_id} finishing")
 
 
 def test_render_inline_chain_matches_pedalboard(client):
@@ -58,7 +56,8 @@ def test_render_inline_chain_matches_pedalboard(client):
 
 
 def test_render_named_chain_resampled_to_flac(client):
-    asset = upload(client, tone(1.0), "voice.wav")
+    audio = 0.4 * tone(1.0)  # quiet enough not to clip, in or out
+    asset = upload(client, audio, "voice.wav")
     response = client.post(
         "/api/renders",
         json={
@@ -74,6 +73,10 @@ def test_render_named_chain_resampled_to_flac(client):
     assert (done["result"]["sample_rate"], done["result"]["format"]) == (48000, "FLAC")
     assert abs(done["result"]["frames"] - 48000) <= 1
     assert done["chain"]["name"] == "vocal-plate" and done["chain"]["steps"][0]["effect"] == "reverb"
+    # The samples: the chain at 44.1 kHz, then resampled (see assert_resampled).
+    out, rate = decode(client.get(f"/api/assets/{done['result']['id']}/audio").content)
+    assert rate == 48000
+    assert_resampled(out, pedalboard.Reverb(**VOCAL_PLATE).process(audio, SR), SR, 48000)
 
 
 def test_progress_as_server_sent_events(client):

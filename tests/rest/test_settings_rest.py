@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 
+from procenv import child_env
 from restkit import FXHOST, encode, start_server, tone
 
 
@@ -31,7 +32,7 @@ def test_cors_and_gzip_follow_settings(tmp_path):
 
 
 def test_bad_setting_is_one_line(tmp_path):
-    env = {**os.environ, "FXHOST_PORT": "not-a-port"}
+    env = child_env({"FXHOST_PORT": "not-a-port"})
     result = subprocess.run(
         [FXHOST, "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

@@ -144,7 +144,7 @@ def make_machine(
 
 
 machine_settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, stateful_step_count=50, suppress_health_check=[HealthCheck.too_slow]
 )
 
 IntKeys = make_machine(st.integers(min_value=-30, max_value=30), None, prefix=False)
@@ -332,7 +332,7 @@ def test_check_invariants_detects_corruption() -> None:
 
 
 @given(st.lists(st.tuples(names, st.integers(0, 5)), unique=True, max_size=200))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 def test_bulk_load_equals_inserting(keys: list[tuple[str, int]]) -> None:
     items = sorted((k, i) for i, k in enumerate(keys))
     bulk = AVLTree.from_sorted(items)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -15,6 +14,7 @@ from fxhost.store.cache import CacheStats, LRUCache, default_sizeof
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from waiting import wait_until
 
 
 def size_of(value: tuple[str, int]) -> int:
@@ -109,7 +109,7 @@ class LRUMachine(RuleBasedStateMachine):
         assert stats.load_errors == 0
 
 
-LRUMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50, deadline=None)
+LRUMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=50)
 TestLRUModel = LRUMachine.TestCase
 
 
@@ -227,7 +227,8 @@ def test_get_or_load_from_8_threads_loads_once() -> None:
         nonlocal calls
         with calls_lock:
             calls += 1
-        time.sleep(0.2)  # long enough for every thread to arrive while it runs
+        # Returns once the other seven threads are waiting for this load.
+        wait_until(lambda: cache.stats.coalesced == 7, what="7 threads coalesced")
         return np.ones(1000, dtype=np.float32)
 
     results: list[np.ndarray] = []
@@ -248,8 +249,8 @@ def test_get_or_load_from_8_threads_loads_once() -> None:
     assert all(r is results[0] for r in results)
     stats = cache.stats
     assert stats.loads == 1
-    assert stats.hits + stats.misses == 8
-    assert stats.coalesced == stats.misses - 1
+    assert stats.hits == 0 and stats.misses == 8
+    assert stats.coalesced == 7
     assert cache.get("asset") is results[0]
 
 
@@ -260,7 +261,7 @@ def test_get_or_load_error_reaches_every_waiter_and_is_not_cached() -> None:
 
     def failing() -> str:
         started.set()
-        time.sleep(0.2)
+        wait_until(lambda: cache.stats.coalesced == 3, what="3 threads coalesced")
         raise OSError("cannot decode")
 
     errors: list[BaseException] = []
@@ -279,7 +280,7 @@ def test_get_or_load_error_reaches_every_waiter_and_is_not_cached() -> None:
         t.join(timeout=10)
     assert len(errors) == 4
     assert "bad" not in cache
-    assert cache.stats.load_errors == 1
+    assert cache.stats.load_errors == 1 and cache.stats.coalesced == 3
     assert cache.get_or_load("bad", lambda: "fixed") == "fixed"  # the next call loads again
     assert cache.stats.loads == 2
 

@@ -4,13 +4,13 @@ policies, lapped readers, buffers, deletion and idle expiry."""
 
 import json
 import threading
-import time
 
 import httpx
 import numpy as np
 import pedalboard
 import pytest
 from restkit import start_server
+from waiting import wait_until
 from websockets.exceptions import ConnectionClosed
 from wskit import deinterleave, interleave, open_ws
 
@@ -26,6 +26,14 @@ def create(client, **body):
     response = client.post("/api/streams", json={"chain": "hall", "sample_rate": SR, **body})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def consumer_count(client, stream) -> int:
+    return client.get(f"/api/streams/{stream['id']}").json()["consumers"]
+
+
+def buffers(client, stream) -> dict:
+    return client.get(f"/api/streams/{stream['id']}/buffers").json()
 
 
 HALL = {"room_size": 0.9, "damping": 0.6, "wet_level": 0.35, "dry_level": 0.6, "width": 1.0}
@@ -49,8 +57,7 @@ def test_producer_and_many_consumers_over_websocket(server):
     with server.client() as client:
         stream = create(client)
         consumers = [open_ws(server.base, f"/ws/streams/{stream['id']}/output") for _ in range(3)]
-        time.sleep(0.2)  # consumers registered before the first frame
-        assert client.get(f"/api/streams/{stream['id']}").json()["consumers"] == 3
+        wait_until(lambda: consumer_count(client, stream) == 3)  # all registered before the first frame
         x = noise(1.0)
         producer = open_ws(server.base, f"/ws/streams/{stream['id']}/input")
         for i in range(0, x.shape[1], 480):
@@ -71,18 +78,21 @@ def test_rest_producer_and_cursor_consumer(server):
     with server.client() as client:
         stream = create(client, channels=1, format="s16le")
         x = np.round(np.clip(noise(0.5, channels=1), -1, 32767 / 32768) * 32768) / 32768
-        cursor, got = 0, []
         for i in range(0, x.shape[1], 4800):
             body = interleave(x[:, i : i + 4800], "s16le")
             assert client.post(f"/api/streams/{stream['id']}/input", content=body).status_code == 200
-        deadline = time.monotonic() + 10
-        while sum(g.shape[1] for g in got) < x.shape[1] and time.monotonic() < deadline:
+        cursor, got = 0, []
+
+        def read_page() -> bool:
+            """Read the next page; True once every frame has arrived."""
+            nonlocal cursor
             page = client.get(f"/api/streams/{stream['id']}/output", params={"cursor": cursor})
             assert page.status_code == 200 and page.headers["x-lost-frames"] == "0"
             cursor = int(page.headers["x-next-cursor"])
-            if page.content:
-                got.append(deinterleave(page.content, 1, "s16le"))
-            time.sleep(0.01)
+            got.append(deinterleave(page.content, 1, "s16le"))
+            return cursor >= x.shape[1]
+
+        wait_until(read_page, what="every frame read by cursor")
         out = np.concatenate(got, axis=1)
         expected = np.clip(pedalboard.Reverb(**HALL).process(x.astype(np.float32), SR), -1, 32767 / 32768)
         np.testing.assert_allclose(out, expected, atol=2 / 32768)
@@ -114,15 +124,14 @@ def test_overflow_policies(server):
         assert rejected["type"] == "rejected" and rejected["frames"] == 2048
         producer.send(interleave(noise(256 / SR)))  # still open: a block that fits goes in
         producer.close()
-        time.sleep(0.1)
-        stats = client.get(f"/api/streams/{strict['id']}/buffers").json()["input"]
+        stats = wait_until(lambda: (b := buffers(client, strict)["input"])["frames_written"] and b)
         assert stats["rejected_frames"] == 2048 and stats["frames_written"] == 256
         loose = create(client, capacity=1024, overflow="drop_oldest")
         producer = open_ws(server.base, f"/ws/streams/{loose['id']}/input")
         producer.send(too_much)
         producer.close()
-        time.sleep(0.1)
-        stats = client.get(f"/api/streams/{loose['id']}/buffers").json()["input"]
+        stats = wait_until(lambda: (b := buffers(client, loose)["input"])["frames_written"] and b)
+        assert stats["frames_written"] == 2048
         assert stats["dropped_frames"] == 1024 and stats["rejected_frames"] == 0
         for s in (strict, loose):
             client.delete(f"/api/streams/{s['id']}")
@@ -131,9 +140,10 @@ def test_overflow_policies(server):
 def test_lapped_cursor_reports_lost_frames(server):
     with server.client() as client:
         stream = create(client, capacity=2048, overflow="drop_oldest")
-        for _ in range(6):
+        for i in range(1, 7):
             client.post(f"/api/streams/{stream['id']}/input", content=interleave(noise(1000 / SR)))
-            time.sleep(0.05)
+            # Each block processed before the next arrives: only the output ring laps.
+            wait_until(lambda i=i: buffers(client, stream)["output"]["frames_written"] == 1000 * i)
         page = client.get(f"/api/streams/{stream['id']}/output", params={"cursor": 0})
         assert int(page.headers["x-lost-frames"]) == 6000 - 2048
         assert int(page.headers["x-next-cursor"]) == 6000
@@ -142,18 +152,18 @@ def test_lapped_cursor_reports_lost_frames(server):
         client.delete(f"/api/streams/{stream['id']}")
 
 
-def drain(ws, seconds):
-    """What a consumer receives until it has been quiet for ``seconds``: (frames, events)."""
-    frames, events = 0, []
-    while True:
-        try:
-            message = ws.recv(timeout=seconds)
-        except TimeoutError:
-            return frames, events
+def drain(ws, total):
+    """What a consumer receives until all ``total`` frames are accounted for, delivered or
+    reported lost: (frames, events). A frame neither delivered nor reported times out."""
+    frames, lost, events = 0, 0, []
+    while frames + lost < total:
+        message = ws.recv(timeout=20)
         if isinstance(message, str):
             events.append(json.loads(message))
+            lost += events[-1].get("lost", 0) if events[-1]["type"] == "overrun" else 0
         else:
             frames += len(message) // 8
+    return frames, events
 
 
 def test_slow_consumer_is_lapped_and_never_stalls_the_producer(server):
@@ -161,18 +171,31 @@ def test_slow_consumer_is_lapped_and_never_stalls_the_producer(server):
         stream = create(client, capacity=SR)  # one second of audio
         slow = open_ws(server.base, f"/ws/streams/{stream['id']}/output")  # reads nothing until the end
         fast = open_ws(server.base, f"/ws/streams/{stream['id']}/output")
-        time.sleep(0.2)
+        wait_until(lambda: consumer_count(client, stream) == 2)
         x = noise(30.0)  # 11.5 MB of f32le: more than the slow consumer's socket buffers hold
-        received = []
-        reader = threading.Thread(target=lambda: received.append(collect(fast, x.shape[1])))
+        received, heard = [], [0]
+
+        def read_fast() -> None:
+            while heard[0] < x.shape[1]:
+                message = fast.recv(timeout=20)
+                if isinstance(message, bytes):
+                    received.append(deinterleave(message, 2))
+                    heard[0] += received[-1].shape[1]
+
+        reader = threading.Thread(target=read_fast)
         reader.start()
         producer = open_ws(server.base, f"/ws/streams/{stream['id']}/input")
         for i in range(0, x.shape[1], 4800):
             producer.send(interleave(x[:, i : i + 4800]))
-            time.sleep(0.01)  # ten times real time
+            # Paced by the fast consumer, not by the clock: never more than half the ring
+            # ahead of it, so it is not lapped on however slow a machine. The slow one
+            # falls behind by up to 30 s of audio and must not hold the producer up.
+            wait_until(lambda i=i: heard[0] >= i + 4800 - SR // 2 or not reader.is_alive())
         reader.join(timeout=60)
-        np.testing.assert_allclose(received[0], pedalboard.Reverb(**HALL).process(x, SR), atol=1e-5)
-        frames, events = drain(slow, 2.0)
+        assert heard[0] == x.shape[1]
+        expected = pedalboard.Reverb(**HALL).process(x, SR)
+        np.testing.assert_allclose(np.concatenate(received, axis=1), expected, atol=1e-5)
+        frames, events = drain(slow, x.shape[1])
         lost = sum(e["lost"] for e in events if e["type"] == "overrun")
         assert lost > 0, events
         assert frames + lost == x.shape[1]  # every frame was either delivered or reported lost
@@ -185,7 +208,7 @@ def test_deleting_a_stream_closes_its_consumers(server):
     with server.client() as client:
         stream = create(client)
         consumer = open_ws(server.base, f"/ws/streams/{stream['id']}/output")
-        time.sleep(0.1)
+        wait_until(lambda: consumer_count(client, stream) == 1)
         client.delete(f"/api/streams/{stream['id']}")
         with pytest.raises(ConnectionClosed) as closed:
             while True:
@@ -234,10 +257,8 @@ def test_idle_streams_expire(tmp_path):
     try:
         with server.client() as client:
             stream = create(client)
-            deadline = time.monotonic() + 10
-            while client.get(f"/api/streams/{stream['id']}").status_code == 200:
-                assert time.monotonic() < deadline, "the idle stream did not expire"
-                time.sleep(0.2)
+            # The second of idleness is the behaviour under test; the wait is for its sweep.
+            wait_until(lambda: client.get(f"/api/streams/{stream['id']}").status_code == 404)
             assert client.get("/api/streams").json() == []
     finally:
         server.stop()

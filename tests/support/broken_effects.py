@@ -1,15 +1,26 @@
 """Deliberately broken effects, packaged as a third party's plugin module would be (it
 imports only fxhost_sdk): a test's ``plugins.toml`` names it in ``[plugins] modules``
 with this folder in ``paths``. Each breaks the effect contract in one way, from the
-first block on, so that the host's containment of plugin faults can be tested."""
+first block on, so that the host's containment of plugin faults can be tested.
+
+The hanging ones say when they start to hang, if the environment names a folder for it
+(``FXHOST_TEST_HANG_MARKS``): one new file each time, so that a test can wait until a
+hang is under way instead of guessing how long that takes."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated
 
 import fxhost_sdk
 import numpy as np
+
+
+def _hanging(name: str) -> None:
+    folder = os.environ.get("FXHOST_TEST_HANG_MARKS")
+    if folder:
+        open(os.path.join(folder, f"{name}-{os.getpid()}-{time.monotonic_ns()}"), "x").close()
 
 
 class _Broken(fxhost_sdk.Effect):
@@ -84,6 +95,7 @@ class Sleeps(_Broken):
     summary = "Never returns: sleeps (in C, the GIL released)."
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        _hanging(self.name)
         while True:
             time.sleep(3600)
 
@@ -93,6 +105,7 @@ class Spins(_Broken):
     summary = "Never returns: a pure-Python busy loop (holds the GIL between switches)."
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        _hanging(self.name)
         n = 0
         while True:
             n += 1

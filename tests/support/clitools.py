@@ -1,12 +1,12 @@
 """Helpers for the CLI tests: run the installed console script, write test audio."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from procenv import child_env
 
 REPO = Path(__file__).resolve().parents[2]
 FXHOST = str(Path(sys.executable).parent / "fxhost")
@@ -14,7 +14,7 @@ FXHOST = str(Path(sys.executable).parent / "fxhost")
 
 def run_fxhost(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: float = 120):
     """Run the installed ``fxhost`` console script, as a user would."""
-    full_env = {**os.environ, **(env or {})}
+    full_env = child_env(env)
     full_env.pop("FXHOST_DEBUG", None)
     return subprocess.run(
         [FXHOST, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout

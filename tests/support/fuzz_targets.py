@@ -4,7 +4,9 @@ hundred examples in CI) and bench/fuzz.py (atheris or hypothesis, for as long as
 
 A target returns normally when the input was handled as the contract says, and raises
 anything else (``AssertionError`` for a broken property, or the unexpected exception
-itself) when it found a bug.
+itself) when it found a bug. A target that refused everything would keep every property,
+so each has a baseline, the same path with a refusal counted as a failure, for inputs
+that are valid (:func:`decode_upload`, :func:`decode_ws_text`, :func:`decode_ws_frame`).
 
 - :func:`check_decode`: bytes stored as an upload are opened, probed and read exactly as
   the server does (:func:`fxhost.audio.files.open_input` on the stored file): finite float32
@@ -29,12 +31,15 @@ import numpy as np
 import soundfile as sf
 from fxhost.api import protocol
 from fxhost.api.sessions import ProtocolError, audio_of
-from fxhost.audio.files import open_input
+from fxhost.audio.files import AudioInfo, open_input
 from fxhost.audio.formats import AudioFormatError
 from fxhost.audio.pcm import SAMPLE_BYTES
 from fxhost_sdk import FieldError
 from hypothesis import strategies as st
 
+#: The seed files' audio: a decaying chirp, stereo, SEED_FRAMES frames at SEED_RATE.
+SEED_RATE = 22050
+SEED_FRAMES = 1200
 #: Formats of the seed files, as soundfile writes them: (format, subtype).
 SEED_FORMATS = {
     "wav16": ("WAV", "PCM_16"),
@@ -50,17 +55,20 @@ FRAME_CLOSE_CODES = {protocol.CLOSE_INVALID_DATA, protocol.CLOSE_TOO_BIG}
 MAX_FRAME_BYTES = 1 << 16
 
 
-@cache
-def seed_files(frames: int = 1200) -> dict[str, bytes]:
-    """Small valid files (a decaying chirp, stereo, 22.05 kHz) to mutate."""
-    rate = 22050
-    t = np.arange(frames) / rate
+def seed_audio() -> np.ndarray:
+    """What every seed file holds, float32 ``(channels, frames)``."""
+    t = np.arange(SEED_FRAMES) / SEED_RATE
     mono = 0.5 * np.sin(2 * np.pi * (200 + 2000 * t) * t) * np.exp(-3 * t)
-    audio = np.stack([mono, -0.5 * mono]).T.astype(np.float32)
+    return np.stack([mono, -0.5 * mono]).astype(np.float32)
+
+
+@cache
+def seed_files() -> dict[str, bytes]:
+    """Small valid files of :func:`seed_audio`, one per format, to mutate."""
     seeds = {}
     for name, (fmt, subtype) in SEED_FORMATS.items():
         buffer = io.BytesIO()
-        sf.write(buffer, audio, rate, format=fmt, subtype=subtype)
+        sf.write(buffer, seed_audio().T, SEED_RATE, format=fmt, subtype=subtype)
         seeds[name] = buffer.getvalue()
     return seeds
 
@@ -86,13 +94,19 @@ class DecodeTarget:
     def __call__(self, data: bytes) -> None:
         check_decode(data, self.path)
 
+    def accept(self, data: bytes) -> tuple[AudioInfo, np.ndarray]:
+        """:func:`decode_upload`: the audio, or AudioFormatError if refused."""
+        return decode_upload(data, self.path)
+
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
 
 
-def check_decode(data: bytes, path: Path) -> None:
-    """Store ``data`` at ``path`` as an upload is stored, then open, probe and read it."""
+def decode_upload(data: bytes, path: Path) -> tuple[AudioInfo, np.ndarray]:
+    """Store ``data`` at ``path`` as an upload is stored, then open, probe and read it:
+    ``(info, audio)``, the audio exactly what ``info`` declares. Raises
+    :class:`AudioFormatError` when the upload is refused."""
     path.write_bytes(data)
     try:
         with open_input(path, display_name="upload") as reader:
@@ -106,39 +120,58 @@ def check_decode(data: bytes, path: Path) -> None:
                 info,
             )
             assert np.isfinite(audio).all(), f"non-finite samples decoded from {info}"
-    except AudioFormatError as error:
-        message = str(error)
-        assert message.startswith("upload"), message  # named as the client named it
-        assert str(path.parent) not in message and "\n" not in message, message  # no server path
+            return info, audio
     finally:
         os.unlink(path)
 
 
-def check_ws_text(text: str) -> None:
-    """A text message as /ws/process reads it (the first one and those after)."""
+def check_decode(data: bytes, path: Path) -> None:
+    """:func:`decode_upload`, where a refusal is an answer too, if it is a clean one."""
     try:
-        message = protocol.decode_message(text)
-    except FieldError as error:
-        assert isinstance(error.path, str), error
-        return
+        decode_upload(data, path)
+    except AudioFormatError as error:
+        message = str(error)
+        assert message.startswith("upload"), message  # named as the client named it
+        assert str(path.parent) not in message and "\n" not in message, message  # no server path
+
+
+def decode_ws_text(text: str) -> protocol.ClientMessage:
+    """A text message as /ws/process reads it (the first one and those after): a client
+    message that encodes back to itself. Raises :class:`FieldError` when refused."""
+    message = protocol.decode_message(text)
     assert isinstance(message, protocol.Start | protocol.Set | protocol.Stats | protocol.Flush), message
     again = protocol.decode_message(msgspec.json.encode(message).decode())
     assert again == message, (message, again)
+    return message
 
 
-def check_ws_frame(data: bytes, channels: int, fmt: str, max_bytes: int = MAX_FRAME_BYTES) -> None:
-    """A binary frame as /ws/process and /ws/streams/{id}/input read it."""
+def check_ws_text(text: str) -> None:
+    """:func:`decode_ws_text`, where a refusal naming its field is an answer too."""
     try:
-        block = audio_of(data, channels, fmt, max_bytes)
-    except ProtocolError as error:
-        assert error.close_code in FRAME_CLOSE_CODES, error.close_code
-        return
+        decode_ws_text(text)
+    except FieldError as error:
+        assert isinstance(error.path, str), error
+
+
+def decode_ws_frame(data: bytes, channels: int, fmt: str, max_bytes: int = MAX_FRAME_BYTES) -> np.ndarray:
+    """A binary frame as /ws/process and /ws/streams/{id}/input read it: whole frames of
+    finite float32 audio. Raises :class:`ProtocolError` when refused."""
+    block = audio_of(data, channels, fmt, max_bytes)
     width = SAMPLE_BYTES[fmt]
     assert len(data) <= max_bytes
     assert block.dtype == np.float32 and block.shape == (channels, len(data) // (width * channels))
     assert block.flags.writeable and np.isfinite(block).all()
     if fmt == "s16le":
         assert np.abs(block).max(initial=0) <= 1.0
+    return block
+
+
+def check_ws_frame(data: bytes, channels: int, fmt: str, max_bytes: int = MAX_FRAME_BYTES) -> None:
+    """:func:`decode_ws_frame`, where a refusal closing with a fitting code is an answer too."""
+    try:
+        decode_ws_frame(data, channels, fmt, max_bytes)
+    except ProtocolError as error:
+        assert error.close_code in FRAME_CLOSE_CODES, error.close_code
 
 
 # ------------------------------------------------------------------------------ inputs
