@@ -284,7 +284,12 @@ def render(
     else:
         assert effect is not None
         spec, path = EffectRef(effect, parse_assignments(assignments), preset), "steps[0]"
-    chain = runtime.resolve(spec, path)
+    try:
+        chain = runtime.resolve(spec, path)
+    except FieldError as error:
+        if chain_name is None or error.path != "chain":
+            raise
+        raise FieldError("chain", f"{error.message}; {where_chains_are(runtime)}") from None
     # Asset parameters (an impulse response) are file paths here.
     config_dir = Path(runtime.config.source).parent if runtime.config.source else Path.cwd()
     find_asset = asset_files(config_dir)
@@ -332,6 +337,15 @@ def render(
             "lower the level or pass --ceiling-dbfs -1",
             err=True,
         )
+
+
+def where_chains_are(runtime: Runtime) -> str:
+    """Which plugins.toml the chains came from (or was looked for), and how to name another."""
+    how = "name another with `fxhost --config PATH` or FXHOST_PLUGINS_CONFIG=PATH"
+    if runtime.config.source is None:
+        looked = Path(runtime.settings.plugins_config).resolve()
+        return f"no {looked} was found to read chains from: {how}"
+    return f"chains are read from {Path(runtime.config.source).resolve()} ({how})"
 
 
 def asset_files(*folders: Path) -> Callable[[str, str], Path]:

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fxhost.api.openapi.problems import FieldProblem, ProblemException, problem_response
+from fxhost.api.openapi.problems import FieldProblem, ProblemException, problem_response, status_title
 from fxhost.audio.formats import AudioFormatError
 from fxhost.engine.compiled import EffectFault, EffectTimeout
 from fxhost.engine.jobs import Busy
@@ -97,7 +97,7 @@ def _default_detail(request: Request, status: int) -> str:
         return f"There is nothing at {request.url.path}; /docs lists the API."
     if status == 405:
         return f"{request.method} is not allowed on {request.url.path}."
-    return HTTPStatus(status).phrase
+    return status_title(status)
 
 
 #: Exception class -> handler, for ``Starlette(exception_handlers=...)``.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -48,35 +49,73 @@ async def close_with(ws: WebSocket, error: ProtocolError) -> None:
             await ws.close(error.close_code, error.message[:120])
 
 
-@contextlib.asynccontextmanager
-async def session(ws: WebSocket) -> AsyncIterator[None]:
-    """Accept, count the connection against the limit, and turn protocol errors into an
+class Refused(ProtocolError):
+    """The session is refused before it starts (no valid key, too many connections): the
+    client's doing, not the server's, so it is one log line naming the reason and the peer,
+    not a traceback. ``reason`` is what the log says; ``message`` what the client is told."""
+
+    def __init__(self, code: str, message: str, close_code: int, reason: str = ""):
+        super().__init__(code, message, close_code)
+        self.reason = reason or message
+
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+
+
+def session(handler: Handler) -> Handler:
+    """A WebSocket endpoint from a session handler: accept, refuse a connection over the
+    limit or without a valid key, then run ``handler``, turning protocol errors into an
     error message and a close code. The server and other sessions carry on whatever
-    happens here."""
-    svc = services(ws)
-    await ws.accept()
-    if svc.connections >= svc.settings.max_connections:
-        await close_with(
-            ws, ProtocolError("busy", "too many connections; try again later", p.CLOSE_TRY_LATER)
-        )
-        return
-    svc.connections += 1
-    try:
-        await _authenticate(ws)
-        yield
-    except ProtocolError as error:
-        await close_with(ws, error)
-    except EffectFault as fault:  # while flushing the tail
-        await close_with(ws, effect_failed(fault))
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        log.exception("WebSocket %s failed", ws.url.path)
-        await close_with(
-            ws, ProtocolError("internal", "the server failed; the error is logged", p.CLOSE_INTERNAL)
-        )
-    finally:
-        svc.connections -= 1
+    happens in one session."""
+
+    @functools.wraps(handler)
+    async def endpoint(ws: WebSocket) -> None:
+        svc = services(ws)
+        await ws.accept()
+        try:
+            if svc.connections >= svc.settings.max_connections:
+                raise Refused(
+                    "busy",
+                    "too many connections; try again later",
+                    p.CLOSE_TRY_LATER,
+                    f"too many connections (max_connections = {svc.settings.max_connections})",
+                )
+            svc.connections += 1
+            try:
+                await _authenticate(ws)
+                await handler(ws)
+            finally:
+                svc.connections -= 1
+        except Refused as refusal:
+            # Too many connections is the operator's business (capacity); a missing key is not.
+            level = logging.WARNING if refusal.code == "busy" else logging.INFO
+            log.log(
+                level,
+                "WebSocket %s from %s refused, %s: %s",
+                ws.url.path,
+                peer(ws),
+                refusal.close_code,
+                refusal.reason,
+            )
+            await close_with(ws, refusal)
+        except ProtocolError as error:
+            await close_with(ws, error)
+        except EffectFault as fault:  # while flushing the tail
+            await close_with(ws, effect_failed(fault))
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            log.exception("WebSocket %s from %s failed", ws.url.path, peer(ws))
+            await close_with(
+                ws, ProtocolError("internal", "the server failed; the error is logged", p.CLOSE_INTERNAL)
+            )
+
+    return endpoint
+
+
+def peer(ws: WebSocket) -> str:
+    """The client's ``host:port`` (as uvicorn sees it, after trusted proxy headers)."""
+    return f"{ws.client.host}:{ws.client.port}" if ws.client else "an unknown peer"
 
 
 async def _authenticate(ws: WebSocket) -> None:
@@ -86,15 +125,22 @@ async def _authenticate(ws: WebSocket) -> None:
         return
     needed = 'this route needs an API key: the Authorization header, or {"type": "auth", "token": KEY} first'
     if state == "invalid":
-        raise ProtocolError(
-            "unauthorized", "the API key is not valid (unknown, revoked or malformed)", CLOSE_AUTH
+        raise Refused(
+            "unauthorized",
+            "the API key is not valid (unknown, revoked or malformed)",
+            CLOSE_AUTH,
+            "the API key in the Authorization header is not valid",
         )
     try:
         first = await receive(ws, START_TIMEOUT)
     except TimeoutError:
-        raise ProtocolError("unauthorized", needed, CLOSE_AUTH) from None
-    if isinstance(first, bytes) or await tenant_from_message(ws, services(ws).auth, first) is None:
-        raise ProtocolError("unauthorized", needed, CLOSE_AUTH)
+        raise Refused(
+            "unauthorized", needed, CLOSE_AUTH, f"no API key within {START_TIMEOUT:.0f} s"
+        ) from None
+    if isinstance(first, bytes):
+        raise Refused("unauthorized", needed, CLOSE_AUTH, "no API key: audio came first")
+    if await tenant_from_message(ws, services(ws).auth, first) is None:
+        raise Refused("unauthorized", needed, CLOSE_AUTH, "no valid API key in the first message")
 
 
 async def receive(ws: WebSocket, timeout: float | None = None) -> bytes | str:

@@ -18,6 +18,8 @@ import numpy as np
 from fxhost_sdk import AssetLoader
 
 from fxhost.audio.pcm import PcmFormat
+from fxhost.engine import clock
+from fxhost.engine.clock import Timestamp
 from fxhost.engine.compiled import EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
 from fxhost.engine.live import LiveChain
@@ -60,7 +62,7 @@ class StreamInfo(msgspec.Struct, kw_only=True):
     overflow: OverflowPolicy
     latency: int
     consumers: int
-    created: float
+    created: Timestamp
     idle_seconds: float
 
 
@@ -102,7 +104,7 @@ class Stream:
         self._processor = self.input.reader(name="processing")
         self.input_ready = Broadcast()
         self.output_ready = Broadcast()
-        self.created = time.time()
+        self.created = clock.now()
         self.last_active = time.monotonic()
         self.consumers = 0
         self.closed = False

@@ -21,7 +21,6 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -30,6 +29,7 @@ from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
 from fxhost.audio.files import open_input, probe
+from fxhost.engine.clock import Timestamp
 from fxhost.store.avl import AVLTree
 from fxhost.store.cache import LRUCache
 from fxhost.store.db.models import Asset, AssetEvent, is_id
@@ -61,7 +61,7 @@ class AssetSummary(msgspec.Struct, frozen=True, kw_only=True):
     duration: float
     size: int
     sha256: str
-    created: datetime
+    created: Timestamp
 
 
 class AssetPage(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,6 +25,7 @@ from tortoise.functions import Count
 
 from fxhost.audio.formats import RenderOutput, checked_output, output_format_named
 from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
+from fxhost.engine.clock import Timestamp
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.offline import RenderResult, render_file
 from fxhost.engine.workers import WorkerPool
@@ -69,9 +70,9 @@ class RenderView(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = None
     error: str | None = None
-    created: datetime
-    started: datetime | None = None
-    finished: datetime | None = None
+    created: Timestamp
+    started: Timestamp | None = None
+    finished: Timestamp | None = None
 
 
 def render_task(

@@ -15,6 +15,20 @@ from starlette.responses import Response
 
 PROBLEM_JSON = "application/problem+json"
 
+#: RFC 9110's names where they differ from Python 3.11's ``HTTPStatus`` phrases (3.13
+#: renamed them), so that a problem's ``title`` does not change with the Python version.
+RFC_9110_TITLES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
+
+
+def status_title(status: int) -> str:
+    """The ``title`` of a problem with no title of its own: the status's name (RFC 9110)."""
+    return RFC_9110_TITLES.get(status) or HTTPStatus(status).phrase
+
 
 class FieldProblem(msgspec.Struct):
     """One refused field: `path` as in `steps[1].params.room_size` ("" for the whole value)."""
@@ -49,7 +63,7 @@ class ProblemException(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.title = title or HTTPStatus(status).phrase
+        self.title = title or status_title(status)
         self.errors = errors
         self.type = type
 

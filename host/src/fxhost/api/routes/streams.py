@@ -201,48 +201,48 @@ async def patch_step(request: Request) -> Response:
     return JSONResponse(StepUpdate(step=index, params=full))
 
 
+@session
 async def ws_stream_input(ws: WebSocket) -> None:
-    async with session(ws):
-        stream = _ws_stream(ws)
-        max_bytes = services(ws).settings.max_frame_bytes
-        while True:
-            data = await receive(ws)
-            if not isinstance(data, bytes):
-                raise ProtocolError(
-                    "expected_audio", "send binary PCM frames in the stream's format", p.CLOSE_UNSUPPORTED
-                )
+    stream = _ws_stream(ws)
+    max_bytes = services(ws).settings.max_frame_bytes
+    while True:
+        data = await receive(ws)
+        if not isinstance(data, bytes):
+            raise ProtocolError(
+                "expected_audio", "send binary PCM frames in the stream's format", p.CLOSE_UNSUPPORTED
+            )
+        if stream.closed:
+            raise stream_closed(stream)
+        block = audio_of(data, stream.channels, stream.format, max_bytes)
+        try:
+            stream.write(block)
+        except RingOverflow as error:
+            await send(ws, p.Rejected(frames=block.shape[1], free=error.free))
+
+
+@session
+async def ws_stream_output(ws: WebSocket) -> None:
+    stream = _ws_stream(ws)
+    reader = stream.consumer()
+    # Watch for the client going away while this task waits for audio.
+    gone = asyncio.ensure_future(_drain(ws))
+    try:
+        while not gone.done():
+            block, lost = reader.read(65536)
+            if lost:
+                await send(ws, p.Overrun(lost=lost))
+            if block.shape[1]:
+                stream.touch()
+                await ws.send_bytes(to_interleaved(block, stream.format))
+                continue
             if stream.closed:
                 raise stream_closed(stream)
-            block = audio_of(data, stream.channels, stream.format, max_bytes)
-            try:
-                stream.write(block)
-            except RingOverflow as error:
-                await send(ws, p.Rejected(frames=block.shape[1], free=error.free))
-
-
-async def ws_stream_output(ws: WebSocket) -> None:
-    async with session(ws):
-        stream = _ws_stream(ws)
-        reader = stream.consumer()
-        # Watch for the client going away while this task waits for audio.
-        gone = asyncio.ensure_future(_drain(ws))
-        try:
-            while not gone.done():
-                block, lost = reader.read(65536)
-                if lost:
-                    await send(ws, p.Overrun(lost=lost))
-                if block.shape[1]:
-                    stream.touch()
-                    await ws.send_bytes(to_interleaved(block, stream.format))
-                    continue
-                if stream.closed:
-                    raise stream_closed(stream)
-                waiter = asyncio.ensure_future(stream.output_ready.wait())
-                await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-        finally:
-            gone.cancel()
-            stream.release(reader)
+            waiter = asyncio.ensure_future(stream.output_ready.wait())
+            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+    finally:
+        gone.cancel()
+        stream.release(reader)
 
 
 async def _drain(ws: WebSocket) -> None:

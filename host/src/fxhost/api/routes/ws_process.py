@@ -33,30 +33,30 @@ log = logging.getLogger(__name__)
 TAIL_BLOCK = 4096
 
 
+@session
 async def ws_process(ws: WebSocket) -> None:
-    async with session(ws):
-        svc = services(ws)
-        first = await _first_message(ws)
-        try:
-            start = p.decode_message(first)
-        except FieldError as error:
-            raise ProtocolError("invalid_start", str(error), p.CLOSE_POLICY, error.path) from None
-        if not isinstance(start, p.Start):
-            raise ProtocolError(
-                "expected_start", 'the first message must be {"type": "start", ...}', p.CLOSE_POLICY
-            )
-        live = await _live_chain(ws, start)
-        rate = start.sample_rate or svc.settings.default_sample_rate
-        max_bytes = svc.settings.max_frame_bytes
-        await send(ws, _ready(live, start, rate, svc.settings.block_size))
-        while True:
-            data = await receive(ws)
-            if isinstance(data, bytes):
-                block = audio_of(data, start.channels, start.format, max_bytes)
-                out = await _process(live, block)
-                await ws.send_bytes(to_interleaved(out, start.format))
-            else:
-                await _control(ws, live, data, start.format)
+    svc = services(ws)
+    first = await _first_message(ws)
+    try:
+        start = p.decode_message(first)
+    except FieldError as error:
+        raise ProtocolError("invalid_start", str(error), p.CLOSE_POLICY, error.path) from None
+    if not isinstance(start, p.Start):
+        raise ProtocolError(
+            "expected_start", 'the first message must be {"type": "start", ...}', p.CLOSE_POLICY
+        )
+    live = await _live_chain(ws, start)
+    rate = start.sample_rate or svc.settings.default_sample_rate
+    max_bytes = svc.settings.max_frame_bytes
+    await send(ws, _ready(live, start, rate, svc.settings.block_size))
+    while True:
+        data = await receive(ws)
+        if isinstance(data, bytes):
+            block = audio_of(data, start.channels, start.format, max_bytes)
+            out = await _process(live, block)
+            await ws.send_bytes(to_interleaved(out, start.format))
+        else:
+            await _control(ws, live, data, start.format)
 
 
 async def _first_message(ws: WebSocket) -> str:
