@@ -5,7 +5,6 @@ the caller's resources without the Authorization header (for ``EventSource``,
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -20,6 +19,7 @@ from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
+from fxhost.engine.clock import Timestamp
 from fxhost.store.links import expiry
 
 TAGS = ["links"]
@@ -81,7 +81,7 @@ class Link(msgspec.Struct, kw_only=True):
     no Authorization header, until `expires`."""
 
     url: Annotated[str, msgspec.Meta(examples=["/api/assets/0123456789abcdef0123456789abcdef/audio?exp=..."])]
-    expires: datetime
+    expires: Timestamp
 
 
 async def create_link(request: Request) -> Response:
