@@ -1,5 +1,5 @@
 """Responses the routes share: JSON encoded by msgspec, bytes with single-range support,
-and pictures and audio named for the browser."""
+files read in large chunks, and pictures and audio named for the browser."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from starlette import responses
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,6 +20,14 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
+
+
+class FileResponse(responses.FileResponse):
+    """Starlette's FileResponse, reading 1 MiB at a time instead of 64 KiB: each read is
+    a hop to a thread, and sending a 10.6 MB WAV took 17 ms in 162 of them against 7 ms
+    in 11 (over loopback to httpx; uvicorn offers no sendfile)."""
+
+    chunk_size = 1 << 20
 
 
 def inline(filename: str) -> dict[str, str]:

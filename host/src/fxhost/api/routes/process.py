@@ -12,12 +12,13 @@ from typing import Annotated
 import msgspec
 from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from fxhost.api.auth import tenant_of
 from fxhost.api.openapi.declare import Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_query
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem
+from fxhost.api.responses import FileResponse
 from fxhost.api.routes.assets import AUDIO_BODY
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
