@@ -21,7 +21,8 @@ raises :class:`AudioFormatError` from ``blocks()``.
 
 **Writing.** :func:`encode` writes a whole array to bytes, :func:`open_output` gives an
 :class:`AudioWriter` fed block by block, in one of :data:`~fxhost.audio.formats.OUTPUT_FORMATS`.
-Integer subtypes are clipped to full scale, since libsndfile would wrap around.
+Integer subtypes are clipped to full scale, since libsndfile would wrap around; where
+it gives the same bytes, the integer samples are computed here (see :func:`_pcm`).
 Closing an output does not fsync it: a caller that keeps the file makes it durable.
 
 Every error about the audio itself is an :class:`AudioFormatError` with a one-line
@@ -35,6 +36,7 @@ Reading and writing share one module because both speak libsndfile's vocabulary
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -409,6 +411,56 @@ class _Output(sf.SoundFile):
         pass
 
 
+#: Integer sample types that can be handed to libsndfile as integers, and as which.
+_PCM_DTYPES = {"PCM_16": np.int16, "PCM_24": np.int32, "PCM_S8": np.int16, "PCM_U8": np.int16}
+_FULL_SCALE = np.float32(2.0**31)
+#: The largest float32 below 2**31 (which int32 cannot hold).
+_BELOW_FULL_SCALE = np.float32(2.0**31 - 128)
+
+
+def _pcm(block: np.ndarray, dtype: type) -> np.ndarray:
+    """A float32 ``(channels, frames)`` block as C-contiguous ``(frames, channels)``
+    integers, computed the way libsndfile 1.2 converts floats itself: ``lrint(x * 2**31)``
+    clipped to int32, of which 16-bit keeps the top 16 bits (the others take the top bits
+    of the int32 themselves). Every step is exact in float32 (scales are powers of two).
+
+    Handing libsndfile integers instead of floats halves the cost of writing: 18 ms
+    against 40 ms of CPU for 60 s of stereo PCM_16 (libsndfile converts floats through a
+    small buffer, a write call for each 8 KiB)."""
+    out = np.empty(block.shape[::-1], np.float32)
+    with np.errstate(over="ignore"):  # absurdly loud samples become inf, then full scale
+        np.multiply(block.T, _FULL_SCALE, out=out)
+    np.rint(out, out=out)
+    np.clip(out, -_FULL_SCALE, _BELOW_FULL_SCALE, out=out)
+    if dtype is np.int16:
+        np.multiply(out, np.float32(2.0**-16), out=out)
+        np.floor(out, out=out)
+    return out.astype(dtype)
+
+
+@functools.cache
+def _writes_pcm(fmt: str, subtype: str) -> type | None:
+    """The integer type to hand libsndfile for ``fmt``/``subtype``, if :func:`_pcm` gives
+    the very bytes libsndfile's own conversion gives (checked once, on edge cases and
+    noise beyond full scale); None: write floats."""
+    dtype = _PCM_DTYPES.get(subtype)
+    if dtype is None:
+        return None
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, -1, 2**-15, -(2**-15), 2**-16, 2**-31, 1 - 2**-24, -1 + 2**-24], np.float32)
+    probe = np.concatenate([edges, (1.5 * rng.standard_normal(4096)).astype(np.float32)]).reshape(1, -1)
+    written = []
+    for frames in (np.clip(probe.T, -1.0, 1.0), _pcm(probe, dtype)):
+        buffer = io.BytesIO()
+        try:
+            with sf.SoundFile(buffer, "w", 44100, 1, subtype, format=fmt) as out:
+                out.write(frames)
+        except (sf.LibsndfileError, ValueError, TypeError):
+            return None
+        written.append(buffer.getvalue())
+    return dtype if written[0] == written[1] else None
+
+
 class AudioWriter:
     """An output written block by block; use as a context manager. ``target`` is a
     path or a seekable binary file object (left open). Closing it does not fsync."""
@@ -424,6 +476,7 @@ class AudioWriter:
         self.format, self.subtype = check_output(fmt, subtype, sample_rate, channels)
         self.sample_rate, self.channels, self.frames = int(sample_rate), int(channels), 0
         self._clip = self.subtype not in FLOAT_SUBTYPES
+        self._pcm = _writes_pcm(self.format.format, self.subtype)
         try:
             self._handle = _Output(
                 target,
@@ -443,9 +496,12 @@ class AudioWriter:
         """Write a ``(channels, frames)`` block; integer subtypes are clipped to full
         scale first, since libsndfile would otherwise wrap around."""
         block = as_audio(block, self.channels)
-        frames = block.T
-        if self._clip:
-            frames = np.clip(frames, -1.0, 1.0)
+        if self._pcm is not None and block.dtype == np.float32:
+            frames = _pcm(block, self._pcm)
+        else:
+            frames = block.T
+            if self._clip:  # into a C-contiguous array, which soundfile then need not copy
+                frames = np.clip(frames, -1.0, 1.0, out=np.empty(frames.shape, frames.dtype))
         self._handle.write(frames)
         self.frames += block.shape[1]
 
