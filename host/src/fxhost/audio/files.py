@@ -54,6 +54,8 @@ from fxhost.audio.formats import FLOAT_SUBTYPES, AudioFormatError, check_output,
 DEFAULT_BLOCK_FRAMES = 4096
 
 _READ_CHUNK = 65536
+#: libsndfile subtypes decoded from integers: their samples are always finite.
+_INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
 #: libsndfile's frame count for "unknown".
 _SF_COUNT_MAX = 2**63 - 1
 
@@ -93,7 +95,10 @@ class AudioReader:
         last one shorter; ``info.frames`` frames in all."""
         if block_frames < 1:
             raise ValueError(f"block_frames must be at least 1, not {block_frames}")
-        return _reblock(_finite(self._chunks(), self.name), block_frames, self.info.frames, self._truncated)
+        chunks = self._chunks()
+        if not (self.info.decoder == "libsndfile" and self.info.subtype in _INTEGER_SUBTYPES):
+            chunks = _finite(chunks, self.name)
+        return _reblock(chunks, block_frames, self.info.frames, self._truncated)
 
     def read(self) -> np.ndarray:
         """All of it, as one float32 ``(channels, frames)`` array."""
@@ -120,9 +125,9 @@ class AudioReader:
         self.close()
 
     def _chunks(self) -> Iterator[np.ndarray]:
-        """Decoded ``(channels, n)`` float32 arrays of any size, from the start; the
-        same whatever block size is asked for, so that blocks of any size hold the
-        very same samples (mpg123's float output depends on the read sizes)."""
+        """Decoded ``(channels, n)`` float32 arrays of any size (contiguous or not), from
+        the start; the same whatever block size is asked for, so that blocks of any size
+        hold the very same samples (mpg123's float output depends on the read sizes)."""
         raise NotImplementedError
 
     def _truncated(self, done: int) -> AudioFormatError:
@@ -233,7 +238,7 @@ class _SndfileReader(AudioReader):
                 data = handle.read(_READ_CHUNK, dtype="float32", always_2d=True)
                 if not len(data):
                     return
-                yield np.ascontiguousarray(data.T)
+                yield data.T  # made contiguous by _reblock, in one copy per block
         except sf.LibsndfileError as error:
             raise AudioFormatError(
                 f"{self.name}: corrupt or truncated {handle.format} data ({_reason(error)})"
