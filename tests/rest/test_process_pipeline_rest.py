@@ -1,8 +1,12 @@
-"""The render worker processes start with the server, in the background, so that the
-first ``/api/process`` does not pay for their start (the forkserver importing the engine
-and the effects: seconds). Observed from outside, without timing anything: the server
-logs "render workers ready" with their process ids, those are the processes forked by
-its forkserver, and the first request is served by them (no process is started for it).
+"""What keeps ``/api/process`` close to the bare pipeline (bench/rest_process.py), seen
+from outside without timing anything.
+
+The render worker processes start with the server, in the background, so that the
+first request does not pay for their start (the forkserver importing the engine and
+the effects: seconds): the server logs "render workers ready" with their process ids,
+those are the processes forked by its forkserver, and the first request is served by
+them (no process is started for it). The request's temporary files (the body, the
+output sent from a memory map) are gone once it is answered, whether it succeeded or not.
 """
 
 from __future__ import annotations
@@ -109,25 +113,60 @@ def wav() -> tuple[np.ndarray, bytes]:
     return audio, encode(audio, 44100, "WAV", "FLOAT")
 
 
-def test_workers_are_ready_before_the_first_request(tmp_path, wav):
-    server = start_server(tmp_path, server_env())
-    try:
-        (match,) = ready_lines(log_of(server), 1)
-        assert match[1] == "2"
-        logged = {int(pid) for pid in match[2].split()}
-        workers = render_workers(server.proc.pid)
-        # The processes the log names are the running workers, before any request.
-        assert logged == workers and len(workers) == 2
-        audio, body = wav
-        with server.client() as client:
-            response = client.post("/api/process", params={"effect": "gain", "gain_db": "-6"}, content=body)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start_server(tmp_path_factory.mktemp("pipeline"), server_env())
+    yield srv
+    srv.stop()
+
+
+def temporary_files(server) -> list[Path]:
+    return [p for folder in ("uploads", "renders") for p in (server.root / folder).glob(".part-*")]
+
+
+def no_temporary_files(server) -> list[Path]:
+    """Waits until the temporary files are gone (they go just after the response is sent);
+    returns what is left at the bound, which only ends a test that fails."""
+    deadline = time.monotonic() + 30
+    while (left := temporary_files(server)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def test_workers_are_ready_before_the_first_request(server, wav):
+    (match,) = ready_lines(log_of(server), 1)
+    assert match[1] == "2"
+    logged = {int(pid) for pid in match[2].split()}
+    workers = render_workers(server.proc.pid)
+    # The processes the log names are the running workers, before any request.
+    assert logged == workers and len(workers) == 2
+    audio, body = wav
+    with server.client() as client:
+        response = client.post("/api/process", params={"effect": "gain", "gain_db": "-6"}, content=body)
+    assert response.status_code == 200, response.text
+    out, _ = decode(response.content)
+    np.testing.assert_allclose(out, audio * 10 ** (-6 / 20), atol=1e-6)
+    # Served by one of them: no worker was started for it.
+    assert render_workers(server.proc.pid) == workers
+
+
+def test_process_leaves_no_temporary_files(server, wav):
+    audio, body = wav
+    with server.client() as client:
+        response = client.post("/api/process", params={"effect": "gain", "gain_db": "0"}, content=body)
         assert response.status_code == 200, response.text
-        out, _ = decode(response.content)
-        np.testing.assert_allclose(out, audio * 10 ** (-6 / 20), atol=1e-6)
-        # Served by one of them: no worker was started for it.
-        assert render_workers(server.proc.pid) == workers
-    finally:
-        server.stop()
+        np.testing.assert_allclose(decode(response.content)[0], audio, atol=1e-6)
+        assert no_temporary_files(server) == []
+        # Refused after the body was stored: the output rule refuses the subtype.
+        response = client.post("/api/process", params={"effect": "gain", "subtype": "VORBIS"}, content=body)
+        assert response.status_code == 422, response.text
+        assert no_temporary_files(server) == []
+        # A client that leaves before reading the answer (several slices of the map).
+        long = encode(tone(10.0, 44100, 2, seed=6), 44100, "WAV", "FLOAT")
+        with client.stream("POST", "/api/process", params={"effect": "gain"}, content=long) as response:
+            assert response.status_code == 200
+            assert int(response.headers["content-length"]) > 3 * 2**20
+        assert no_temporary_files(server) == []
 
 
 def test_each_server_process_starts_its_workers(tmp_path, wav):
