@@ -6,9 +6,10 @@ server and the other tasks carry on. Workers are forked from a forkserver (a cle
 single-threaded process with the engine imported), never from the threaded server.
 
 The workers start with the server, in the background (a thread waits for the
-forkserver to import the engine and the effects' modules, about 3 s on the development
-machine), so that the first task does not pay for it; a task submitted before they are
-ready waits for them. "render workers ready" is logged once they answer.
+forkserver to import the engine and the effects' modules: 0.4 s on the idle development
+machine, 3 s when it is busy), so that the first task does not pay for it; a task
+submitted before they are ready waits for them. "render workers ready" is logged once
+every worker has said so from its initializer.
 
 Each task reports back on one pipe shared by the workers: its progress, and, when it
 reaches the time limit, which step it is stuck in (read from its stack by a timer
