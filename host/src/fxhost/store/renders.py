@@ -144,8 +144,10 @@ class RenderService:
         self.store = store
         self.chains = chains
         self.max_tail_seconds = max_tail_seconds
-        #: Worker processes, shared with /api/process.
-        self.pool = WorkerPool(workers, time_limit, preload=(__name__,))
+        #: Worker processes, shared with /api/process. The forkserver imports this module
+        #: and the effects' own, so that neither the pool's start nor a task does.
+        effect_modules = sorted({cls.__module__ for cls in chains.effects.values()})
+        self.pool = WorkerPool(workers, time_limit, preload=(__name__, *effect_modules))
         self.slots = asyncio.Semaphore(workers)
         self.owner = owner_id()
         self.jobs: dict[str, Job] = {}
@@ -163,7 +165,7 @@ class RenderService:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.pool.stop()
+        await self.pool.stop()
 
     async def render_now(
         self, source: Path, target: Path, chain: ResolvedChain, output: RenderOutput, *, tail: bool
