@@ -8,14 +8,17 @@ bystanders; that the limit stops it, on one with a 2 s limit."""
 
 from __future__ import annotations
 
+import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from clitools import run_fxhost
 from faultkit import DELAY, FAULTS, HANGS, PLUGINS_TOML, RENDER_LIMIT, delayed, hangs
-from restkit import decode, encode, kill_tree, tone
+from restkit import decode, descendants, encode, kill_tree, tone
 from waiting import wait_until
 
 RATE = 44100
@@ -92,6 +95,34 @@ def test_hung_render_and_process_hold_up_no_one(patient_server):
         kill_tree(server)  # what ends a task an hour from its limit
         with pytest.raises(httpx.TransportError):
             stuck.result()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for init to reap it has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the process tree from /proc")
+def test_a_killed_server_leaves_no_worker_behind(patient_server):
+    """SIGKILL to the server alone, while a worker is stuck in an effect: the forkserver
+    and every worker go too. (Each worker used to inherit the write end of the
+    forkserver's liveness pipe, so the stuck worker kept the forkserver alive, and the
+    forkserver the worker.)"""
+    server = patient_server
+    with server.client() as client:
+        r = client.post("/api/assets", params={"name": "tone.wav"}, content=WAV)
+        assert r.status_code == 201, r.text
+        render(client, r.json()["id"], [{"effect": "broken_spin"}])
+        wait_until(lambda: hangs(server, "broken_spin") == 1, what="the render hanging")
+    tree = descendants(server.proc.pid)
+    assert len(tree) >= 4, tree  # the forkserver and its three workers, at least
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    wait_until(lambda: not any(alive(pid) for pid in tree), what="the server's processes ending")
 
 
 @pytest.mark.parametrize("effect", HANGS)

@@ -160,11 +160,9 @@ def descendants(pid: int) -> list[int]:
 
 
 def kill_tree(server: Server) -> None:
-    """SIGKILL the server and all its processes at once, and wait until they are gone.
-
-    Killing the server alone can leave its render workers behind: a worker stuck in an
-    effect holds the forkserver's liveness pipe open, so neither notices the server's
-    death."""
+    """SIGKILL the server and all its processes at once, and wait until they are gone
+    (test_a_killed_server_leaves_no_worker_behind shows that killing the server alone is
+    enough; this does not wait for that)."""
     pids = descendants(server.proc.pid)
     server.proc.send_signal(signal.SIGKILL)
     for pid in pids:

@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import secrets
 import signal
@@ -231,6 +232,14 @@ def _init_worker(channel: Connection, path: list[str]) -> None:
     # Effect classes travel by reference: import them from where the server found them
     # (plugins.toml's paths included).
     sys.path[:] = path
+    # multiprocessing hands every child the write end of the forkserver's liveness pipe.
+    # A worker never starts processes of its own, and holding it would keep the
+    # forkserver (and with it, through PDEATHSIG, the worker) alive after the server dies.
+    alive = getattr(multiprocessing.forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive is not None:
+        with contextlib.suppress(OSError):
+            os.close(alive)
+        multiprocessing.forkserver._forkserver._forkserver_alive_fd = None
     if sys.platform == "linux":
         # Die with the forkserver, which dies with the server: a worker stuck in an
         # effect must not outlive a server that was killed.
