@@ -18,6 +18,7 @@ from fxhost.api.openapi.decode import decode_query
 from fxhost.api.responses import JSONResponse, inline, stem_of
 from fxhost.api.routes.assets import asset_or_404
 from fxhost.api.state import services
+from fxhost.api.vocabulary import AssetId
 from fxhost.audio.analysis import Analysis, analyse
 from fxhost.audio.pictures import spectrogram_png, waveform_png
 
@@ -105,6 +106,7 @@ ROUTES = [
         "decoded audio at its own sample rate.",
         tags=TAGS,
         responses={200: Analysis},
+        path_types={"id": AssetId},
     ),
     Operation(
         "GET",
@@ -116,6 +118,7 @@ ROUTES = [
         tags=TAGS,
         query=PictureQuery,
         responses={200: PNG},
+        path_types={"id": AssetId},
     ),
     Operation(
         "GET",
@@ -127,5 +130,6 @@ ROUTES = [
         tags=TAGS,
         query=SpectrogramQuery,
         responses={200: PNG},
+        path_types={"id": AssetId},
     ),
 ]

@@ -21,6 +21,7 @@ from fxhost.api.openapi.problems import FieldProblem, ValidationProblem
 from fxhost.api.routes.assets import AUDIO_BODY
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
+from fxhost.api.vocabulary import ChainRef, EffectName
 from fxhost.audio.files import probe
 from fxhost.audio.formats import RenderOutput, SampleRate, checked_output, format_name_of, output_format_named
 from fxhost.catalog.chains import ChainSpec, EffectRef
@@ -30,8 +31,10 @@ class ProcessQuery(msgspec.Struct, kw_only=True):
     """Which chain (or single effect) and the output; with ``effect``, the effect's
     parameters are further query fields (``&room_size=0.8``)."""
 
-    chain: Annotated[str | None, msgspec.Meta(description="A chain by name.")] = None
-    effect: Annotated[str | None, msgspec.Meta(description="A single effect instead of a chain.")] = None
+    chain: Annotated[ChainRef | None, msgspec.Meta(description="A chain by name (or effect=).")] = None
+    effect: Annotated[
+        EffectName | None, msgspec.Meta(description="A single effect instead of a chain (or chain=).")
+    ] = None
     format: Annotated[str | None, msgspec.Meta(description="Output format; default: the input's.")] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Output rate.")] | None = None
     subtype: Annotated[str | None, msgspec.Meta(description="Output sample type; default: the input's.")] = (

@@ -10,13 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from fxhost.api.auth import tenant_of
-from fxhost.api.openapi.declare import Operation, Resp
+from fxhost.api.openapi.declare import Link, Operation, Resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
+from fxhost.api.vocabulary import ChainRef, InputChainSteps, RenderId
 from fxhost.audio.formats import RenderOutput
-from fxhost.catalog.chains import ChainName, ChainSteps
 from fxhost.store.renders import RenderView
 
 TAGS = ["renders"]
@@ -26,7 +26,7 @@ class RenderCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The id of the asset to render.
     asset: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     #: A chain's name, or the steps themselves.
-    chain: ChainName | ChainSteps
+    chain: ChainRef | InputChainSteps
     output: RenderOutput = msgspec.field(default_factory=RenderOutput)
     #: Append the chain's tail (the reverb ringing out).
     tail: bool = True
@@ -76,7 +76,13 @@ ROUTES = [
         summary="Start rendering an asset through a chain.",
         tags=TAGS,
         body=RenderCreate,
+        example={
+            "asset": "5f2b1c0e9a7d4e3f8b6a2c1d0e9f8a7b",
+            "chain": "hall",
+            "output": {"format": "flac", "subtype": "PCM_24"},
+        },
         responses={202: RenderView},
+        links=[Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events")],
     ),
     Operation(
         "GET",
@@ -85,6 +91,7 @@ ROUTES = [
         summary="A render's status, progress (0..1) and result asset or error.",
         tags=TAGS,
         responses={200: RenderView},
+        path_types={"id": RenderId},
     ),
     Operation(
         "GET",
@@ -92,10 +99,12 @@ ROUTES = [
         render_events,
         summary="The render's progress as server-sent events, until it is done or failed.",
         tags=TAGS,
+        path_types={"id": RenderId},
         responses={
             200: Resp(
                 type=RenderView,
                 media_type="text/event-stream",
+                events=("progress", "done", "failed"),
                 description="`progress` events, "
                 "then one `done` or `failed` event; each `data` is the RenderView as JSON.",
             )
