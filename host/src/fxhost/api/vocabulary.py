@@ -21,6 +21,9 @@ fuzzer that reads nothing else can create things:
   be saved under (the pattern). A well-formed name that names no chain of the caller's
   is refused as before: 422 naming ``chain``.
 - **Ids** are documented by their pattern: an id of another shape names nothing (404).
+- **Output formats and sample types** of a query (transcoding, ``/api/process``) are
+  documented as the names the server knows, in any case, as it reads them; which sample
+  types and rates a format can hold depends on the format and the audio (422).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Annotated, Any
 import msgspec
 
 from fxhost.api.openapi.declare import component
+from fxhost.audio.formats import OUTPUT_FORMATS
 from fxhost.catalog.chains import CHAIN_NAME_PATTERN, MAX_STEPS, ChainName, ChainStep
 from fxhost.catalog.registry import EffectInfo
 from fxhost.runtime import Runtime
@@ -53,6 +57,28 @@ RenderId = AssetId
 StreamId = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": "^[0-9a-f]{24}$"})]
 
 _REF = "#/components/schemas/{name}"
+
+
+def _any_case(names: list[str]) -> str:
+    """A pattern matching any of ``names`` in any case (JSON Schema patterns have no flags)."""
+    spelled = ("".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in n) for n in names)
+    return f"^(?:{'|'.join(spelled)})$"
+
+
+#: An output format's name (``?format=``), in any case.
+#: "" is the default (as stored, or the input's).
+OutputFormatName = Annotated[
+    str, msgspec.Meta(extra_json_schema={"pattern": _any_case(["", *OUTPUT_FORMATS])})
+]
+#: A sample type (``?subtype=``), in any case.
+SubtypeName = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={
+            "pattern": _any_case(sorted({s for f in OUTPUT_FORMATS.values() for s in f.subtypes}))
+        }
+    ),
+]
 
 
 def served_schemas(runtime: Runtime) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_fou
 from fxhost.api.responses import JSONResponse, bytes_response, inline, stem_of
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
-from fxhost.api.vocabulary import AssetId
+from fxhost.api.vocabulary import AssetId, OutputFormatName, SubtypeName
 from fxhost.audio.files import encode
 from fxhost.audio.formats import (
     RenderOutput,
@@ -58,15 +58,15 @@ class ListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class AudioQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     format: Annotated[
-        str | None,
+        OutputFormatName | None,
         msgspec.Meta(description="Output format (wav, flac, ogg, opus, mp3, aiff, ...); default: as stored."),
     ] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Resample to this rate (soxr).")] | None = (
         None
     )
-    subtype: Annotated[str | None, msgspec.Meta(description="Sample type, e.g. PCM_16, PCM_24, FLOAT.")] = (
-        None
-    )
+    subtype: Annotated[
+        SubtypeName | None, msgspec.Meta(description="Sample type, e.g. PCM_16, PCM_24, FLOAT.")
+    ] = None
 
 
 async def upload_asset(request: Request) -> Response:

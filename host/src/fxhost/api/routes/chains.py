@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -19,6 +19,8 @@ from fxhost.catalog.chains import Chain, ChainName, ChainStep
 from fxhost.store.chains import ChainConflict, ReadOnlyChain
 
 TAGS = ["chains"]
+#: A chain's description: any text but NUL, which PostgreSQL cannot store.
+Description = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$", max_length=10_000)]
 
 
 class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -26,12 +28,12 @@ class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     name: ChainName
     steps: InputChainSteps
-    description: str = ""
+    description: Description = ""
 
 
 class ChainUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: InputChainSteps
-    description: str = ""
+    description: Description = ""
 
 
 CREATE_EXAMPLE = {

@@ -21,7 +21,7 @@ from fxhost.api.openapi.problems import FieldProblem, ValidationProblem
 from fxhost.api.routes.assets import AUDIO_BODY
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
-from fxhost.api.vocabulary import ChainRef, EffectName
+from fxhost.api.vocabulary import ChainRef, EffectName, OutputFormatName, SubtypeName
 from fxhost.audio.files import probe
 from fxhost.audio.formats import RenderOutput, SampleRate, checked_output, format_name_of, output_format_named
 from fxhost.catalog.chains import ChainSpec, EffectRef
@@ -35,11 +35,13 @@ class ProcessQuery(msgspec.Struct, kw_only=True):
     effect: Annotated[
         EffectName | None, msgspec.Meta(description="A single effect instead of a chain (or chain=).")
     ] = None
-    format: Annotated[str | None, msgspec.Meta(description="Output format; default: the input's.")] = None
+    format: Annotated[
+        OutputFormatName | None, msgspec.Meta(description="Output format; default: the input's.")
+    ] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Output rate.")] | None = None
-    subtype: Annotated[str | None, msgspec.Meta(description="Output sample type; default: the input's.")] = (
-        None
-    )
+    subtype: Annotated[
+        SubtypeName | None, msgspec.Meta(description="Output sample type; default: the input's.")
+    ] = None
     tail: Annotated[bool, msgspec.Meta(description="Append the chain's tail.")] = True
 
 
