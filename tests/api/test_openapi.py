@@ -572,7 +572,7 @@ def test_save_chain_end_to_end(client: TestClient) -> None:
 
 
 def test_a_json_body_needs_an_example_that_its_type_accepts() -> None:
-    with pytest.raises(ValueError, match="PUT /c/{name}: a JSON body needs an example"):
+    with pytest.raises(ValueError, match=r"PUT /c/\{name\}: a JSON body needs an example"):
         Operation("PUT", "/c/{name}", handler, summary="c", body=Chain)
     with pytest.raises(ValueError, match=r"the example is not a valid Chain: .*\$\.name"):
         Operation("PUT", "/c/{name}", handler, summary="c", body=Chain, example={"name": "", "steps": []})
