@@ -28,12 +28,13 @@ fuzzer that reads nothing else can create things:
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any
 
 import msgspec
 
 from fxhost.api.openapi.declare import component
-from fxhost.audio.formats import OUTPUT_FORMATS
+from fxhost.audio.formats import OUTPUT_FORMATS, RenderOutput
 from fxhost.catalog.chains import CHAIN_NAME_PATTERN, MAX_STEPS, ChainName, ChainStep
 from fxhost.catalog.registry import EffectInfo
 from fxhost.runtime import Runtime
@@ -71,14 +72,8 @@ OutputFormatName = Annotated[
     str, msgspec.Meta(extra_json_schema={"pattern": _any_case(["", *OUTPUT_FORMATS])})
 ]
 #: A sample type (``?subtype=``), in any case.
-SubtypeName = Annotated[
-    str,
-    msgspec.Meta(
-        extra_json_schema={
-            "pattern": _any_case(sorted({s for f in OUTPUT_FORMATS.values() for s in f.subtypes}))
-        }
-    ),
-]
+_SUBTYPE_PATTERN = _any_case(sorted({s for f in OUTPUT_FORMATS.values() for s in f.subtypes}))
+SubtypeName = Annotated[str, msgspec.Meta(extra_json_schema={"pattern": _SUBTYPE_PATTERN})]
 
 
 def served_schemas(runtime: Runtime) -> dict[str, Any]:
@@ -114,7 +109,22 @@ def served_schemas(runtime: Runtime) -> dict[str, Any]:
     ]
     schemas["ChainRef"] = _chain_ref(configured)
     schemas["LiveChainRef"] = _chain_ref(runs_live)
+    schemas["RenderOutput"] = _render_output()
     return schemas
+
+
+def _render_output() -> dict[str, Any]:
+    """RenderOutput's schema with its format and sample type named as the server reads
+    them (any case): the type says ``str``, the audio layer knows no documents."""
+    schema = msgspec.json.schema_components([RenderOutput], ref_template=_REF)[1]["RenderOutput"]
+    schema["description"] = inspect.cleandoc(schema.get("description", ""))
+    properties = schema["properties"]
+    properties["format"] = {**properties["format"], "pattern": _any_case(list(OUTPUT_FORMATS))}
+    properties["subtype"] = {
+        **properties["subtype"],
+        "anyOf": [{"type": "string", "pattern": _SUBTYPE_PATTERN}, {"type": "null"}],
+    }
+    return schema
 
 
 def _params_schema(info: EffectInfo) -> dict[str, Any]:
