@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 
 import msgspec
 import pytest
-from fxhost.api.openapi.declare import Api, Operation, Resp, WebSocketOperation, problem_resp
+from fxhost.api.openapi.declare import Api, Link, Operation, Resp, WebSocketOperation, component, problem_resp
 from fxhost.api.openapi.decode import decode_json_body, decode_query
 from fxhost.api.openapi.document import openapi_document
 from fxhost.api.openapi.pages import docs_routes
@@ -185,6 +185,7 @@ ROUTES = [
         summary="Save a chain",
         tags=["chains"],
         body=Chain,
+        example={"name": "hall", "steps": [{"effect": "reverb", "params": {"room_size": 0.9}}]},
         responses={200: Chain},
     ),
     Operation(
@@ -328,8 +329,12 @@ def test_bodies_and_responses(doc: dict) -> None:
     sse = doc["paths"]["/api/streams/{name}/levels"]["get"]["responses"]["200"]["content"][
         "text/event-stream"
     ]
-    assert sse["schema"]["type"] == "string"
-    assert sse["x-event-data"] == {"$ref": "#/components/schemas/Level"}
+    # One event, as OpenAPI before 3.2 describes an event stream (3.2: itemSchema): its
+    # data is a string holding JSON of the declared type.
+    event = sse["schema"]
+    assert event["type"] == "object" and event["required"] == ["event", "data"]
+    assert event["properties"]["data"]["contentMediaType"] == "application/json"
+    assert event["properties"]["data"]["contentSchema"] == {"$ref": "#/components/schemas/Level"}
 
 
 def test_websockets_are_described(doc: dict) -> None:
@@ -561,3 +566,108 @@ def test_save_chain_end_to_end(client: TestClient) -> None:
     assert client.put("/api/chains/vocal", json=good).json()["steps"][0]["params"]["room_size"] == 0.9
     r = client.put("/api/chains/vocal", content=b"{nope")
     assert r.status_code == 400 and "not valid JSON" in r.json()["detail"]
+
+
+# --------------------------------------------------------------------------- examples, links, components
+
+
+def test_a_json_body_needs_an_example_that_its_type_accepts() -> None:
+    with pytest.raises(ValueError, match=r"PUT /c/\{name\}: a JSON body needs an example"):
+        Operation("PUT", "/c/{name}", handler, summary="c", body=Chain)
+    with pytest.raises(ValueError, match=r"the example is not a valid Chain: .*\$\.name"):
+        Operation("PUT", "/c/{name}", handler, summary="c", body=Chain, example={"name": "", "steps": []})
+    with pytest.raises(ValueError, match="no JSON body"):
+        Operation("GET", "/c", handler, summary="c", example={"a": 1})
+    put = Operation("PUT", "/c", handler, summary="c", body=Chain, example={"name": "a", "steps": []})
+    body = openapi_document(Api("t", "1", routes=[put]))["paths"]["/c"]["put"]["requestBody"]
+    assert body["content"]["application/json"]["example"] == {"name": "a", "steps": []}
+
+
+def _create(**kw) -> Operation:
+    return Operation(
+        "POST",
+        "/a",
+        handler,
+        summary="create",
+        operation_id="create",
+        responses={201: Asset, 409: Problem},
+        **kw,
+    )
+
+
+GET_ONE = Operation("GET", "/a/{asset_id:int}", other, summary="one", responses={200: Asset})
+
+
+def test_links_are_checked_against_the_operations_they_name() -> None:
+    with pytest.raises(ValueError, match="'nothing', which is no operation"):
+        Api("t", "1", routes=[_create(links=[Link("nothing")]), GET_ONE])
+    with pytest.raises(ValueError, match=r"sets \['nope'\], which are not its parameters"):
+        Api("t", "1", routes=[_create(links=[Link("other", {"asset_id": "1", "nope": "2"})]), GET_ONE])
+    with pytest.raises(ValueError, match=r"leaves out the path's \['asset_id'\]"):
+        Api("t", "1", routes=[_create(links=[Link("other")]), GET_ONE])
+    with pytest.raises(ValueError, match="gives a body, which it takes none of"):
+        Api("t", "1", routes=[_create(links=[Link("other", {"asset_id": "1"}, request_body={})]), GET_ONE])
+    with pytest.raises(ValueError, match="status 200, which is not declared"):
+        _create(links=[Link("other", {"asset_id": "1"}, status=200)])
+    with pytest.raises(ValueError, match="a link needs a 2xx response"):
+        Operation("DELETE", "/a", handler, summary="d", responses={404: Problem}, links=[Link("other")])
+
+
+def test_links_are_written_on_the_response_they_follow() -> None:
+    link = Link("other", {"asset_id": "$response.body#/id"}, description="Read it.")
+    doc = openapi_document(Api("t", "1", routes=[_create(links=[link]), GET_ONE]))
+    validate(doc)
+    responses = doc["paths"]["/a"]["post"]["responses"]
+    assert responses["201"]["links"] == {
+        "other": {
+            "operationId": "other",
+            "parameters": {"asset_id": "$response.body#/id"},
+            "description": "Read it.",
+        }
+    }
+    assert "links" not in responses["409"]
+
+
+Name = component(str, "Name")
+
+
+class Named(msgspec.Struct):
+    name: Annotated[Name, msgspec.Meta(description="Whose name")]
+    other: Name | None = None
+
+
+def test_components_are_filled_in_by_the_server_that_serves_the_document() -> None:
+    op = Operation("PUT", "/n", handler, summary="n", body=Named, example={"name": "a"})
+    api = Api("t", "1", routes=[op])
+    plain = openapi_document(api)
+    validate(plain)
+    schemas = plain["components"]["schemas"]
+    assert schemas["Name"] == {"type": "string"}
+    # The use keeps what it says of the value; the component holds the type.
+    assert schemas["Named"]["properties"]["name"] == {
+        "$ref": "#/components/schemas/Name",
+        "description": "Whose name",
+    }
+    served = openapi_document(api, schemas={"Name": {"enum": ["a", "b"]}})
+    validate(served)
+    assert served["components"]["schemas"]["Name"] == {"enum": ["a", "b"]}
+    assert openapi_document(api, schemas={"Name": {"enum": ["a", "b"]}}) is served  # built once
+    assert openapi_document(api)["components"]["schemas"]["Name"] == {"type": "string"}
+    with pytest.raises(KeyError, match="'Gone', which none defines"):
+        openapi_document(api, schemas={"Name": {"$ref": "#/components/schemas/Gone"}})
+
+
+# --------------------------------------------------------------------------- fxhost's own API
+
+
+def test_every_route_on_one_thing_is_reached_by_a_link() -> None:
+    """A route on one asset, chain, stream or render can only be reached by a client (or a
+    fuzzer) that knows where the id comes from: a link from the operation that made it."""
+    from fxhost.api.app import API
+
+    targets = {link.operation_id for op in API.operations for link in op.links}
+    # GET /api/effects/{name}: an effect is installed, not made; its name is an enum.
+    unreached = {op.operation_id for op in API.operations if op.path_params} - targets - {"get_effect"}
+    assert not unreached
+    bodies = [op.operation_id for op in API.operations if op.body is not None]
+    assert bodies and all(API.operation(name).example is not None for name in bodies)

@@ -52,9 +52,11 @@ def asset(*, description: str) -> msgspec.Meta:
     audio) and the effect reads it with ``Effect.load_asset(field)``. Use it as
     ``Annotated[str, asset(description=...)] = ""``; it appears in the JSON Schema with
     ``x-asset: true``. The empty string means "no asset": hosts do not look it up, and
-    the effect decides what none means (usually: pass the input through)."""
+    the effect decides what none means (usually: pass the input through). No id or file
+    name holds a NUL, which PostgreSQL cannot store in a saved chain: it is refused."""
     return msgspec.Meta(
         max_length=4096,
+        pattern=r"^[^\x00]*$",
         description=description,
         extra={"asset": True},
         extra_json_schema={"x-asset": True},

@@ -24,6 +24,7 @@ from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
 from fxhost.api.responses import EXPOSED_HEADERS
 from fxhost.api.routes import analysis, assets, chains, links, meta, process, renders, streams, ws_process
+from fxhost.api.vocabulary import served_schemas
 from fxhost.runtime import Runtime, load_runtime
 from fxhost.services import start_services, stop_services
 from fxhost.settings import Settings, load_settings
@@ -108,7 +109,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ),
         )
     return Starlette(
-        routes=[*API.routes(), *docs_routes(API, secured=_keys_required)],
+        routes=[*API.routes(), *docs_routes(API, secured=_keys_required, schemas=served_schemas(runtime))],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers=HANDLERS,

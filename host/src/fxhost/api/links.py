@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote_plus, urlencode
 
+from fxhost.api.openapi.declare import problem_resp
 from fxhost.api.openapi.problems import FieldProblem, ProblemException, not_found
 from fxhost.services import Services
 from fxhost.store.db.models import Asset, Render, is_id
@@ -24,6 +25,10 @@ from fxhost.store.db.models import Asset, Render, is_id
 Action = Literal["download", "events", "stream_output"]
 #: The security of a route a link can open: a key, or a link (the ``signedLink`` scheme).
 LINK_SECURITY = [{"apiKey": []}, {"signedLink": []}]
+#: What such a route answers to a link that does not open it.
+LINK_REFUSED = problem_resp(
+    "The signed link (`exp`, `sig`) has expired, was altered, or is for another route, resource or tenant."
+)
 #: The query parameters of a link. A handler never sees them: they are taken out of the
 #: query string once the link is checked.
 LINK_PARAMS = ("exp", "sig")

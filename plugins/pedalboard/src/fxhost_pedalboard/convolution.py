@@ -20,6 +20,7 @@ def optional_asset(description: str) -> msgspec.Meta:
     meta = fxhost_sdk.asset(description=description)
     return msgspec.Meta(
         max_length=meta.max_length,
+        pattern=meta.pattern,
         description=meta.description,
         extra=meta.extra,
         extra_json_schema=meta.extra_json_schema,

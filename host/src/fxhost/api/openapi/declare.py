@@ -13,15 +13,23 @@ objects), the OpenAPI 3.1 document (:mod:`fxhost.api.openapi.document`), the doc
 (:mod:`fxhost.api.openapi.pages`), and what a handler decodes the query string and body
 with (:mod:`fxhost.api.openapi.decode`). Every declaration is checked when it is made:
 a type msgspec cannot describe, an unknown path convertor, a path and query parameter of
-the same name, an operation id or method and path declared twice are refused at once.
+the same name, an operation id or method and path declared twice, a JSON body without
+an example (or with one its type refuses), a :class:`Link` to an operation or parameter
+that does not exist are refused at once.
+
+A document that a client generator or a fuzzer can *use* needs more than types: a
+request example for every JSON body (``example=``, what a client starts from), a
+:class:`Link` from each create to the operations on what it created (``links=``), and
+the names only the running server knows (installed effects, configured chains) as
+components it fills in when it serves the document (:func:`component`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -54,8 +62,9 @@ class Resp:
     ``type``: the body's msgspec type (JSON unless ``media_type`` says otherwise);
     ``media_type``: defaults to ``application/json`` (``application/problem+json`` for
     :class:`Problem`); ``binary``: the body is bytes of ``media_type`` (``audio/*``);
-    for ``text/event-stream`` ``type`` is the JSON ``data`` of each event; a ``Resp``
-    with neither type, media type nor ``binary`` has no body (204...).
+    for ``text/event-stream`` ``type`` is the JSON ``data`` of each event and
+    ``events`` the event names the stream sends; a ``Resp`` with neither type, media
+    type nor ``binary`` has no body (204...).
     ``headers``: response header name -> description.
     """
 
@@ -64,6 +73,7 @@ class Resp:
     description: str = ""
     binary: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
+    events: Sequence[str] = ()
 
     @property
     def content_type(self) -> str | None:
@@ -77,6 +87,41 @@ class Resp:
         if self.binary:
             return "application/octet-stream"
         return None
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: where values of an operation's response go in a request to
+    another operation, e.g. ``Link("get_asset", {"id": "$response.body#/id"})`` on the
+    upload. Client generators follow links, and a stateful fuzzer chains requests by
+    them (create, then read, change and delete what was created).
+
+    ``parameters``: the target's path or query parameter name -> a runtime expression
+    (``$response.body#/id``, ``$request.path.id``) or a constant; ``request_body``: a
+    JSON value for the target's body, whose strings may be expressions (``{"asset":
+    "$response.body#/id"}``; a fuzzer fills in the rest of the body); ``status``: the
+    response it follows (default: the operation's first 2xx); ``name``: default the
+    target's operation id.
+    """
+
+    operation_id: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    request_body: Any = None
+    description: str = ""
+    status: int | None = None
+    name: str = ""
+
+
+#: The schema key that :func:`component` marks a schema with.
+COMPONENT_KEY = "x-component"
+
+
+def component(tp: Any, name: str) -> Any:
+    """``tp`` documented as the component ``name`` (by ``$ref``), so that the server can
+    replace its schema with what only it knows when it serves the document (``schemas=``
+    of :func:`~fxhost.api.openapi.document.openapi_document`): e.g. the effect names as
+    an ``enum`` of the installed ones. Decoding is unchanged: it checks ``tp``."""
+    return Annotated[tp, msgspec.Meta(extra_json_schema={COMPONENT_KEY: name})]
 
 
 def problem_resp(description: str = "") -> Resp:
@@ -141,7 +186,9 @@ class Operation:
     ``responses``. ``security``: this operation's requirements (``[]``: public; default:
     the Api's). ``operation_id`` defaults to the endpoint's name. ``path_types``: path
     parameter name -> a msgspec type (``Annotated[str, Meta(pattern=...)]``) whose schema
-    documents it.
+    documents it. ``example``: a request body a client could send (required with
+    ``body``, and checked against it); ``links``: :class:`Link` from this operation's
+    responses to the operations on what it returned.
     """
 
     method: str
@@ -158,6 +205,8 @@ class Operation:
     security: Security | None = None
     path_types: Mapping[str, Any] = field(default_factory=dict)
     operation_id: str = ""
+    example: Any = None
+    links: Sequence[Link] = ()
     #: (name, convertor) of each path parameter, from ``path``.
     path_params: tuple[tuple[str, str], ...] = field(init=False)
 
@@ -174,6 +223,9 @@ class Operation:
         _check_query(self.query, params, where)
         if self.body is not None:
             _check_schemable(self.body, where)
+            _check_example(self.body, self.example, where)
+        elif self.example is not None:
+            raise ValueError(f"{where}: an example, but no JSON body (body=) for it to be an example of")
         responses: dict[int, Resp] = {}
         for status, value in self.responses.items():
             if not 100 <= int(status) <= 599:
@@ -182,6 +234,7 @@ class Operation:
             if resp.type is not None:
                 _check_schemable(resp.type, where)
             responses[int(status)] = resp
+        links = tuple(_with_status(link, responses, where) for link in self.links)
         _set(
             self,
             method=method,
@@ -193,11 +246,46 @@ class Operation:
             path_types=dict(self.path_types),
             operation_id=self.operation_id or self.endpoint.__name__,
             path_params=params,
+            links=links,
         )
 
     @property
     def openapi_path(self) -> str:
         return openapi_path(self.path)
+
+    @property
+    def parameter_names(self) -> set[str]:
+        """Names of its path and query parameters."""
+        names = {name for name, _ in self.path_params}
+        if self.query is not None:
+            names |= {f.encode_name for f in msgspec.structs.fields(self.query)}
+        return names
+
+
+def _check_example(body: Any, example: Any, where: str) -> None:
+    """A JSON body comes with an example that its type accepts."""
+    if example is None:
+        raise ValueError(
+            f"{where}: a JSON body needs an example (example=...): what a client, the docs "
+            "and a fuzzer start from"
+        )
+    try:
+        msgspec.convert(example, body)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"{where}: the example is not a valid {type_name(body)}: {error}") from None
+
+
+def _with_status(link: Link, responses: Mapping[int, Resp], where: str) -> Link:
+    """``link`` with the status it follows filled in (the first 2xx) and checked."""
+    status = link.status
+    if status is None:
+        ok = sorted(s for s in responses if 200 <= s < 300)
+        if not ok:
+            raise ValueError(f"{where}: a link needs a 2xx response to follow (declare one, or status=)")
+        status = ok[0]
+    elif status not in responses:
+        raise ValueError(f"{where}: a link follows status {status}, which is not declared")
+    return replace(link, status=status, name=link.name or link.operation_id, parameters=dict(link.parameters))
 
 
 @dataclass(frozen=True)
@@ -284,6 +372,36 @@ class Api:
             seen.add((op.method, op.openapi_path))
         if len({ws.path for ws in self.websockets}) != len(self.websockets):
             raise ValueError("a WebSocket path is declared twice")
+        for op in self.operations:
+            self._check_links(op)
+
+    def _check_links(self, op: Operation) -> None:
+        """Every link of ``op`` names an operation, and parameters and a body it has."""
+        where = f"{op.method} {op.path}"
+        names: set[tuple[int | None, str]] = set()
+        for link in op.links:
+            if (link.status, link.name) in names:
+                raise ValueError(f"{where}: two links named {link.name!r} on status {link.status}")
+            names.add((link.status, link.name))
+            try:
+                target = self.operation(link.operation_id)
+            except KeyError:
+                raise ValueError(f"{where}: a link to {link.operation_id!r}, which is no operation") from None
+            unknown = set(link.parameters) - target.parameter_names
+            if unknown:
+                raise ValueError(
+                    f"{where}: the link to {link.operation_id!r} sets {sorted(unknown)}, "
+                    "which are not its parameters"
+                )
+            missing = {name for name, _ in target.path_params} - set(link.parameters)
+            if missing:
+                raise ValueError(
+                    f"{where}: the link to {link.operation_id!r} leaves out the path's {sorted(missing)}"
+                )
+            if link.request_body is not None and target.body is None:
+                raise ValueError(
+                    f"{where}: the link to {link.operation_id!r} gives a body, which it takes none of"
+                )
 
     def operation(self, operation_id: str) -> Operation:
         """The operation of that id (KeyError if none)."""

@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 document of an :class:`~fxhost.api.openapi.declare.Api`, built from its
 declarations: every Struct schema under ``components/schemas``, every operation's
-errors as ``application/problem+json``, WebSockets under ``x-websockets``.
+errors as ``application/problem+json``, request examples, links, WebSockets under
+``x-websockets``.
 
-Built once per Api (and per ``secured``), then served as is.
+A server passes ``schemas``: the components that only it knows, replacing those that
+the declarations marked with :func:`~fxhost.api.openapi.declare.component` (the effects
+it loaded, the chains it was configured with), so that the document describes the
+server that serves it. Built once per Api, ``secured`` and ``schemas``, then served as is.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from typing import Any
 import msgspec
 
 from fxhost.api.openapi.declare import (
+    COMPONENT_KEY,
     CONVERTOR_SCHEMAS,
     Api,
+    Link,
     Operation,
     Resp,
     WebSocketOperation,
@@ -45,21 +51,37 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-@functools.lru_cache(maxsize=16)
-def openapi_document(api: Api, secured: bool = True) -> dict[str, Any]:
+def openapi_document(
+    api: Api, secured: bool = True, schemas: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document of ``api`` (built once). ``secured`` False leaves out the
     security requirements and their 401s, for a server that runs without credentials:
-    the document says what the server does.
+    the document says what the server does. ``schemas``: component name -> schema, added
+    to the components or replacing one (a :func:`~fxhost.api.openapi.declare.component`).
 
     The dict is shared: do not modify it.
     """
-    return _Builder(api, secured).build()
+    return _document(api, secured, _frozen(schemas))
+
+
+def openapi_json(api: Api, secured: bool = True, schemas: Mapping[str, Any] | None = None) -> bytes:
+    """:func:`openapi_document` encoded as JSON (built once)."""
+    return _json(api, secured, _frozen(schemas))
+
+
+def _frozen(schemas: Mapping[str, Any] | None) -> bytes:
+    """``schemas`` as a cache key (a server's are made once; equal ones share a document)."""
+    return msgspec.json.encode(dict(schemas or {}), order="sorted")
 
 
 @functools.lru_cache(maxsize=16)
-def openapi_json(api: Api, secured: bool = True) -> bytes:
-    """:func:`openapi_document` encoded as JSON (built once)."""
-    return msgspec.json.encode(openapi_document(api, secured))
+def _document(api: Api, secured: bool, schemas: bytes) -> dict[str, Any]:
+    return _Builder(api, secured, msgspec.json.decode(schemas)).build()
+
+
+@functools.lru_cache(maxsize=16)
+def _json(api: Api, secured: bool, schemas: bytes) -> bytes:
+    return msgspec.json.encode(_document(api, secured, schemas))
 
 
 def _ref_names(node: Any) -> set[str]:
@@ -82,10 +104,32 @@ def _ref_names(node: Any) -> set[str]:
     return found
 
 
+def _hoist(node: Any, components: dict[str, Any]) -> Any:
+    """``node`` with each schema that :func:`~fxhost.api.openapi.declare.component`
+    marked replaced by a ``$ref`` to its component (which keeps the schema; the place that
+    uses it keeps its own description and default)."""
+    if isinstance(node, list):
+        return [_hoist(item, components) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _hoist(value, components) for key, value in node.items()}
+    name = node.pop(COMPONENT_KEY, None)
+    if name is None:
+        return node
+    local = {key: node.pop(key) for key in _LOCAL_KEYS if key in node}
+    if components.setdefault(name, node) != node:
+        raise ValueError(f"component {name!r} is declared with two different schemas")
+    return {"$ref": REF_TEMPLATE.format(name=name), **local}
+
+
+#: What stays beside a component's ``$ref``: about that use of it, not about the type.
+_LOCAL_KEYS = ("title", "description", "default", "examples")
+
+
 class _Builder:
     """Builds the OpenAPI document of an :class:`Api`."""
 
-    def __init__(self, api: Api, secured: bool = True):
+    def __init__(self, api: Api, secured: bool = True, schemas: Mapping[str, Any] | None = None):
         self.api = api
         self.secured = secured
         types: list[Any] = [Problem]
@@ -97,11 +141,14 @@ class _Builder:
         for tp in types:
             if tp is not None and tp not in unique:
                 unique.append(tp)
-        schemas, self.components = msgspec.json.schema_components(unique, ref_template=REF_TEMPLATE)
-        for component in self.components.values():  # docstrings, as Markdown without their indent
+        found, components = msgspec.json.schema_components(unique, ref_template=REF_TEMPLATE)
+        for component in components.values():  # docstrings, as Markdown without their indent
             if isinstance(component.get("description"), str):
                 component["description"] = inspect.cleandoc(component["description"])
-        self.schemas = list(zip(unique, schemas, strict=True))
+        hoisted: dict[str, Any] = {}
+        found = _hoist(found, hoisted)
+        self.components = {**_hoist(components, hoisted), **hoisted, **(schemas or {})}
+        self.schemas = list(zip(unique, found, strict=True))
 
     def schema(self, tp: Any) -> dict[str, Any]:
         for known, schema in self.schemas:
@@ -151,7 +198,7 @@ class _Builder:
     def request_body(self, op: Operation) -> dict[str, Any] | None:
         content: dict[str, Any] = {}
         if op.body is not None:
-            content["application/json"] = {"schema": self.schema(op.body)}
+            content["application/json"] = {"schema": self.schema(op.body), "example": op.example}
         for media_type, description in op.raw_body.items():
             binary = {"type": "string", "format": "binary"}
             if media_type == "multipart/form-data":
@@ -162,6 +209,10 @@ class _Builder:
                         "required": ["file"],
                     }
                 }
+                # The file part is of the media types the body takes raw ("audio/*"...).
+                raw = [m for m in op.raw_body if m != media_type]
+                if raw:
+                    content[media_type]["encoding"] = {"file": {"contentType": ", ".join(raw)}}
             else:
                 content[media_type] = {"schema": {**binary, "description": description}}
         if not content:
@@ -185,12 +236,7 @@ class _Builder:
         if resp.binary:
             media = {"schema": {"type": "string", "format": "binary"}}
         elif media_type == "text/event-stream":
-            text = "A stream of server-sent events."
-            media = {"schema": {"type": "string", "description": text}}
-            if resp.type is not None:
-                name = type_name(resp.type)
-                media["schema"]["description"] = f"{text} The `data` of each event is JSON ({name})."
-                media["x-event-data"] = self.schema(resp.type)
+            media = {"schema": self.event_schema(resp)}
         elif resp.type is not None:
             media = {"schema": self.schema(resp.type)}
         elif media_type.endswith("json"):
@@ -198,6 +244,37 @@ class _Builder:
         else:
             media = {"schema": {"type": "string"}}
         out["content"] = {media_type: media}
+        return out
+
+    def event_schema(self, resp: Resp) -> dict[str, Any]:
+        """One server-sent event, as OpenAPI before 3.2 describes an event stream (3.2
+        calls it ``itemSchema``): its ``event`` name and its ``data``, a string that holds
+        JSON of ``resp.type``."""
+        data: dict[str, Any] = {"type": "string"}
+        if resp.type is not None:
+            data["description"] = f"JSON: a {type_name(resp.type)}."
+            data |= {"contentMediaType": "application/json", "contentSchema": self.schema(resp.type)}
+        event: dict[str, Any] = {"type": "string"}
+        if resp.events:
+            event["enum"] = list(resp.events)
+        return {
+            "type": "object",
+            "description": "One server-sent event (the body is a stream of them).",
+            "properties": {"event": event, "data": data, "id": {"type": "string"}},
+            "required": ["event", "data"],
+        }
+
+    def links(self, links: Sequence[Link]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for link in links:
+            target = self.api.operation(link.operation_id)
+            item: dict[str, Any] = {"operationId": link.operation_id}
+            if link.parameters:
+                item["parameters"] = dict(link.parameters)
+            if link.request_body is not None:
+                item["requestBody"] = link.request_body
+            item["description"] = link.description or f"{target.summary}"
+            out[link.name] = item
         return out
 
     def responses(self, op: Operation) -> dict[str, Any]:
@@ -208,7 +285,10 @@ class _Builder:
             declared.setdefault(status, problem_resp(_ERROR_DESCRIPTIONS.get(status, "")))
         if self.secured and (op.security if op.security is not None else self.api.security):
             declared.setdefault(401, problem_resp(_ERROR_DESCRIPTIONS[401]))
-        return {str(s): self.response(s, declared[s]) for s in sorted(declared)}
+        out = {str(s): self.response(s, declared[s]) for s in sorted(declared)}
+        for status in sorted({link.status for link in op.links if link.status is not None}):
+            out[str(status)]["links"] = self.links([link for link in op.links if link.status == status])
+        return out
 
     def operation(self, op: Operation) -> dict[str, Any]:
         out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary}
@@ -303,6 +383,8 @@ class _Builder:
         while todo:
             name = todo.pop()
             if name not in reachable:
+                if name not in self.components:
+                    raise KeyError(f"the document refers to the component {name!r}, which none defines")
                 reachable.add(name)
                 todo |= _ref_names(self.components[name])
         components: dict[str, Any] = {"schemas": {n: s for n, s in self.components.items() if n in reachable}}

@@ -8,8 +8,9 @@ from __future__ import annotations
 import html
 import json
 import posixpath
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -31,10 +32,13 @@ def docs_routes(
     redoc_url: str = "/redoc",
     static_url: str = "/docs/static",
     secured: Callable[[Request], Awaitable[bool]] | None = None,
+    schemas: Mapping[str, Any] | None = None,
 ) -> list[BaseRoute]:
     """The document of ``api`` at ``openapi_url``, Swagger UI at ``docs_url``, Redoc at
     ``redoc_url``, and their vendored assets under ``static_url``. ``secured(request)``
-    says whether the document states the security requirements (default: always).
+    says whether the document states the security requirements (default: always);
+    ``schemas``: the components only this server knows (see
+    :func:`~fxhost.api.openapi.document.openapi_document`).
 
     The pages refer to the document and the assets by relative URLs, so they work
     behind a path prefix and with no internet access.
@@ -44,9 +48,10 @@ def docs_routes(
         root = request.scope.get("root_path", "")
         with_security = await secured(request) if secured is not None else True
         if root:
-            body = msgspec.json.encode({**openapi_document(api, with_security), "servers": [{"url": root}]})
+            document = openapi_document(api, with_security, schemas)
+            body = msgspec.json.encode({**document, "servers": [{"url": root}]})
         else:
-            body = openapi_json(api, with_security)
+            body = openapi_json(api, with_security, schemas)
         return Response(body, media_type="application/json")
 
     swagger = _swagger_html(

@@ -18,6 +18,7 @@ from fxhost.api.openapi.decode import decode_query
 from fxhost.api.responses import JSONResponse, inline, stem_of
 from fxhost.api.routes.assets import asset_or_404
 from fxhost.api.state import services
+from fxhost.api.vocabulary import AssetId
 from fxhost.audio.analysis import Analysis, analyse_blocks
 from fxhost.audio.pictures import spectrogram_png_blocks, waveform_png_blocks
 from fxhost.store.db.models import Asset
@@ -123,6 +124,7 @@ ROUTES = [
         "decoded audio at its own sample rate, block by block.",
         tags=TAGS,
         responses={200: Analysis, 503: BUSY},
+        path_types={"id": AssetId},
     ),
     Operation(
         "GET",
@@ -134,6 +136,7 @@ ROUTES = [
         tags=TAGS,
         query=PictureQuery,
         responses={200: PNG, 503: BUSY},
+        path_types={"id": AssetId},
     ),
     Operation(
         "GET",
@@ -145,5 +148,6 @@ ROUTES = [
         tags=TAGS,
         query=SpectrogramQuery,
         responses={200: PNG, 503: BUSY},
+        path_types={"id": AssetId},
     ),
 ]

@@ -10,13 +10,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from fxhost.api.auth import tenant_of
-from fxhost.api.links import LINK_SECURITY
-from fxhost.api.openapi.declare import Operation, Resp, problem_resp
+from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
+from fxhost.api.openapi.declare import Link, Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_query
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
 from fxhost.api.responses import JSONResponse, file_response, inline, stem_of
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
+from fxhost.api.vocabulary import AssetId, OutputFormatName, SubtypeName
 from fxhost.audio.files import AudioWriter
 from fxhost.audio.formats import (
     RenderOutput,
@@ -87,21 +88,27 @@ class UploadQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ListQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prefix: Annotated[str, msgspec.Meta(description="Only names starting with this.", max_length=255)] = ""
     limit: Annotated[int, msgspec.Meta(ge=1, le=1000, description="Page size.")] = 50
-    cursor: Annotated[str | None, msgspec.Meta(description="next_cursor of the previous page.")] = None
+    cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="next_cursor of the previous page (opaque: only one this server gave out is valid).",
+            extra_json_schema={"pattern": "^[A-Za-z0-9_-]*$"},
+        ),
+    ] = None
     delimiter: Delimiter | None = None
 
 
 class AudioQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     format: Annotated[
-        str | None,
+        OutputFormatName | None,
         msgspec.Meta(description="Output format (wav, flac, ogg, opus, mp3, aiff, ...); default: as stored."),
     ] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Resample to this rate (soxr).")] | None = (
         None
     )
-    subtype: Annotated[str | None, msgspec.Meta(description="Sample type, e.g. PCM_16, PCM_24, FLOAT.")] = (
-        None
-    )
+    subtype: Annotated[
+        SubtypeName | None, msgspec.Meta(description="Sample type, e.g. PCM_16, PCM_24, FLOAT.")
+    ] = None
 
 
 async def upload_asset(request: Request) -> Response:
@@ -207,6 +214,20 @@ ROUTES = [
             413: problem_resp("The body is larger than the upload limit (refused as it streams in)."),
             415: problem_resp("The body is not audio that can be decoded."),
         },
+        links=[
+            *(
+                Link(op, {"id": "$response.body#/id"})
+                for op in ("get_asset", "get_asset_audio", "asset_analysis", "asset_waveform")
+            ),
+            Link("asset_spectrogram", {"id": "$response.body#/id"}),
+            Link("create_render", request_body={"asset": "$response.body#/id"}, description="Render it."),
+            Link(
+                "create_link",
+                request_body={"action": "download", "asset": "$response.body#/id"},
+                description="A signed link to its audio, for a browser.",
+            ),
+            Link("delete_asset", {"id": "$response.body#/id"}),
+        ],
     ),
     Operation(
         "GET",
@@ -225,6 +246,7 @@ ROUTES = [
         summary="One asset's description.",
         tags=TAGS,
         responses={200: AssetSummary},
+        path_types={"id": AssetId},
     ),
     Operation(
         "GET",
@@ -235,10 +257,12 @@ ROUTES = [
         security=LINK_SECURITY,
         query=AudioQuery,
         responses={
+            403: LINK_REFUSED,
             200: Resp(media_type="audio/*", binary=True, description="The audio."),
             206: Resp(media_type="audio/*", binary=True, description="A byte range of it."),
             416: problem_resp("The range is outside the file."),
         },
+        path_types={"id": AssetId},
     ),
     Operation(
         "DELETE",
@@ -247,5 +271,6 @@ ROUTES = [
         summary="Delete an asset: its row and its file.",
         tags=TAGS,
         responses={204: None},
+        path_types={"id": AssetId},
     ),
 ]

@@ -2,35 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fxhost.api.auth import tenant_of
-from fxhost.api.openapi.declare import Operation, problem_resp
+from fxhost.api.openapi.declare import Link, Operation, problem_resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import ProblemException, not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
-from fxhost.catalog.chains import Chain, ChainName, ChainStep, ChainSteps
+from fxhost.api.vocabulary import InputChainSteps
+from fxhost.catalog.chains import Chain, ChainName, ChainStep
 from fxhost.store.chains import ChainConflict, ReadOnlyChain
 
 TAGS = ["chains"]
+#: A chain's description: any text but NUL, which PostgreSQL cannot store.
+Description = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$", max_length=10_000)]
 
 
 class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A chain to save: a name and its steps (parameters left out take defaults)."""
 
     name: ChainName
-    steps: ChainSteps
-    description: str = ""
+    steps: InputChainSteps
+    description: Description = ""
 
 
 class ChainUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    steps: ChainSteps
-    description: str = ""
+    steps: InputChainSteps
+    description: Description = ""
+
+
+CREATE_EXAMPLE = {
+    "name": "big-hall",
+    "steps": [{"effect": "reverb", "preset": "hall", "params": {"wet_level": 0.4}}],
+    "description": "The hall preset, wetter.",
+}
+UPDATE_EXAMPLE = {
+    "steps": [
+        {"effect": "feedback_delay", "params": {"delay_seconds": 0.3, "feedback": 0.4, "mix": 0.3}},
+        {"effect": "reverb", "params": {"room_size": 0.6}},
+    ],
+    "description": "Echoes into a room.",
+}
+#: What a saved chain's name leads to.
+NAME_LINKS = [Link(op, {"name": "$response.body#/name"}) for op in ("get_chain", "put_chain", "delete_chain")]
 
 
 def _steps(steps: list[ChainStep]) -> list[dict[str, Any]]:
@@ -98,7 +117,9 @@ ROUTES = [
         summary="Save a new chain; every step is validated as plugins.toml is.",
         tags=TAGS,
         body=ChainCreate,
+        example=CREATE_EXAMPLE,
         responses={201: Chain, 409: problem_resp("A chain of that name exists.")},
+        links=NAME_LINKS,
     ),
     Operation(
         "GET",
@@ -116,8 +137,14 @@ ROUTES = [
         summary="Create or replace a saved chain.",
         tags=TAGS,
         body=ChainUpdate,
+        example=UPDATE_EXAMPLE,
         responses={200: Chain, 201: Chain, 409: problem_resp("The chain comes from plugins.toml.")},
         path_types={"name": ChainName},
+        links=[
+            Link(op, {"name": "$request.path.name"}, status=status)
+            for status in (200, 201)
+            for op in ("get_chain", "delete_chain")
+        ],
     ),
     Operation(
         "DELETE",

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from fxhost.api.auth import tenant_of
 from fxhost.api.links import TARGETS, expires_at
-from fxhost.api.openapi.declare import Operation
+from fxhost.api.openapi.declare import Operation, problem_resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
 from fxhost.api.responses import JSONResponse
@@ -117,6 +117,7 @@ ROUTES = [
         "query parameters may be added.",
         tags=TAGS,
         body=LinkRequest,
-        responses={201: Link},
+        example={"action": "download", "asset": "5f2b1c0e9a7d4e3f8b6a2c1d0e9f8a7b", "expires_in": 600},
+        responses={201: Link, 404: problem_resp("No such resource of yours.")},
     ),
 ]

@@ -16,6 +16,7 @@ from fxhost.api.openapi.declare import Operation
 from fxhost.api.openapi.problems import not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
+from fxhost.api.vocabulary import EffectName
 from fxhost.catalog.chains import unknown_effect
 from fxhost.catalog.registry import EffectView, PluginInfo
 from fxhost.engine.streams import StreamBuffers
@@ -197,5 +198,6 @@ ROUTES = [
         summary="One effect: parameters with ranges, defaults, units.",
         tags=["effects"],
         responses={200: EffectView},
+        path_types={"name": EffectName},
     ),
 ]

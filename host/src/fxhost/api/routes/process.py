@@ -23,6 +23,7 @@ from fxhost.api.responses import MappedFileResponse
 from fxhost.api.routes.assets import AUDIO_BODY
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
+from fxhost.api.vocabulary import ChainRef, EffectName, OutputFormatName, SubtypeName
 from fxhost.audio.files import probe
 from fxhost.audio.formats import (
     CeilingDbfs,
@@ -39,12 +40,16 @@ class ProcessQuery(msgspec.Struct, kw_only=True):
     """Which chain (or single effect) and the output; with ``effect``, the effect's
     parameters are further query fields (``&room_size=0.8``)."""
 
-    chain: Annotated[str | None, msgspec.Meta(description="A chain by name.")] = None
-    effect: Annotated[str | None, msgspec.Meta(description="A single effect instead of a chain.")] = None
-    format: Annotated[str | None, msgspec.Meta(description="Output format; default: the input's.")] = None
+    chain: Annotated[ChainRef | None, msgspec.Meta(description="A chain by name (or effect=).")] = None
+    effect: Annotated[
+        EffectName | None, msgspec.Meta(description="A single effect instead of a chain (or chain=).")
+    ] = None
+    format: Annotated[
+        OutputFormatName | None, msgspec.Meta(description="Output format; default: the input's.")
+    ] = None
     sample_rate: Annotated[SampleRate, msgspec.Meta(description="Output rate.")] | None = None
     subtype: Annotated[
-        str | None,
+        SubtypeName | None,
         msgspec.Meta(
             description="Output sample type; default: the input's where the format has it, else "
             "PCM_24 for a float or 32-bit input where the format has that, else the format's own."

@@ -10,14 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from fxhost.api.auth import tenant_of
-from fxhost.api.links import LINK_SECURITY
-from fxhost.api.openapi.declare import Operation, Resp
+from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
+from fxhost.api.openapi.declare import Link, Operation, Resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
+from fxhost.api.vocabulary import ChainRef, InputChainSteps, RenderId
 from fxhost.audio.formats import RenderOutput
-from fxhost.catalog.chains import ChainName, ChainSteps
 from fxhost.store.renders import RenderView
 
 TAGS = ["renders"]
@@ -27,7 +27,7 @@ class RenderCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The id of the asset to render.
     asset: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     #: A chain's name, or the steps themselves.
-    chain: ChainName | ChainSteps
+    chain: ChainRef | InputChainSteps
     output: RenderOutput = msgspec.field(default_factory=RenderOutput)
     #: Append the chain's tail (the reverb ringing out).
     tail: bool = True
@@ -77,7 +77,20 @@ ROUTES = [
         summary="Start rendering an asset through a chain.",
         tags=TAGS,
         body=RenderCreate,
+        example={
+            "asset": "5f2b1c0e9a7d4e3f8b6a2c1d0e9f8a7b",
+            "chain": "hall",
+            "output": {"format": "flac", "subtype": "PCM_24"},
+        },
         responses={202: RenderView},
+        links=[
+            *(Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events")),
+            Link(
+                "create_link",
+                request_body={"action": "events", "render": "$response.body#/id"},
+                description="A signed link to its events, for an EventSource.",
+            ),
+        ],
     ),
     Operation(
         "GET",
@@ -86,6 +99,7 @@ ROUTES = [
         summary="A render's status, progress (0..1) and result asset or error.",
         tags=TAGS,
         responses={200: RenderView},
+        path_types={"id": RenderId},
     ),
     Operation(
         "GET",
@@ -94,13 +108,16 @@ ROUTES = [
         summary="The render's progress as server-sent events, until it is done or failed.",
         tags=TAGS,
         security=LINK_SECURITY,
+        path_types={"id": RenderId},
         responses={
+            403: LINK_REFUSED,
             200: Resp(
                 type=RenderView,
                 media_type="text/event-stream",
+                events=("progress", "done", "failed"),
                 description="`progress` events, "
                 "then one `done` or `failed` event; each `data` is the RenderView as JSON.",
-            )
+            ),
         },
     ),
 ]

@@ -17,13 +17,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fxhost.api import protocol as p
 from fxhost.api.auth import AuthMessage, tenant_of
-from fxhost.api.links import LINK_SECURITY
-from fxhost.api.openapi.declare import Operation, Resp, WebSocketOperation, problem_resp
+from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
+from fxhost.api.openapi.declare import Link, Operation, Resp, WebSocketOperation, component, problem_resp
 from fxhost.api.openapi.decode import decode_json_body, decode_query
 from fxhost.api.openapi.problems import FieldProblem, ProblemException, ValidationProblem, not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.sessions import ProtocolError, audio_of, effect_failed, receive, send, session
 from fxhost.api.state import services
+from fxhost.api.vocabulary import LiveChainRef, LiveChainSteps, StreamId
 from fxhost.audio.pcm import (
     LiveChannels,
     LiveSampleRate,
@@ -32,7 +33,6 @@ from fxhost.audio.pcm import (
     from_interleaved,
     to_interleaved,
 )
-from fxhost.catalog.chains import ChainName, ChainSteps
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.ring import RingOverflow
 from fxhost.engine.streams import OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
@@ -48,7 +48,7 @@ def stream_closed(stream: Stream) -> ProtocolError:
 
 class StreamCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: A chain's name, or its steps.
-    chain: ChainName | ChainSteps
+    chain: LiveChainRef | LiveChainSteps
     sample_rate: LiveSampleRate | None = None
     channels: LiveChannels = 2
     format: PcmFormat = "f32le"
@@ -265,6 +265,23 @@ async def stream_buffers(request: Request) -> Response:
     return JSONResponse(_stream(request).buffers())
 
 
+#: What a stream's id leads to.
+ID_LINKS = [
+    Link(op, {"id": "$response.body#/id"})
+    for op in ("get_stream", "stream_input", "stream_output", "stream_buffers")
+] + [
+    Link("patch_step", {"id": "$response.body#/id", "index": "0"}, description="Change the first step."),
+    Link(
+        "create_link",
+        request_body={"action": "stream_output", "stream": "$response.body#/id"},
+        description="A signed link to its output, for a browser.",
+    ),
+    Link("delete_stream", {"id": "$response.body#/id"}),
+]
+#: A step's parameters, as a PATCH gives them: some of those of the step's effect.
+StepParams = component(dict[str, Any], "StepParams")
+
+
 ROUTES = [
     Operation(
         "POST",
@@ -273,7 +290,9 @@ ROUTES = [
         summary="Create a shared stream: producers write in, one task runs the chain, many consumers read.",
         tags=["live"],
         body=StreamCreate,
+        example={"chain": "vocal-plate", "sample_rate": 48000, "channels": 2, "format": "f32le"},
         responses={201: StreamInfo, 429: problem_resp("The server runs as many streams as it may.")},
+        links=ID_LINKS,
     ),
     Operation(
         "GET",
@@ -290,6 +309,7 @@ ROUTES = [
         summary="One stream.",
         tags=["live"],
         responses={200: StreamInfo},
+        path_types={"id": StreamId},
     ),
     Operation(
         "DELETE",
@@ -298,6 +318,7 @@ ROUTES = [
         summary="Stop and delete a stream; its consumers are told.",
         tags=["live"],
         responses={204: None},
+        path_types={"id": StreamId},
     ),
     Operation(
         "POST",
@@ -311,6 +332,7 @@ ROUTES = [
             413: problem_resp("More than the ring's capacity or the frame size limit."),
             429: problem_resp("The input ring is full (overflow policy reject): retry later."),
         },
+        path_types={"id": StreamId},
     ),
     Operation(
         "GET",
@@ -321,6 +343,7 @@ ROUTES = [
         security=LINK_SECURITY,
         query=OutputQuery,
         responses={
+            403: LINK_REFUSED,
             200: Resp(
                 media_type="application/octet-stream",
                 binary=True,
@@ -329,8 +352,9 @@ ROUTES = [
                     "X-Lost-Frames": "Frames skipped because the cursor fell out of the ring.",
                     "X-Frames": "Frames in this body.",
                 },
-            )
+            ),
         },
+        path_types={"id": StreamId},
     ),
     Operation(
         "PATCH",
@@ -338,8 +362,10 @@ ROUTES = [
         patch_step,
         summary="Change a step's parameters live (only the fields given); applied between blocks.",
         tags=["live"],
-        body=dict[str, Any],
+        body=StepParams,
+        example={"wet_level": 0.5},
         responses={200: StepUpdate},
+        path_types={"id": StreamId},
     ),
     WebSocketOperation(
         "/ws/streams/{id}/input",
@@ -369,5 +395,6 @@ ROUTES = [
         summary="One stream's ring buffers.",
         tags=["live"],
         responses={200: StreamBuffers},
+        path_types={"id": StreamId},
     ),
 ]
