@@ -800,3 +800,25 @@ def test_process_blocks_cycles_sizes_and_checks_shapes():
         process_blocks(Recorder(8000, 2), x, [0])
     with pytest.raises(ValueError, match=r"returned shape \(64, 2\)"):
         process_blocks(Transposed(8000, 2), x, 64)
+
+
+def _params_made_in_a_function() -> type[Params]:
+    class Params_(Params):
+        gain_db: Annotated[float, param(description="Gain", ge=-60, le=24, unit="dB")] = 0.0
+
+    return Params_
+
+
+class GainWithLocalParams(Gain):
+    """Params built by a factory function, as a plugin pack might share one shape between
+    effects: pickle cannot find the class, so a host's worker process cannot receive it."""
+
+    name = "gain_local_params"
+    Params = _params_made_in_a_function()
+
+
+def test_params_that_pickle_cannot_find_fail_the_defaults_check():
+    report = check_effect(GainWithLocalParams, **FAST)
+    assert names(report) == ["defaults_validate"]
+    assert "through pickle" in detail(report, "defaults_validate")
+    assert "<locals>" in detail(report, "defaults_validate")

@@ -87,6 +87,7 @@ import contextlib
 import functools
 import itertools
 import math
+import pickle
 import traceback
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -679,6 +680,15 @@ def _check_defaults(ctx: _Context) -> tuple[bool, str]:
                 p.add(f"the defaults do not survive JSON: {defaults!r} came back as {decoded!r}")
 
         p.attempt("the defaults through JSON (encode, then decode into Params)", round_trip)
+
+        def pickled() -> None:
+            # A host may run the effect in another process (fxhost's renders do), and
+            # sends it the parameters pickled: a Params class pickle cannot find by its
+            # qualified name (one defined inside a function) fails there, not here.
+            if pickle.loads(pickle.dumps(defaults)) != defaults:
+                p.add(f"the defaults do not survive pickle: {defaults!r}")
+
+        p.attempt("the defaults through pickle (as a host sends them to a worker process)", pickled)
 
         def construct() -> None:
             instance = ctx.new(2, None)

@@ -78,7 +78,7 @@ class LowpassFilter(_FirstOrder):
         ] = 50.0
 
 
-def _eq_params(what: str) -> type[fxhost_sdk.Params]:
+def _eq_params(what: str, name: str) -> type[fxhost_sdk.Params]:
     # (No `from __future__ import annotations` in this module: these annotations are
     # evaluated here, where `what` is in scope.)
     class Params(fxhost_sdk.Params):
@@ -102,7 +102,15 @@ def _eq_params(what: str) -> type[fxhost_sdk.Params]:
             ),
         ] = math.sqrt(0.5)
 
+    # Named as the module-level name it is bound to: pickle finds a class by its
+    # qualified name, and renders send parameters to worker processes pickled.
+    Params.__qualname__ = name
     return Params
+
+
+HighShelfParams = _eq_params("Shelf (half-gain)", "HighShelfParams")
+LowShelfParams = _eq_params("Shelf (half-gain)", "LowShelfParams")
+PeakParams = _eq_params("Centre", "PeakParams")
 
 
 class HighShelfFilter(_LinearFilter):
@@ -112,7 +120,7 @@ class HighShelfFilter(_LinearFilter):
     version = "1.0.0"
     summary = "High-shelf EQ: boosts or cuts above the cutoff (JUCE biquad, through pedalboard)."
     plugin_class = pedalboard.HighShelfFilter
-    Params = _eq_params("Shelf (half-gain)")
+    Params = HighShelfParams
 
 
 class LowShelfFilter(_LinearFilter):
@@ -122,7 +130,7 @@ class LowShelfFilter(_LinearFilter):
     version = "1.0.0"
     summary = "Low-shelf EQ: boosts or cuts below the cutoff (JUCE biquad, through pedalboard)."
     plugin_class = pedalboard.LowShelfFilter
-    Params = _eq_params("Shelf (half-gain)")
+    Params = LowShelfParams
 
 
 class PeakFilter(_LinearFilter):
@@ -132,7 +140,7 @@ class PeakFilter(_LinearFilter):
     version = "1.0.0"
     summary = "Peaking EQ: boosts or cuts around a frequency (JUCE biquad, through pedalboard)."
     plugin_class = pedalboard.PeakFilter
-    Params = _eq_params("Centre")
+    Params = PeakParams
 
 
 LadderMode = Literal["LPF12", "HPF12", "BPF12", "LPF24", "HPF24", "BPF24"]
