@@ -28,6 +28,8 @@ import httpx
 import pytest
 from restkit import PG_URL, Server, encode, fresh_postgres, kill_tree, start_server, tone
 
+pytestmark = pytest.mark.slow
+
 #: (database, server processes): SQLite in one process; PostgreSQL, the store for several
 #: processes, with two uvicorn workers sharing the data folder (each one's start-up sweep
 #: must leave the other's uploads in progress alone).

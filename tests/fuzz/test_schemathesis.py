@@ -35,6 +35,8 @@ import httpx
 import pytest
 from restkit import PG_URL, fresh_postgres, start_server
 
+pytestmark = pytest.mark.slow
+
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
