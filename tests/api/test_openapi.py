@@ -671,3 +671,23 @@ def test_every_route_on_one_thing_is_reached_by_a_link() -> None:
     assert not unreached
     bodies = [op.operation_id for op in API.operations if op.body is not None]
     assert bodies and all(API.operation(name).example is not None for name in bodies)
+
+
+class _Counted(msgspec.Struct, forbid_unknown_fields=True):
+    frames: Annotated[int, msgspec.Meta(ge=1)]
+    gain: float = 1.0
+    nested: list[dict[str, int]] = []
+
+
+def test_a_json_number_without_a_fraction_is_an_integer_as_json_schema_says() -> None:
+    """JSON Schema's ``integer`` accepts ``600.0`` (a fuzzer found the 422), and so do we;
+    a fraction, or a float where no number fits, is still refused naming the field."""
+    body = decode_json_body(b'{"frames": 600.0, "gain": 2, "nested": [{"a": 3.0}]}', _Counted)
+    assert body == _Counted(frames=600, gain=2.0, nested=[{"a": 3}])
+    assert type(body.frames) is int and type(body.nested[0]["a"]) is int
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(b'{"frames": 600.5}', _Counted)
+    assert info.value.errors == [FieldProblem("frames", "Expected int, got float")]
+    with pytest.raises(ValidationProblem) as info:
+        decode_json_body(b'{"frames": 0.0}', _Counted)
+    assert info.value.errors == [FieldProblem("frames", "Expected int, got float")]

@@ -103,6 +103,9 @@ def decode_json_body(raw: bytes, body_type: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=body_type)
     except msgspec.ValidationError as error:
+        decoded = _with_integral_floats_as_ints(raw, body_type)
+        if decoded is not None:
+            return decoded
         invalid = field_error(error)
         raise ValidationProblem.of(invalid, f"The request body is invalid: {invalid}") from None
     except UnicodeDecodeError:  # msgspec checks UTF-8 string by string, and says where in the string
@@ -134,3 +137,25 @@ def _bad_utf8_at(raw: bytes) -> int:
 
 def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or repr(tp)
+
+
+def _with_integral_floats_as_ints(raw: bytes, body_type: type[T]) -> T | None:
+    """The body decoded again with every number that has no fractional part (``600.0``)
+    read as an integer, as JSON Schema reads it (its ``integer`` accepts ``600.0``, and
+    clients that write every number as a float, JavaScript's among them, send that); None
+    if the body is still invalid, whose first error then stands. Only after a strict
+    decode has failed: a valid body is decoded once."""
+
+    def ints(value: Any) -> Any:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, dict):
+            return {key: ints(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [ints(item) for item in value]
+        return value
+
+    try:
+        return msgspec.convert(ints(msgspec.json.decode(raw)), body_type)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        return None
