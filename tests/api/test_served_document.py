@@ -17,9 +17,13 @@ from restkit import encode, start_server, tone
 REF = "#/components/schemas/"
 
 
+#: Not the default (7 days): the document states the server's own setting.
+LINK_MAX = 86400
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = start_server(tmp_path_factory.mktemp("served-document"), {})
+    srv = start_server(tmp_path_factory.mktemp("served-document"), {"FXHOST_LINK_MAX_SECONDS": str(LINK_MAX)})
     yield srv
     srv.stop()
 
@@ -139,3 +143,13 @@ def test_a_nul_in_a_saved_chain_is_refused_naming_the_field(server) -> None:
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["path"] == "steps[0].params.impulse_response", r.text
         assert client.get("/api/chains/nul").status_code == 404
+
+
+def test_a_links_longest_life_is_this_servers_setting(server, doc) -> None:
+    assert schema(doc, "LinkExpiresIn")["maximum"] == LINK_MAX
+    with server.client() as client:
+        asset = client.post("/api/assets", params={"name": "a.wav"}, content=encode(tone(0.1), 44100, "WAV"))
+        body = {"action": "download", "asset": asset.json()["id"]}
+        assert client.post("/api/links", json={**body, "expires_in": LINK_MAX}).status_code == 201
+        r = client.post("/api/links", json={**body, "expires_in": LINK_MAX + 1})
+        assert r.status_code == 422 and r.json()["errors"][0]["path"] == "expires_in", r.text

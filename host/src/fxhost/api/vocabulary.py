@@ -110,6 +110,13 @@ def served_schemas(runtime: Runtime) -> dict[str, Any]:
     schemas["ChainRef"] = _chain_ref(configured)
     schemas["LiveChainRef"] = _chain_ref(runs_live)
     schemas["RenderOutput"] = _render_output()
+    schemas["LinkExpiresIn"] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": runtime.settings.link_max_seconds,
+        "description": "Seconds the link works for (default 3600, or the maximum if lower): at most "
+        "this server's link_max_seconds setting.",
+    }
     return schemas
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from fxhost.api.auth import tenant_of
 from fxhost.api.links import TARGETS, expires_at
-from fxhost.api.openapi.declare import Operation, problem_resp
+from fxhost.api.openapi.declare import Operation, component, problem_resp
 from fxhost.api.openapi.decode import decode_json_body
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
 from fxhost.api.responses import JSONResponse
@@ -27,14 +27,18 @@ TAGS = ["links"]
 DEFAULT_EXPIRES_IN = 3600
 
 ResourceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{1,64}$", description="The resource's id.")]
-ExpiresIn = Annotated[
-    int,
-    msgspec.Meta(
-        ge=1,
-        description="Seconds the link works for (default 3600, at most the link_max_seconds setting, "
-        "7 days by default).",
-    ),
-]
+#: Its maximum is the link_max_seconds setting, which the served document states.
+ExpiresIn = component(
+    Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="Seconds the link works for (default 3600, at most the link_max_seconds "
+            "setting, 7 days by default).",
+        ),
+    ],
+    "LinkExpiresIn",
+)
 
 
 class DownloadLink(
