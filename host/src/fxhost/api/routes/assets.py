@@ -221,11 +221,6 @@ ROUTES = [
             ),
             Link("asset_spectrogram", {"id": "$response.body#/id"}),
             Link("create_render", request_body={"asset": "$response.body#/id"}, description="Render it."),
-            Link(
-                "create_link",
-                request_body={"action": "download", "asset": "$response.body#/id"},
-                description="A signed link to its audio, for a browser.",
-            ),
             Link("delete_asset", {"id": "$response.body#/id"}),
         ],
     ),

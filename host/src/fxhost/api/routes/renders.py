@@ -83,14 +83,7 @@ ROUTES = [
             "output": {"format": "flac", "subtype": "PCM_24"},
         },
         responses={202: RenderView},
-        links=[
-            *(Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events")),
-            Link(
-                "create_link",
-                request_body={"action": "events", "render": "$response.body#/id"},
-                description="A signed link to its events, for an EventSource.",
-            ),
-        ],
+        links=[Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events")],
     ),
     Operation(
         "GET",
