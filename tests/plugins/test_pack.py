@@ -288,7 +288,6 @@ ENFORCED = [
     (Delay, "mix", 0.0, 1.0),
     (LadderFilter, "resonance", 0.0, 1.0),
     (PitchShift, "semitones", -72.0, 72.0),
-    (fxhost_pedalboard.PeakFilter, "q", None, "ours"),
     (fxhost_pedalboard.HighShelfFilter, "cutoff_frequency_hz", None, "ours"),
     (Compressor, "ratio", 1.0, "ours"),
     (LadderFilter, "drive", 1.0, "ours"),

@@ -92,11 +92,13 @@ def _eq_params(what: str, name: str) -> type[fxhost_sdk.Params]:
                 unit="dB",
             ),
         ] = 0.0
+        # Pedalboard refuses 0, and a Q near float32's least value (1.4e-45) turns the
+        # biquad's output to NaN; 0.01 is an octave-wide bell's hundredth, broader than any EQ.
         q: Annotated[
             float,
-            param_above(
-                0.0,
+            param(
                 description="Quality factor: higher is narrower (steeper); 1/sqrt(2) is the flattest shelf.",
+                ge=0.01,
                 le=100.0,
                 scale="log",
             ),
