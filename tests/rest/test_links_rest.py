@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from clitools import run_fxhost
 from restkit import BACKENDS, decode, encode, fresh_postgres, start_server, tone
+from test_auth_rest import as_, cli_env, make_key
 from wskit import interleave
 
 STATIC_KEY = "static-key-for-links-0123456789"
@@ -25,17 +26,6 @@ RATE = 44100
 #: The headers issue 11 asks to expose, besides every X- header the server sends.
 MUST_EXPOSE = {"x-next-cursor", "x-lost-frames", "x-frames", "retry-after", "www-authenticate"}
 MUST_EXPOSE |= {"content-range", "location"}
-
-
-def cli_env(server) -> dict[str, str]:
-    url = server.env.get("FXHOST_DATABASE_URL") or f"sqlite://{server.root / 'fxhost.db'}"
-    return {"FXHOST_DATABASE_URL": url, "FXHOST_LOG_LEVEL": "warning"}
-
-
-def make_key(server, name: str) -> str:
-    done = run_fxhost("keys", "create", name, cwd=server.root, env=cli_env(server))
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -52,10 +42,6 @@ def server(request, tmp_path_factory):
 def keys(server):
     """Two tenants: the static key (A) and a key made with ``fxhost keys create`` (B)."""
     return {"A": STATIC_KEY, "B": make_key(server, "tenant b")}
-
-
-def as_(server, key: str) -> httpx.Client:
-    return server.client(headers={"Authorization": f"Bearer {key}"})
 
 
 @pytest.fixture
