@@ -27,10 +27,6 @@ hour's file.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,20 +36,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
+from benchkit import start_fxhost
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 44_100
 CHANNELS = 2
 WRITE_SECONDS = 10  # seconds generated and written at a time
 SAMPLE_SECONDS = 0.05
 MiB = 1024 * 1024
 REQUESTS = ("analysis", "waveform.png", "spectrogram.png", "audio?format=wav")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_flac(path: Path, minutes: float) -> int:
@@ -156,36 +146,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        port = free_port()
-        env = {
-            **os.environ,
-            "FXHOST_PORT": str(port),
-            "FXHOST_LOG_LEVEL": "warning",
-            "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
-            "FXHOST_DATABASE_URL": f"sqlite://{tmp}/fxhost.db",
-            "FXHOST_MAX_UPLOAD_BYTES": str(4096 * MiB),
-        }
-        log = folder / "server.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen(
-                [str(Path(sys.executable).parent / "fxhost"), "serve"],
-                cwd=tmp,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        server, port, _ = start_fxhost(folder, {"FXHOST_MAX_UPLOAD_BYTES": str(4096 * MiB)})
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
             sampler = Sampler(server.pid)
             measure(base, sampler, folder, 0.25)  # warm-up: imports (matplotlib, scipy) and thread pools
             rows = [measure(base, sampler, folder, minutes) for minutes in lengths]

@@ -33,10 +33,8 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,13 +45,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import soundfile as sf
+from benchkit import start_fxhost
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 48_000
 CHANNELS = 2
 BLOCK = 256
@@ -63,12 +61,6 @@ STREAM_BLOCK = 4096  # frames a stream producer writes at a time, paced in real 
 IDLE_SECONDS = 2.0
 SAMPLE_SECONDS = 0.05
 KINDS = ("never-read", "half-frame", "abandon")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wav(seconds: float, seed: int) -> bytes:
@@ -414,36 +406,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        env = {
-            **os.environ,
-            "FXHOST_PORT": str(port),
-            "FXHOST_LOG_LEVEL": "warning",
-            "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
-            "FXHOST_DATABASE_URL": f"sqlite://{tmp}/fxhost.db",
-            "FXHOST_STREAM_IDLE_SECONDS": str(IDLE_SECONDS),
-        }
-        log = Path(tmp) / "server.log"
-        with open(log, "wb") as out:
-            server = subprocess.Popen(
-                [str(Path(sys.executable).parent / "fxhost"), "serve"],
-                cwd=tmp,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        server, port, log = start_fxhost(Path(tmp), {"FXHOST_STREAM_IDLE_SECONDS": str(IDLE_SECONDS)})
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.1)
             phases = asyncio.run(drive(base, port, server.pid, args))
             report(phases, args)
             alive = server.poll() is None and httpx.get(f"{base}/health").status_code == 200
