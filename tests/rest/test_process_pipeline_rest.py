@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from restkit import PG_URL, decode, encode, fresh_postgres, start_server, tone
+from waiting import wait_until
 
 READY = re.compile(r"render workers ready: (\d+) process\(es\) in [\d.]+ s \(pids ([\d ]+)\)")
 
@@ -25,13 +26,12 @@ READY = re.compile(r"render workers ready: (\d+) process\(es\) in [\d.]+ s \(pid
 def ready_lines(log: Path, count: int) -> list[re.Match]:
     """The first ``count`` "render workers ready" lines of the server's log, waiting for
     them (a condition, not a timed assertion: the bound only ends a test that fails)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        found = [m for line in log.read_text().splitlines() if (m := READY.search(line))]
-        if len(found) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no {count} 'render workers ready' line(s) in the log:\n{log.read_text()[-3000:]}")
+
+    def found() -> list[re.Match]:
+        lines = [m for line in log.read_text().splitlines() if (m := READY.search(line))]
+        return lines if len(lines) >= count else []
+
+    return wait_until(found, 120, interval=0.05, what=f"{count} 'render workers ready' line(s) in the log")
 
 
 def parent(pid: int) -> int:
@@ -86,14 +86,12 @@ def started_pools(root_pid: int, *, processes: int, workers: int) -> list[set[in
     """The worker processes of each server process below ``root_pid`` (the children of
     its forkserver), once there are ``processes`` pools of ``workers`` (waiting for them:
     the bound only ends a test that fails)."""
-    deadline = time.monotonic() + 120
-    while True:
-        forkservers = [p for p in descendants(root_pid) if is_forkserver(p)]
-        pools = [children(f) for f in forkservers]
-        if len(pools) == processes and all(len(pool) == workers for pool in pools):
-            return pools
-        assert time.monotonic() < deadline, f"worker pools not started: {pools}"
-        time.sleep(0.05)
+
+    def started() -> list[list[int]]:
+        pools = [children(f) for f in descendants(root_pid) if is_forkserver(f)]
+        return pools if len(pools) == processes and all(len(pool) == workers for pool in pools) else []
+
+    return wait_until(started, 120, interval=0.05, what=f"{processes} worker pool(s) of {workers}")
 
 
 def log_of(server) -> Path:
