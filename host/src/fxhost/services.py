@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from fxhost.store.chains import ChainStore
 from fxhost.store.db import close_database, open_database
 from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
+from fxhost.store.registry import InternalSigner, Registry, internal_secret
 from fxhost.store.renders import RenderService
 
 log = logging.getLogger(__name__)
@@ -42,10 +44,15 @@ class Services:
     links: LinkSigner
     #: Whole-file jobs on assets: analysis, pictures, transcoding (analysis_concurrency).
     jobs: JobGate
+    #: Which process owns each live stream, across workers and nodes.
+    registry: Registry
+    #: Signs and checks requests between processes (forwarded stream traffic).
+    internal: InternalSigner
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
     _housekeeping: asyncio.Task | None = None
+    _heartbeat: asyncio.Task | None = None
 
     @property
     def uptime(self) -> float:
@@ -81,20 +88,68 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
     links = LinkSigner(await link_secret(settings.link_secret))
     jobs = JobGate(settings.analysis_concurrency, settings.analysis_queue_seconds, name="fxhost-whole-file")
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links, jobs)
+    registry = Registry(
+        heartbeat_seconds=settings.cluster_heartbeat_seconds,
+        dead_seconds=settings.cluster_dead_seconds,
+        lost_seconds=settings.stream_idle_seconds,
+    )
+    internal = InternalSigner(await internal_secret())
+    services = Services(
+        settings, runtime, cache, store, chains, renders, streams, auth, links, jobs, registry, internal
+    )
+    streams.on_deleted = functools.partial(_forget_stream, services)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
 
-async def stop_services(services: Services) -> None:
-    if services._housekeeping:
-        services._housekeeping.cancel()
+async def join_cluster(services: Services, address: str) -> None:
+    """Register this process, reachable by the others at ``address``, and keep its
+    heartbeat (and the registry clean of dead processes) until it stops."""
+    await services.registry.join(address)
+    await services.registry.reap()  # what a crashed predecessor left, before anyone asks
+    services._heartbeat = asyncio.create_task(_heartbeat(services))
+
+
+async def leave_cluster(services: Services) -> None:
+    """A clean stop: this process's streams leave the registry (their clients elsewhere
+    are told 4404, as those here) before they close."""
+    if services._heartbeat:
+        services._heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await services._housekeeping
+            await services._heartbeat
+        try:
+            await services.registry.leave()
+        except Exception:  # the database is gone: the others' housekeeping will clean up
+            log.exception("could not leave the cluster registry")
+
+
+async def stop_services(services: Services) -> None:
+    for task in (services._housekeeping, services._heartbeat):
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     await services.streams.stop()
     await services.renders.stop()
     services.jobs.close()
     await close_database()
+
+
+async def _forget_stream(services: Services, stream_id: str) -> None:
+    try:
+        await services.registry.remove(stream_id)
+    except Exception:  # it stays listed until this process leaves or is found dead
+        log.exception("stream %s: could not remove it from the registry", stream_id)
+
+
+async def _heartbeat(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.cluster_heartbeat_seconds)
+        try:
+            await services.registry.beat()
+            await services.registry.reap()
+        except Exception:  # the database may be back on the next beat
+            log.exception("cluster heartbeat failed")
 
 
 async def _housekeeping(services: Services) -> None:

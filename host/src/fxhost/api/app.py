@@ -17,8 +17,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from fxhost.api.auth import RequireApiKey
+from fxhost.api.cluster import Forwarder, InternalListener, RequireInternal
 from fxhost.api.errors import HANDLERS
 from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
@@ -26,7 +28,7 @@ from fxhost.api.responses import EXPOSED_HEADERS
 from fxhost.api.routes import analysis, assets, chains, links, meta, process, renders, streams, ws_process
 from fxhost.api.vocabulary import served_schemas
 from fxhost.runtime import Runtime, load_runtime
-from fxhost.services import start_services, stop_services
+from fxhost.services import Services, join_cluster, leave_cluster, start_services, stop_services
 from fxhost.settings import Settings, load_settings
 
 API = Api(
@@ -90,9 +92,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await start_services(settings, runtime)
         app.state.services = services
+        app.state.forwarder = Forwarder(services.internal)
+        listener = InternalListener(internal_app(services), settings)
         try:
+            await join_cluster(services, await listener.start())
             yield
         finally:
+            await leave_cluster(services)
+            await listener.stop()
+            await app.state.forwarder.close()
             await stop_services(services)
 
     # CORS outermost, so that preflight requests (which carry no key) are answered.
@@ -114,3 +122,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )
+
+
+def _stream_routes() -> list[BaseRoute]:
+    return [r for r in API.routes() if getattr(r, "path", "").startswith(("/api/streams", "/ws/streams"))]
+
+
+def internal_app(services: Services) -> Starlette:
+    """What the other processes of the cluster reach: the stream routes, for requests
+    signed with the internal secret (:mod:`fxhost.api.cluster`), on the same services."""
+    app = Starlette(
+        routes=_stream_routes(),
+        middleware=[Middleware(RequireInternal, signer=services.internal)],
+        exception_handlers=HANDLERS,
+    )
+    app.state.services = services
+    return app

@@ -22,6 +22,7 @@ CLOSE_TOO_BIG = 1009  # a frame larger than max_frame_bytes
 CLOSE_INTERNAL = 1011  # an effect failed
 CLOSE_TRY_LATER = 1013  # too many connections
 CLOSE_GONE = 4404  # the stream does not exist or was deleted
+CLOSE_LOST = 4410  # the stream's owner process died: the stream is lost
 
 
 class Start(msgspec.Struct, tag="start", kw_only=True, forbid_unknown_fields=True):

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -214,6 +214,8 @@ class StreamManager:
         self.max_tail_seconds = max_tail_seconds
         self.runner = DeadlineRunner(block_timeout)
         self.streams: dict[str, Stream] = {}
+        #: Told of each stream deleted (by a client or for idling), once it is closed.
+        self.on_deleted: Callable[[str], Awaitable[None]] | None = None
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -293,6 +295,8 @@ class StreamManager:
         if stream is None:
             return False
         await stream.close()
+        if self.on_deleted is not None:
+            await self.on_deleted(stream_id)
         return True
 
     async def _reap(self) -> None:

@@ -17,6 +17,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fxhost.api import protocol as p
 from fxhost.api.auth import AuthMessage, tenant_of
+from fxhost.api.cluster import (
+    StreamLost,
+    forwarder,
+    is_internal,
+    lost_close,
+    owned,
+    owner_elsewhere,
+    remote_consumer,
+)
 from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
 from fxhost.api.openapi.declare import Link, Operation, Resp, WebSocketOperation, component, problem_resp
 from fxhost.api.openapi.decode import decode_json_body, decode_query
@@ -36,6 +45,7 @@ from fxhost.audio.pcm import (
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.ring import RingOverflow
 from fxhost.engine.streams import OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
+from fxhost.store.registry import Entry
 
 TAGS = ["live"]
 
@@ -124,23 +134,38 @@ async def create_stream(request: Request) -> Response:
         )
     except StreamLimit as error:
         raise ProblemException(429, str(error)) from None
-    return JSONResponse(stream.info(), status_code=201, headers={"Location": f"/api/streams/{stream.id}"})
+    info = stream.info()
+    try:
+        # Before the answer: any process the client reaches next must find it.
+        await svc.registry.add(stream.id, tenant, msgspec.json.encode(info).decode())
+    except BaseException:
+        await svc.streams.delete(stream.id)
+        raise
+    return JSONResponse(info, status_code=201, headers={"Location": f"/api/streams/{stream.id}"})
 
 
 async def list_streams(request: Request) -> Response:
-    return JSONResponse([s.info() for s in services(request).streams.of(tenant_of(request))])
+    svc, tenant = services(request), tenant_of(request)
+    here = [s.info() for s in svc.streams.of(tenant)]
+    if is_internal(request):  # another process asks for this one's part of the list
+        return JSONResponse(here)
+    elsewhere = await svc.registry.listing(tenant)
+    return JSONResponse(here + await forwarder(request).streams_of(request, elsewhere))
 
 
+@owned
 async def get_stream(request: Request) -> Response:
     return JSONResponse(_stream(request).info())
 
 
+@owned
 async def delete_stream(request: Request) -> Response:
     _stream(request)
     await services(request).streams.delete(request.path_params["id"])
     return Response(status_code=204)
 
 
+@owned
 async def stream_input(request: Request) -> Response:
     stream = _stream(request)
     svc = services(request)
@@ -164,6 +189,7 @@ async def stream_input(request: Request) -> Response:
     return JSONResponse(StreamInput(frames=block.shape[1], write_pos=stream.input.write_pos))
 
 
+@owned
 async def stream_output(request: Request) -> Response:
     stream = _stream(request)
     query = decode_query(request, OutputQuery)
@@ -185,6 +211,7 @@ async def stream_output(request: Request) -> Response:
     )
 
 
+@owned
 async def patch_step(request: Request) -> Response:
     stream = _stream(request)
     index = request.path_params["index"]
@@ -203,7 +230,9 @@ async def patch_step(request: Request) -> Response:
 
 @session
 async def ws_stream_input(ws: WebSocket) -> None:
-    stream = _ws_stream(ws)
+    stream = await _ws_stream(ws)
+    if not isinstance(stream, Stream):
+        return await forwarder(ws).websocket(ws, stream)
     max_bytes = services(ws).settings.max_frame_bytes
     while True:
         data = await receive(ws)
@@ -222,7 +251,9 @@ async def ws_stream_input(ws: WebSocket) -> None:
 
 @session
 async def ws_stream_output(ws: WebSocket) -> None:
-    stream = _ws_stream(ws)
+    stream = await _ws_stream(ws)
+    if not isinstance(stream, Stream):
+        return await remote_consumer(ws, stream)
     reader = stream.consumer()
     # Watch for the client going away while this task waits for audio.
     gone = asyncio.ensure_future(_drain(ws))
@@ -252,15 +283,25 @@ async def _drain(ws: WebSocket) -> None:
             await receive(ws)
 
 
-def _ws_stream(ws: WebSocket) -> Stream:
-    stream = services(ws).streams.get(ws.path_params["id"], tenant_of(ws))
+async def _ws_stream(ws: WebSocket) -> Stream | Entry:
+    """The stream, when this process owns it; else the registry's entry of its owner."""
+    stream_id = ws.path_params["id"]
+    stream = services(ws).streams.get(stream_id, tenant_of(ws))
     if stream is not None and stream.failure is not None:
         raise effect_failed(stream.failure)
+    if stream is None and services(ws).streams.streams.get(stream_id) is None:
+        try:
+            entry = await owner_elsewhere(ws, stream_id)
+        except StreamLost as error:
+            raise lost_close(error) from None
+        if entry is not None:
+            return entry
     if stream is None:
         raise ProtocolError("unknown_stream", f"no stream with id {ws.path_params['id']!r}", p.CLOSE_GONE)
     return stream
 
 
+@owned
 async def stream_buffers(request: Request) -> Response:
     return JSONResponse(_stream(request).buffers())
 
@@ -278,6 +319,11 @@ ID_LINKS = [
     ),
     Link("delete_stream", {"id": "$response.body#/id"}),
 ]
+#: What a route on one stream may answer besides its own, when another process owns it.
+ELSEWHERE = {
+    410: problem_resp("The process that ran the stream died: the stream is lost (the detail says why)."),
+    503: problem_resp("The process that runs the stream did not answer: retry."),
+}
 #: A step's parameters, as a PATCH gives them: some of those of the step's effect.
 StepParams = component(dict[str, Any], "StepParams")
 
@@ -291,14 +337,14 @@ ROUTES = [
         tags=["live"],
         body=StreamCreate,
         example={"chain": "vocal-plate", "sample_rate": 48000, "channels": 2, "format": "f32le"},
-        responses={201: StreamInfo, 429: problem_resp("The server runs as many streams as it may.")},
+        responses={201: StreamInfo, 429: problem_resp("This server process runs as many streams as it may.")},
         links=ID_LINKS,
     ),
     Operation(
         "GET",
         "/api/streams",
         list_streams,
-        summary="The live streams of this server process.",
+        summary="The live streams: those of every process sharing the database (workers and nodes).",
         tags=["live"],
         responses={200: list[StreamInfo]},
     ),
@@ -308,7 +354,7 @@ ROUTES = [
         get_stream,
         summary="One stream.",
         tags=["live"],
-        responses={200: StreamInfo},
+        responses={**ELSEWHERE, 200: StreamInfo},
         path_types={"id": StreamId},
     ),
     Operation(
@@ -317,7 +363,7 @@ ROUTES = [
         delete_stream,
         summary="Stop and delete a stream; its consumers are told.",
         tags=["live"],
-        responses={204: None},
+        responses={**ELSEWHERE, 204: None},
         path_types={"id": StreamId},
     ),
     Operation(
@@ -328,6 +374,7 @@ ROUTES = [
         tags=["live"],
         raw_body={"application/octet-stream": "Interleaved little-endian PCM, whole frames."},
         responses={
+            **ELSEWHERE,
             200: StreamInput,
             413: problem_resp("More than the ring's capacity or the frame size limit."),
             429: problem_resp("The input ring is full (overflow policy reject): retry later."),
@@ -343,6 +390,7 @@ ROUTES = [
         security=LINK_SECURITY,
         query=OutputQuery,
         responses={
+            **ELSEWHERE,
             403: LINK_REFUSED,
             200: Resp(
                 media_type="application/octet-stream",
@@ -364,7 +412,7 @@ ROUTES = [
         tags=["live"],
         body=StepParams,
         example={"wet_level": 0.5},
-        responses={200: StepUpdate},
+        responses={**ELSEWHERE, 200: StepUpdate},
         path_types={"id": StreamId},
     ),
     WebSocketOperation(
@@ -372,7 +420,8 @@ ROUTES = [
         ws_stream_input,
         summary="Produce into a stream: binary frames of interleaved PCM in the stream's format.",
         description="A block that does not fit the input ring under the `reject` policy is answered by a "
-        "`rejected` message (the connection stays open); text messages are refused (close 1003).",
+        "`rejected` message (the connection stays open); text messages are refused (close 1003). When the "
+        "process that ran the stream dies, the connection closes with 4410 (`stream_lost`).",
         tags=["live"],
         client_messages=[AuthMessage],
         server_messages=[p.Rejected, p.Error],
@@ -383,7 +432,8 @@ ROUTES = [
         summary="Consume a stream: every processed frame from now on, as binary frames.",
         description="A consumer that falls behind by more than the ring's capacity gets an `overrun` "
         "message with the frames it lost, and goes on from the oldest frame kept. When the stream is "
-        "deleted the connection closes with 4404.",
+        "deleted the connection closes with 4404; when the process that ran it dies, with 4410 "
+        "(`stream_lost`).",
         tags=["live"],
         client_messages=[AuthMessage],
         server_messages=[p.Overrun, p.Error],
@@ -394,7 +444,7 @@ ROUTES = [
         stream_buffers,
         summary="One stream's ring buffers.",
         tags=["live"],
-        responses={200: StreamBuffers},
+        responses={**ELSEWHERE, 200: StreamBuffers},
         path_types={"id": StreamId},
     ),
 ]
