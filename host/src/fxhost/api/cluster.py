@@ -172,10 +172,10 @@ class Forwarder:
         headers = [(k, v) for k, v in request.headers.items() if k not in _NOT_FORWARDED]
         headers += list(self.headers(request.method, path, tenant_of(request)).items())
         has_body = request.method in ("POST", "PUT", "PATCH")
+        query = request.url.query  # as the client sent it (a link's exp and sig taken out)
         outgoing = self.client.build_request(
             request.method,
-            f"http://{entry.address}{path}",
-            params=request.url.query,
+            f"http://{entry.address}{path}" + (f"?{query}" if query else ""),
             headers=headers,
             content=request.stream() if has_body else None,
         )
@@ -361,6 +361,8 @@ class InternalListener:
             access_log=False,
             ws_max_size=4 * settings.max_frame_bytes,
             ws_per_message_deflate=False,
+            # Its clients are this server's peers, closed with 1012 when it stops.
+            timeout_graceful_shutdown=5,
         )
         self.server = _QuietServer(config)
         self.advertise = settings.internal_advertise
