@@ -28,6 +28,9 @@ from fxhost.store.owners import owner_alive, owner_id
 
 log = logging.getLogger(__name__)
 
+#: The most owners of streams remembered at once.
+OWNERS_KEPT = 10_000
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -59,6 +62,8 @@ class Registry:
         self.dead_seconds = dead_seconds
         self.lost_seconds = lost_seconds
         self.address: str | None = None
+        #: stream -> (until when, its entry), for other processes' live streams.
+        self._owners: dict[str, tuple[float, Entry]] = {}
 
     async def join(self, address: str) -> None:
         """Register this process and the address of its internal listener."""
@@ -85,12 +90,26 @@ class Registry:
     async def remove(self, stream_id: str) -> None:
         await ClusterStream.filter(id=stream_id, node=self.node).delete()
 
-    async def find(self, stream_id: str) -> Entry | None:
+    async def find(self, stream_id: str, *, fresh: bool = False) -> Entry | None:
+        """A stream's entry. Where another process's live stream runs is remembered for a
+        heartbeat (no database round trip per forwarded request); ``fresh`` asks the
+        database, as a caller does when that owner did not answer."""
+        hit = None if fresh else self._owners.get(stream_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
         row = await ClusterStream.get_or_none(id=stream_id)
         if row is None:
+            self._owners.pop(stream_id, None)
             return None
         node = await ClusterNode.get_or_none(id=row.node) if row.node else None
-        return Entry(row.id, row.tenant, row.node, node.address if node else None, row.lost, row.info)
+        entry = Entry(row.id, row.tenant, row.node, node.address if node else None, row.lost, row.info)
+        if entry.address is not None and entry.lost is None and entry.node != self.node:
+            if len(self._owners) >= OWNERS_KEPT:
+                self._owners.clear()  # a bound, not an LRU: it refills as requests come
+            self._owners[stream_id] = (time.monotonic() + self.heartbeat_seconds, entry)
+        else:
+            self._owners.pop(stream_id, None)
+        return entry
 
     async def tenant_of(self, stream_id: str) -> str | None:
         """The tenant of a stream that is not lost, wherever it runs."""
