@@ -393,13 +393,28 @@ class InternalListener:
 
     async def start(self) -> str:
         """Start listening; the address other processes reach it at, ``host:port``."""
-        self._task = asyncio.create_task(self.server.serve(), name="fxhost-internal-listener")
+        config = self.server.config
+        try:
+            # Bound here rather than by uvicorn, which would exit the process on failure.
+            family, kind, proto, _, address = socket.getaddrinfo(
+                config.host, config.port, type=socket.SOCK_STREAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+        except OSError as error:
+            raise RuntimeError(
+                f"FXHOST_INTERNAL_HOST/FXHOST_INTERNAL_PORT: cannot listen on {config.host}:{config.port}: "
+                f"{error.strerror or error}"
+            ) from None
+        sock.set_inheritable(False)
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="fxhost-internal-listener")
         while not self.server.started:
             if self._task.done():
-                self._task.result()  # raises what stopped it (the port is taken, say)
+                self._task.result()  # raises what stopped it
                 raise RuntimeError("the internal listener stopped at start-up")
             await asyncio.sleep(0.01)
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        host, port = sock.getsockname()[:2]
         if not self.advertise and host in ("0.0.0.0", "::"):
             host = socket.gethostname()  # every interface: this machine's name reaches one
         host = self.advertise or host
