@@ -338,3 +338,21 @@ def test_a_node_that_stops_cleanly_leaves_the_registry(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_node_taken_for_dead_while_alive_takes_its_streams_back(tmp_path):
+    database, a, b = two_nodes(tmp_path)
+    try:
+        stream = create(a)
+        sid = stream["id"]
+        owner = owner_of(database, a)
+        # What another node's housekeeping does to a node that gave no heartbeat for too long.
+        query(database, "UPDATE cluster_streams SET node = NULL, lost = 'taken for dead', lost_at = now()")
+        query(database, "DELETE FROM cluster_nodes WHERE id = $1", owner)
+        # Alive, A registers again at its next heartbeat, with the streams it still runs.
+        wait_until(lambda: httpx.get(f"{b.base}/api/streams/{sid}", timeout=30).status_code == 200)
+        assert owner in nodes_of(database)
+        assert [s["id"] for s in httpx.get(f"{b.base}/api/streams", timeout=30).json()] == [sid]
+    finally:
+        a.stop()
+        b.stop()

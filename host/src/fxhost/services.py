@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
 from fxhost.runtime import Runtime
@@ -146,7 +148,10 @@ async def _heartbeat(services: Services) -> None:
     while True:
         await asyncio.sleep(services.settings.cluster_heartbeat_seconds)
         try:
-            await services.registry.beat()
+            if await services.registry.beat():
+                for stream in list(services.streams.streams.values()):
+                    info = msgspec.json.encode(stream.info()).decode()
+                    await services.registry.restore(stream.id, stream.tenant, info)
             await services.registry.reap()
         except Exception:  # the database may be back on the next beat
             log.exception("cluster heartbeat failed")

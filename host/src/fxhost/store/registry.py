@@ -71,13 +71,21 @@ class Registry:
         await ClusterNode.update_or_create(id=self.node, defaults={"address": address, "heartbeat": _now()})
         log.info("cluster: %s listens for other processes on %s", self.node, address)
 
-    async def beat(self) -> None:
+    async def beat(self) -> bool:
+        """Say this process is alive. True when it had been taken for dead (it could not
+        beat for too long) and registered again: its streams must be registered again."""
         updated = await ClusterNode.filter(id=self.node).update(heartbeat=_now())
-        if not updated and self.address:
-            # Reaped while it could not beat (a stalled machine): come back. Its streams
-            # were marked lost then, and their clients told; new ones are registered anew.
-            log.warning("cluster: %s was taken for dead; registering again", self.node)
-            await self.join(self.address)
+        if updated or not self.address:
+            return False
+        log.warning("cluster: %s was taken for dead; registering again", self.node)
+        await self.join(self.address)
+        return True
+
+    async def restore(self, stream_id: str, tenant: str, info: str) -> None:
+        """Own a stream again after being taken for dead (clients told "lost" meanwhile
+        find it again)."""
+        values = {"tenant": tenant, "node": self.node, "info": info, "lost": None, "lost_at": None}
+        await ClusterStream.update_or_create(id=stream_id, defaults=values)
 
     async def leave(self) -> None:
         """A clean stop: this process's streams and its node row go (the streams close)."""
