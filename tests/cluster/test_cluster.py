@@ -199,6 +199,11 @@ def test_produce_on_one_node_consume_on_both(tmp_path):
             code, error = closed_with(ws)
             assert code == 4404 and error["code"] == "gone"
         assert httpx.get(f"{b.base}/api/streams/{sid}", timeout=30).status_code == 404
+        # Ids that name no stream anywhere are not found, whatever they hold.
+        for bad in ("%00", "f" * 300, "ABCDEF", "%C3%A9"):
+            assert httpx.get(f"{b.base}/api/streams/{bad}", timeout=30).status_code == 404, bad
+            code, error = closed_with(open_ws(b.base, f"/ws/streams/{bad}/output"))
+            assert code == 4404 and error["code"] == "unknown_stream", bad
     finally:
         a.stop()
         b.stop()

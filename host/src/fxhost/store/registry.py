@@ -18,6 +18,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,9 @@ from fxhost.store.owners import owner_alive, owner_id
 
 log = logging.getLogger(__name__)
 
+#: What a stream id can be (the engine makes 24 hex digits); anything else names no stream
+#: and is answered without asking the database (PostgreSQL refuses NUL characters).
+STREAM_ID = re.compile(r"[0-9a-f]{1,64}")
 #: The most owners of streams remembered at once.
 OWNERS_KEPT = 10_000
 
@@ -102,6 +106,8 @@ class Registry:
         """A stream's entry. Where another process's live stream runs is remembered for a
         heartbeat (no database round trip per forwarded request); ``fresh`` asks the
         database, as a caller does when that owner did not answer."""
+        if not STREAM_ID.fullmatch(stream_id):
+            return None
         hit = None if fresh else self._owners.get(stream_id)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
@@ -121,6 +127,8 @@ class Registry:
 
     async def tenant_of(self, stream_id: str) -> str | None:
         """The tenant of a stream that is not lost, wherever it runs."""
+        if not STREAM_ID.fullmatch(stream_id):
+            return None
         row = await ClusterStream.get_or_none(id=stream_id)
         return row.tenant if row is not None and row.lost is None else None
 
