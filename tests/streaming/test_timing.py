@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pedalboard
 import pytest
+from fxhost.engine.timing import AudioClock
 from restkit import REPO, start_server
 from waiting import wait_until
 from websockets.exceptions import ConnectionClosed
@@ -68,6 +69,59 @@ def ask_stats(ws) -> dict:
     reply = json.loads(message)
     assert reply["type"] == "stats", reply
     return reply
+
+
+# -- the audio clock, with times given (a block of 100 frames at 1 kHz lasts 0.1 s) --------
+
+
+def clock_after(events) -> AudioClock:
+    """Events: ("in", frames, time) for an arrival, ("out", time) for its answer."""
+    clock = AudioClock(1000)
+    for event in events:
+        if event[0] == "in":
+            clock.arrive(event[1], event[2])
+        else:
+            clock.done(event[1])
+    return clock
+
+
+def test_clock_real_time_client_and_fast_server():
+    clock = clock_after(
+        [("in", 100, 10.0), ("out", 10.01), ("in", 100, 10.1), ("out", 10.11), ("in", 100, 10.2)]
+    )
+    assert (clock.late, clock.underruns, clock.blocks, clock.frames) == (0, 0, 3, 300)
+
+
+def test_clock_block_slower_than_its_duration_is_late():
+    clock = clock_after([("in", 100, 10.0), ("out", 10.15)])
+    assert (clock.late, clock.underruns) == (1, 0)
+
+
+def test_clock_backlog_of_a_server_behind_stays_late():
+    # Sent in real time; the server takes 0.15 s a block, so each is read when the one
+    # before is answered: it never catches up, and no underrun is the client's.
+    events, t = [], 10.0
+    for _ in range(4):
+        events += [("in", 100, t), ("out", t + 0.15)]
+        t += 0.15
+    clock = clock_after(events)
+    assert (clock.late, clock.underruns) == (4, 0)
+
+
+def test_clock_server_that_catches_up_is_late_once():
+    # Four blocks (0.4 s) sent at once: the first takes 0.12 s (late), the others 0.02 s,
+    # each answered before the clock reaches its end.
+    events = [("in", 100, 10.0), ("out", 10.12)]
+    for t in (10.12, 10.14, 10.16):
+        events += [("in", 100, t), ("out", t + 0.02)]
+    clock = clock_after(events)
+    assert (clock.late, clock.underruns) == (1, 0)
+
+
+def test_clock_pause_is_an_underrun_and_restarts_the_clock():
+    clock = clock_after([("in", 100, 10.0), ("out", 10.01), ("in", 100, 10.5), ("out", 10.51)])
+    assert (clock.late, clock.underruns) == (0, 1)
+    assert clock.due == pytest.approx(10.6)
 
 
 # -- /ws/process ------------------------------------------------------------------------
