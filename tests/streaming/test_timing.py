@@ -306,6 +306,10 @@ def test_late_consumer_resumes_from_a_frame_index(server):
         stats = ask_stats(consumer)
         assert stats["frame"] == x.shape[1] and stats["frames_out"] == x.shape[1] - 12345
         assert stats["queue_frames"] == 0 and stats["lost"] == 0 and stats["overruns"] == 0
+        consumer.send("hello")  # not a message: said so, and the consumer goes on
+        error = json.loads(consumer.recv(timeout=10))
+        assert error["type"] == "error" and error["code"] == "invalid_message"
+        assert ask_stats(consumer)["frame"] == x.shape[1]
         consumer.close()
         client.delete(f"/api/streams/{stream['id']}")
 
@@ -350,6 +354,12 @@ def test_resuming_from_frames_no_longer_kept_reports_them_lost(server):
         stats = ask_stats(consumer)
         assert stats["lost"] == 6000 - 2048 and stats["overruns"] == 1 and stats["frame"] == 6000
         consumer.close()
+        oldest = open_ws(server.base, f"/ws/streams/{stream['id']}/output?from=oldest")
+        assert json.loads(oldest.recv(timeout=10)) == {"type": "position", "frame": 6000 - 2048}
+        out, events = consume(oldest, 2048)
+        assert events == []
+        np.testing.assert_allclose(out, hall(x)[:, 6000 - 2048 :], atol=1e-5)
+        oldest.close()
         client.delete(f"/api/streams/{stream['id']}")
 
 
