@@ -53,13 +53,13 @@ async def ws_process(ws: WebSocket) -> None:
     live = await _live_chain(ws, start)
     rate = start.sample_rate or svc.settings.default_sample_rate
     max_bytes = svc.settings.max_frame_bytes
-    clock = AudioClock(rate)
+    clock, indexed = AudioClock(rate), start.indexed
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
     while True:
         data = await receive(ws)
         if isinstance(data, bytes):
             arrived = perf_counter()
-            if start.indexed:
+            if indexed:
                 await _indexed_block(ws, live, clock, start, data, max_bytes, arrived)
                 continue
             block = audio_of(data, start.channels, start.format, max_bytes)
