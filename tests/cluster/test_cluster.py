@@ -184,6 +184,11 @@ def test_produce_on_one_node_consume_on_both(tmp_path):
         expected = pedalboard.Reverb(**{**HALL, "room_size": 0.5}).process(x, SR)
         np.testing.assert_allclose(collect(on_a, x.shape[1]), expected, atol=1e-5)
         np.testing.assert_allclose(collect(on_b, x.shape[1]), expected, atol=1e-5)
+        # A late consumer on B resumes from a frame index: the query reaches the owner.
+        late = open_ws(b.base, f"/ws/streams/{sid}/output?from=0")
+        assert json.loads(late.recv(timeout=30)) == {"type": "position", "frame": 0}
+        np.testing.assert_allclose(collect(late, x.shape[1]), expected, atol=1e-5)
+        late.close()
         # REST by cursor, through B, from the owner's output ring.
         page = httpx.get(f"{b.base}/api/streams/{sid}/output", params={"cursor": 0, "max_frames": x.shape[1]})
         assert page.status_code == 200 and page.headers["x-lost-frames"] == "0"

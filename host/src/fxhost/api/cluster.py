@@ -251,8 +251,8 @@ class Forwarder:
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-        path = ws.url.path
-        url = f"ws://{entry.address}{path}"
+        path, query = ws.url.path, ws.url.query  # the owner checks the query (from=, ack=)
+        url = f"ws://{entry.address}{path}" + (f"?{query}" if query else "")
         try:
             owner = await connect(
                 url,
