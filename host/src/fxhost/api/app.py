@@ -20,10 +20,22 @@ from starlette.requests import Request
 
 from fxhost.api.auth import RequireApiKey
 from fxhost.api.errors import HANDLERS
+from fxhost.api.metrics import HttpMetrics, Metrics
 from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
 from fxhost.api.responses import EXPOSED_HEADERS
-from fxhost.api.routes import analysis, assets, chains, links, meta, process, renders, streams, ws_process
+from fxhost.api.routes import (
+    analysis,
+    assets,
+    chains,
+    links,
+    meta,
+    metrics,
+    process,
+    renders,
+    streams,
+    ws_process,
+)
 from fxhost.api.vocabulary import served_schemas
 from fxhost.runtime import Runtime, load_runtime
 from fxhost.services import start_services, stop_services
@@ -44,6 +56,7 @@ API = Api(
         *process.ROUTES,
         *renders.ROUTES,
         *links.ROUTES,
+        *metrics.ROUTES,
     ],
     tags={
         "meta": "Health, statistics and what is loaded.",
@@ -86,17 +99,30 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or load_settings()
     runtime = runtime or load_runtime(settings)
 
+    collected = Metrics(settings) if settings.metrics else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await start_services(settings, runtime)
         app.state.services = services
+        app.state.metrics = collected
+        if collected is not None:
+            await collected.start(services)
         try:
             yield
         finally:
+            if collected is not None:
+                await collected.stop()
             await stop_services(services)
 
-    # CORS outermost, so that preflight requests (which carry no key) are answered.
-    middleware = [Middleware(GZipMiddleware, minimum_size=1024), Middleware(RequireApiKey)]
+    # CORS outermost, so that preflight requests (which carry no key) are answered; the
+    # metrics' timing next, so that refusals are counted too.
+    guarded = () if settings.metrics_open else ("/metrics",)
+    middleware = [
+        Middleware(HttpMetrics, metrics=collected),
+        Middleware(GZipMiddleware, minimum_size=1024),
+        Middleware(RequireApiKey, also=guarded),
+    ]
     if settings.cors_origins:
         middleware.insert(
             0,

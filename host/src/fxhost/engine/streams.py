@@ -24,6 +24,7 @@ from fxhost.engine.compiled import EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
 from fxhost.engine.live import LiveChain
 from fxhost.engine.ring import RingBuffer, RingReader, RingStats
+from fxhost.engine.tally import LiveTotals
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,25 @@ class Stream:
         self.output.remove_reader(reader)
 
 
+class RingCounts(msgspec.Struct, kw_only=True):
+    """Ring counters summed over streams (both rings of each)."""
+
+    overruns: int = 0
+    frames_lost: int = 0
+    rejected_frames: int = 0
+    dropped_frames: int = 0
+
+    def add(self, stream: Stream) -> None:
+        for stats in (stream.input.stats, stream.output.stats):
+            self.add_counts(stats)
+
+    def add_counts(self, stats: RingStats | RingCounts) -> None:
+        self.overruns += stats.overruns
+        self.frames_lost += stats.frames_lost
+        self.rejected_frames += stats.rejected_frames
+        self.dropped_frames += stats.dropped_frames
+
+
 class StreamLimit(Exception):
     pass
 
@@ -207,6 +227,7 @@ class StreamManager:
         inline_frames: int,
         max_tail_seconds: float,
         block_timeout: float,
+        time_effects: bool = True,
     ):
         self.max_streams = max_streams
         self.idle_seconds = idle_seconds
@@ -214,6 +235,10 @@ class StreamManager:
         self.max_tail_seconds = max_tail_seconds
         self.runner = DeadlineRunner(block_timeout)
         self.streams: dict[str, Stream] = {}
+        #: What every live chain made here ran (streams and /ws/process sessions alike).
+        self.totals = LiveTotals(time_effects=time_effects)
+        #: The ring counters of the streams deleted so far (:meth:`ring_counts`).
+        self._retired = RingCounts()
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -245,6 +270,7 @@ class StreamManager:
             max_tail_seconds=self.max_tail_seconds,
             runner=self.runner,
             assets=assets,
+            totals=self.totals,
         )
 
     def create(
@@ -293,7 +319,17 @@ class StreamManager:
         if stream is None:
             return False
         await stream.close()
+        self._retired.add(stream)
         return True
+
+    def ring_counts(self) -> RingCounts:
+        """Overruns, lost, rejected and dropped frames of every stream's rings, deleted
+        streams included: counters that only grow."""
+        counts = RingCounts()
+        counts.add_counts(self._retired)
+        for stream in self.streams.values():
+            counts.add(stream)
+        return counts
 
     async def _reap(self) -> None:
         while True:
