@@ -194,7 +194,9 @@ class Stream:
 
 
 class RingCounts(msgspec.Struct, kw_only=True):
-    """Ring counters summed over streams (both rings of each)."""
+    """Ring counters summed over streams: what consumers lost (the output rings'
+    overruns and lost frames) and what producers had refused or dropped (the input
+    rings'; dropped input also laps the processing reader, which is not counted again)."""
 
     overruns: int = 0
     frames_lost: int = 0
@@ -202,14 +204,21 @@ class RingCounts(msgspec.Struct, kw_only=True):
     dropped_frames: int = 0
 
     def add(self, stream: Stream) -> None:
-        for stats in (stream.input.stats, stream.output.stats):
-            self.add_counts(stats)
+        output, input_ = stream.output.stats, stream.input.stats
+        self.add_counts(
+            RingCounts(
+                overruns=output.overruns,
+                frames_lost=output.frames_lost,
+                rejected_frames=input_.rejected_frames,
+                dropped_frames=input_.dropped_frames,
+            )
+        )
 
-    def add_counts(self, stats: RingStats | RingCounts) -> None:
-        self.overruns += stats.overruns
-        self.frames_lost += stats.frames_lost
-        self.rejected_frames += stats.rejected_frames
-        self.dropped_frames += stats.dropped_frames
+    def add_counts(self, counts: RingCounts) -> None:
+        self.overruns += counts.overruns
+        self.frames_lost += counts.frames_lost
+        self.rejected_frames += counts.rejected_frames
+        self.dropped_frames += counts.dropped_frames
 
 
 class StreamLimit(Exception):
