@@ -230,6 +230,8 @@ class Metrics:
         adds to its bucket and sum values (``_buckets``, ``_sum``), which are what
         ``observe()`` adds to, in memory or in the multiprocess files alike."""
         seen = self._seen.get(key)
+        if seen is not None and seen[1] == histogram.sum:
+            return  # nothing observed since
         counts = list(histogram.counts)
         if seen is None:
             seen = ([0] * len(counts), 0.0)

@@ -96,7 +96,11 @@ class LiveTotals:
     """What every live chain of a stream manager ran: blocks by sample rate (so that
     seconds of audio are exact sums of frames), each effect's time per block, faults.
 
-    ``time_effects`` False: chains do not time their effects (metrics are off)."""
+    ``time_effects`` False: chains do not time their effects (metrics are off).
+
+    Everything is counted on the event loop, but for the effect timings of blocks larger
+    than ``inline_frames``, counted in the worker thread that ran them: two such threads
+    timing the same effect at once may lose an increment (a metric, not an account)."""
 
     def __init__(self, *, time_effects: bool = True):
         self.time_effects = time_effects
