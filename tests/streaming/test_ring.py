@@ -114,6 +114,12 @@ class RingMachine(RuleBasedStateMachine):
         else:
             self.counters["dropped_frames"] += len(new_positions - held)
 
+    @rule(n=st.integers(0, 200))
+    def write_silence(self, n: int) -> None:
+        """Silence for frames never processed: ``n`` zero frames, no guard, no counters."""
+        self.ring.write_silence(n)
+        self.history.extend([(0.0,) * self.channels] * n)
+
     @rule(data=st.data())
     def write_with_removed_guard(self, data: st.DataObject) -> None:
         if not self.removed:
@@ -132,6 +138,20 @@ class RingMachine(RuleBasedStateMachine):
         model = ModelReader(name or f"reader-{self.made}", self.wp if start == "now" else self.oldest)
         assert reader.name == model.name
         self.readers.append((reader, model))
+
+    @rule(data=st.data())
+    def add_reader_at(self, data: st.DataObject) -> None:
+        """A consumer resuming from a position: any of 0..write_pos (an old one is lapped),
+        and none beyond."""
+        position = data.draw(st.integers(0, self.wp + 3), label="position")
+        if position > self.wp:
+            with pytest.raises(ValueError, match=f"position {position} is not in 0..{self.wp}"):
+                self.ring.reader(start=position)
+            return
+        self.made += 1
+        reader = self.ring.reader(start=position)
+        assert reader.cursor == position
+        self.readers.append((reader, ModelReader(f"reader-{self.made}", position)))
 
     @precondition(lambda self: self.readers)
     @rule(data=st.data())

@@ -303,17 +303,48 @@ class RingBuffer:
             self._write_pos = wp + n
             return n
 
+    def write_silence(self, frames: int) -> None:
+        """Append ``frames`` frames of silence (the stream's answer to input frames it
+        never processed, so that output positions stay input positions). Zeroes at most
+        ``capacity`` columns in place: no block is made."""
+        frames = operator.index(frames)
+        if frames < 0:
+            raise ValueError(f"frames must be >= 0, not {frames}")
+        cap = self._capacity
+        with self._lock:
+            wp = self._write_pos
+            k = min(frames, cap)
+            start = (wp + frames - k) % cap
+            first = cap - start
+            if k <= first:
+                self._buf[:, start : start + k] = 0.0
+            else:
+                self._buf[:, start:] = 0.0
+                self._buf[:, : k - first] = 0.0
+            self._write_pos = wp + frames
+
     # -- readers -----------------------------------------------------------------------
 
-    def reader(self, *, start: Literal["now", "oldest"] = "now", name: str = "") -> RingReader:
+    def reader(self, *, start: Literal["now", "oldest"] | int = "now", name: str = "") -> RingReader:
         """Register a reader whose cursor starts at ``write_pos`` (``"now"``: only new
-        frames) or at the oldest frame held (``"oldest"``). An empty name is replaced by
-        ``reader-<n>``."""
-        if start not in ("now", "oldest"):
-            raise ValueError(f"start must be 'now' or 'oldest', not {start!r}")
+        frames), at the oldest frame held (``"oldest"``), or at an absolute position
+        ``0..write_pos`` (a consumer resuming; one older than the oldest frame held is
+        lapped, and its first read says how many frames it lost). An empty name is
+        replaced by ``reader-<n>``."""
+        if start not in ("now", "oldest") and not isinstance(start, int):
+            raise ValueError(f"start must be 'now', 'oldest' or a position, not {start!r}")
         with self._lock:
+            if isinstance(start, int) and not 0 <= start <= self._write_pos:
+                raise ValueError(
+                    f"position {start} is not in 0..{self._write_pos} (write_pos: the frames written so far)"
+                )
             self._names += 1
-            cursor = self._write_pos if start == "now" else max(0, self._write_pos - self._capacity)
+            if start == "now":
+                cursor = self._write_pos
+            elif start == "oldest":
+                cursor = max(0, self._write_pos - self._capacity)
+            else:
+                cursor = start
             reader = RingReader(self, cursor, name or f"reader-{self._names}")
             self._readers[id(reader)] = reader
             return reader

@@ -25,6 +25,7 @@ from fxhost.engine.deadline import DeadlineRunner
 from fxhost.engine.live import LiveChain
 from fxhost.engine.ring import RingBuffer, RingReader, RingStats
 from fxhost.engine.tally import LiveTotals
+from fxhost.engine.timing import AudioClock
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Stream:
         self.input = RingBuffer(channels, capacity)
         self.output = RingBuffer(channels, capacity)
         self._processor = self.input.reader(name="processing")
+        #: The processing task's audio clock: its late chunks are the stream's late blocks.
+        self.clock = AudioClock(sample_rate)
         self.input_ready = Broadcast()
         self.output_ready = Broadcast()
         self.created = clock.now()
@@ -128,15 +131,28 @@ class Stream:
         self.input.write(block, overflow=self.overflow, guard=self._processor)
         self.input_ready.notify()
 
+    @property
+    def unprocessed(self) -> int:
+        """Input frames written but not yet processed (the input queue's depth)."""
+        return self.input.write_pos - self._processor.cursor
+
     async def _run(self) -> None:
+        # Output position == input position, always: the chain gives as many frames as
+        # it is given, and input frames dropped before processing (``drop_oldest``)
+        # come out as silence. The chain's latency is inside that audio (StreamInfo.latency).
+        clock = self.clock
         try:
             while not self.closed:
-                block, _lost = self._processor.read(STREAM_CHUNK)
+                block, lost = self._processor.read(STREAM_CHUNK)
+                if lost:
+                    self.output.write_silence(lost)
                 if block.shape[1] == 0:
                     await self.input_ready.wait()
                     continue
+                clock.arrive(block.shape[1], time.perf_counter())
                 out = await self.live.process(block)
                 self.output.write(out)
+                clock.done(time.perf_counter())
                 self.output_ready.notify()
                 await asyncio.sleep(0)  # let producers and consumers run between chunks
         except asyncio.CancelledError:
@@ -183,10 +199,15 @@ class Stream:
     def buffers(self) -> StreamBuffers:
         return StreamBuffers(stream=self.id, input=self.input.stats, output=self.output.stats)
 
-    def consumer(self) -> RingReader:
+    def consumer(self, start: int | None = None) -> RingReader:
+        """A reader of the output from ``start`` (an absolute frame position, at most
+        the output's ``write_pos``; ValueError beyond), or from now."""
+        reader = self.output.reader(
+            start="now" if start is None else start, name=f"consumer-{secrets.token_hex(3)}"
+        )
         self.consumers += 1
         self.touch()
-        return self.output.reader(start="now", name=f"consumer-{secrets.token_hex(3)}")
+        return reader
 
     def release(self, reader: RingReader) -> None:
         self.consumers -= 1

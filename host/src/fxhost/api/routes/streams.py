@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from time import perf_counter
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from fxhost_sdk import FieldError
@@ -34,10 +35,13 @@ from fxhost.audio.pcm import (
     to_interleaved,
 )
 from fxhost.engine.compiled import EffectFault
-from fxhost.engine.ring import RingOverflow
+from fxhost.engine.ring import RingOverflow, RingReader
 from fxhost.engine.streams import OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
+from fxhost.engine.timing import AudioClock
 
 TAGS = ["live"]
+#: The most frames a consumer's socket gets in one binary frame.
+CONSUMER_CHUNK = 65536
 
 
 def stream_closed(stream: Stream) -> ProtocolError:
@@ -73,6 +77,32 @@ class OutputQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_frames: Annotated[int, msgspec.Meta(ge=1, le=10_000_000, description="Most frames to return.")] = (
         65536
     )
+
+
+class ProducerQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    ack: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Answer every accepted block with a `written` message: the input frame index "
+            "of its first frame (which is also its output frame index)."
+        ),
+    ] = False
+
+
+class ConsumerQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    from_: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=0,
+                description="Start at this output frame index (at most the frames written so far; older "
+                "than the oldest kept: from the oldest, with an `overrun` naming the frames lost), or "
+                "`now` / `oldest`. Given, the server first sends a `position` message.",
+            ),
+        ]
+        | Literal["now", "oldest"]
+        | None
+    ) = msgspec.field(default=None, name="from")
 
 
 class StepUpdate(msgspec.Struct, kw_only=True):
@@ -201,39 +231,117 @@ async def patch_step(request: Request) -> Response:
     return JSONResponse(StepUpdate(step=index, params=full))
 
 
+class _Rejections:
+    __slots__ = ("blocks", "frames")
+
+    def __init__(self) -> None:
+        self.blocks = self.frames = 0
+
+
 @session
 async def ws_stream_input(ws: WebSocket) -> None:
     stream = _ws_stream(ws)
+    query = _ws_query(ws, ProducerQuery)
     max_bytes = services(ws).settings.max_frame_bytes
+    # The producer's own audio clock: its underruns. Writing is never late; the
+    # stream's processing is (stream.clock).
+    clock, rejected = AudioClock(stream.sample_rate), _Rejections()
     while True:
         data = await receive(ws)
         if not isinstance(data, bytes):
-            raise ProtocolError(
-                "expected_audio", "send binary PCM frames in the stream's format", p.CLOSE_UNSUPPORTED
-            )
+            await send(ws, _producer_stats(stream, clock, rejected, data))
+            continue
+        arrived = perf_counter()
         if stream.closed:
             raise stream_closed(stream)
         block = audio_of(data, stream.channels, stream.format, max_bytes)
+        frames = block.shape[1]
+        clock.arrive(frames, arrived)
         try:
             stream.write(block)
         except RingOverflow as error:
-            await send(ws, p.Rejected(frames=block.shape[1], free=error.free))
+            rejected.blocks += 1
+            rejected.frames += frames
+            await send(ws, p.Rejected(frames=frames, free=error.free))
+        else:
+            if query.ack:
+                await send(ws, p.Written(frame=stream.input.write_pos - frames, frames=frames))
+
+
+def _producer_stats(stream: Stream, clock: AudioClock, rejected: _Rejections, text: str) -> p.StatsReply:
+    """The answer to a producer's text message: only ``stats`` is one."""
+    try:
+        p.decode_stream_message(text)
+    except FieldError:
+        raise ProtocolError(
+            "expected_audio",
+            'send binary PCM frames in the stream\'s format (the only text message is {"type": "stats"})',
+            p.CLOSE_UNSUPPORTED,
+        ) from None
+    return p.StatsReply(
+        blocks=clock.blocks,
+        frames_in=clock.frames - rejected.frames,
+        frames_out=0,
+        frame=stream.input.write_pos,
+        late_blocks=stream.clock.late,
+        underruns=clock.underruns,
+        queue_frames=stream.unprocessed,
+        rejected_blocks=rejected.blocks,
+        rejected_frames=rejected.frames,
+    )
+
+
+class _Consumer:
+    """One consumer's counters: its audio clock (blocks, frames sent, underruns) and overruns."""
+
+    __slots__ = ("clock", "overruns", "reader", "stream")
+
+    def __init__(self, stream: Stream, reader: RingReader) -> None:
+        self.stream, self.reader = stream, reader
+        self.clock = AudioClock(stream.sample_rate)
+        self.overruns = 0
+
+    def stats(self) -> p.StatsReply:
+        reader, clock = self.reader, self.clock
+        return p.StatsReply(
+            blocks=clock.blocks,
+            frames_in=0,
+            frames_out=clock.frames,
+            frame=reader.cursor,
+            late_blocks=self.stream.clock.late,
+            underruns=clock.underruns,
+            queue_frames=reader.lag,
+            overruns=self.overruns,
+            lost=reader.lost,
+        )
 
 
 @session
 async def ws_stream_output(ws: WebSocket) -> None:
     stream = _ws_stream(ws)
-    reader = stream.consumer()
-    # Watch for the client going away while this task waits for audio.
-    gone = asyncio.ensure_future(_drain(ws))
+    start = _ws_query(ws, ConsumerQuery).from_
+    reader = _consumer(stream, start)
+    consumer = _Consumer(stream, reader)
+    clock = consumer.clock
+    # Answer stats, and watch for the client going away while this task waits for audio.
+    gone = asyncio.ensure_future(_listen(ws, consumer))
     try:
+        if start is not None:
+            await send(ws, p.Position(frame=reader.cursor))
         while not gone.done():
-            block, lost = reader.read(65536)
+            block, lost = reader.read(CONSUMER_CHUNK)
             if lost:
-                await send(ws, p.Overrun(lost=lost))
+                consumer.overruns += 1
+                await send(ws, p.Overrun(lost=lost, frame=reader.cursor - block.shape[1]))
             if block.shape[1]:
                 stream.touch()
+                clock.arrive(block.shape[1], perf_counter())
                 await ws.send_bytes(to_interleaved(block, stream.format))
+                clock.done(perf_counter())
+                if block.shape[1] == CONSUMER_CHUNK:
+                    # Catching up on a backlog (a resume, a slow link): a send that does not
+                    # block does not yield, so let other tasks (this one's stats) run.
+                    await asyncio.sleep(0)
                 continue
             if stream.closed:
                 raise stream_closed(stream)
@@ -245,11 +353,51 @@ async def ws_stream_output(ws: WebSocket) -> None:
         stream.release(reader)
 
 
-async def _drain(ws: WebSocket) -> None:
-    """Read and ignore what a consumer sends, until it disconnects."""
+def _consumer(stream: Stream, start: int | Literal["now", "oldest"] | None) -> RingReader:
+    """The consumer's reader at ``from``: now, the oldest frame kept, or a frame index."""
+    if start == "oldest":
+        start = stream.output.oldest_pos
+    elif start == "now":
+        start = None
+    try:
+        return stream.consumer(start)
+    except ValueError:
+        written = stream.output.write_pos
+        raise ProtocolError(
+            "invalid_query",
+            f"from: frame {start} is ahead of the stream's output: {written} frames were written so far "
+            f"(resume from at most {written})",
+            p.CLOSE_POLICY,
+            "from",
+        ) from None
+
+
+async def _listen(ws: WebSocket, consumer: _Consumer) -> None:
+    """Answer a consumer's ``stats`` (other text gets an error; the session goes on),
+    until it disconnects."""
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
-            await receive(ws)
+            data = await receive(ws)
+            if isinstance(data, bytes):
+                continue  # a consumer has nothing to send; ignored as it always was
+            try:
+                p.decode_stream_message(data)
+            except FieldError as error:
+                await send(ws, p.Error(code="invalid_message", message=str(error), path=error.path or None))
+            else:
+                await send(ws, consumer.stats())
+
+
+Q = TypeVar("Q", bound=msgspec.Struct)
+
+
+def _ws_query(ws: WebSocket, query_type: type[Q]) -> Q:
+    """A WebSocket's query string, or the 1008 close that names the bad parameter."""
+    try:
+        return decode_query(ws, query_type)
+    except ProblemException as problem:
+        path = problem.errors[0].path if problem.errors else None
+        raise ProtocolError("invalid_query", problem.detail, p.CLOSE_POLICY, path or None) from None
 
 
 def _ws_stream(ws: WebSocket) -> Stream:
@@ -371,22 +519,38 @@ ROUTES = [
         "/ws/streams/{id}/input",
         ws_stream_input,
         summary="Produce into a stream: binary frames of interleaved PCM in the stream's format.",
-        description="A block that does not fit the input ring under the `reject` policy is answered by a "
-        "`rejected` message (the connection stays open); text messages are refused (close 1003).",
+        description="Each accepted block goes into the input ring at the ring's write position: its "
+        "frames get the next input frame indices, and the output frame with the same index is its "
+        "processed audio (the chain's latency is inside the audio: `latency` of the stream). With "
+        "`?ack=true` every accepted block is answered by `written` (its first frame index and its "
+        "frames). A block that does not fit the input ring under the `reject` policy is answered by a "
+        "`rejected` message (the connection stays open). The only text message is `stats`, answered "
+        "with the connection's counters (blocks, frames_in, frame = the input's write position, "
+        "late_blocks of the stream's processing, underruns of this producer, queue_frames = input not "
+        "yet processed, rejected_blocks/frames); other text is refused (close 1003).",
         tags=["live"],
-        client_messages=[AuthMessage],
-        server_messages=[p.Rejected, p.Error],
+        query=ProducerQuery,
+        client_messages=[AuthMessage, p.Stats],
+        server_messages=[p.Written, p.Rejected, p.StatsReply, p.Error],
     ),
     WebSocketOperation(
         "/ws/streams/{id}/output",
         ws_stream_output,
-        summary="Consume a stream: every processed frame from now on, as binary frames.",
-        description="A consumer that falls behind by more than the ring's capacity gets an `overrun` "
-        "message with the frames it lost, and goes on from the oldest frame kept. When the stream is "
-        "deleted the connection closes with 4404.",
+        summary="Consume a stream: processed frames as binary frames, from now or from a frame index.",
+        description="Frames arrive in order and without gaps, so one index gives every frame's: with "
+        "`?from=N` (a frame index, `now` or `oldest`) the server first sends `position` (the index of "
+        "the next binary frame); an `overrun` says how many frames were skipped and the index of the "
+        "next frame. A consumer that falls behind by more than the ring's capacity, or asks for frames "
+        "no longer kept, gets `overrun` and goes on from the oldest frame kept; `from` beyond the frames "
+        "written so far closes with 1008 naming `from`. Resume after a disconnect with `from` = the "
+        "index after the last frame received. Text `stats` is answered with the connection's counters "
+        "(blocks, frames_out, frame = the next frame's index, underruns, queue_frames = its lag, "
+        "overruns, lost, late_blocks of the stream's processing). When the stream is deleted the "
+        "connection closes with 4404.",
         tags=["live"],
-        client_messages=[AuthMessage],
-        server_messages=[p.Overrun, p.Error],
+        query=ConsumerQuery,
+        client_messages=[AuthMessage, p.Stats],
+        server_messages=[p.Position, p.Overrun, p.StatsReply, p.Error],
     ),
     Operation(
         "GET",
