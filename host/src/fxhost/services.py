@@ -83,6 +83,8 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         inline_frames=settings.inline_frames,
         max_tail_seconds=settings.max_tail_seconds,
         block_timeout=settings.block_timeout_seconds,
+        # Each effect's time per block is kept only for the metrics.
+        time_effects=settings.metrics,
     )
     streams.start()
     auth = Authenticator(settings.api_keys)

@@ -97,6 +97,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Longest a link may be valid for, in seconds (``expires_in`` of ``POST /api/links``).
     link_max_seconds: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Prometheus metrics at ``/metrics`` (false: none are kept, and /metrics answers 404).
+    metrics: bool = True
+    #: ``/metrics`` needs no API key (it follows the key rule of ``/api`` otherwise).
+    metrics_open: bool = False
+    #: Serve ``/metrics`` on this port of ``host`` instead, with no key (every worker
+    #: listens on it, SO_REUSEPORT); the main port's ``/metrics`` then answers 404.
+    metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
 

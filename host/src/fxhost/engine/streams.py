@@ -24,6 +24,7 @@ from fxhost.engine.compiled import EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
 from fxhost.engine.live import LiveChain
 from fxhost.engine.ring import RingBuffer, RingReader, RingStats
+from fxhost.engine.tally import LiveTotals
 from fxhost.engine.timing import AudioClock
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,34 @@ class Stream:
         self.output.remove_reader(reader)
 
 
+class RingCounts(msgspec.Struct, kw_only=True):
+    """Ring counters summed over streams: what consumers lost (the output rings'
+    overruns and lost frames) and what producers had refused or dropped (the input
+    rings'; dropped input also laps the processing reader, which is not counted again)."""
+
+    overruns: int = 0
+    frames_lost: int = 0
+    rejected_frames: int = 0
+    dropped_frames: int = 0
+
+    def add(self, stream: Stream) -> None:
+        output, input_ = stream.output.stats, stream.input.stats
+        self.add_counts(
+            RingCounts(
+                overruns=output.overruns,
+                frames_lost=output.frames_lost,
+                rejected_frames=input_.rejected_frames,
+                dropped_frames=input_.dropped_frames,
+            )
+        )
+
+    def add_counts(self, counts: RingCounts) -> None:
+        self.overruns += counts.overruns
+        self.frames_lost += counts.frames_lost
+        self.rejected_frames += counts.rejected_frames
+        self.dropped_frames += counts.dropped_frames
+
+
 class StreamLimit(Exception):
     pass
 
@@ -228,6 +257,7 @@ class StreamManager:
         inline_frames: int,
         max_tail_seconds: float,
         block_timeout: float,
+        time_effects: bool = True,
     ):
         self.max_streams = max_streams
         self.idle_seconds = idle_seconds
@@ -237,6 +267,10 @@ class StreamManager:
         self.streams: dict[str, Stream] = {}
         #: Told of each stream deleted (by a client or for idling), once it is closed.
         self.on_deleted: Callable[[str], Awaitable[None]] | None = None
+        #: What every live chain made here ran (streams and /ws/process sessions alike).
+        self.totals = LiveTotals(time_effects=time_effects)
+        #: The ring counters of the streams deleted so far (:meth:`ring_counts`).
+        self._retired = RingCounts()
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -268,6 +302,7 @@ class StreamManager:
             max_tail_seconds=self.max_tail_seconds,
             runner=self.runner,
             assets=assets,
+            totals=self.totals,
         )
 
     def create(
@@ -318,7 +353,17 @@ class StreamManager:
         await stream.close()
         if self.on_deleted is not None:
             await self.on_deleted(stream_id)
+        self._retired.add(stream)
         return True
+
+    def ring_counts(self) -> RingCounts:
+        """Overruns, lost, rejected and dropped frames of every stream's rings, deleted
+        streams included: counters that only grow."""
+        counts = RingCounts()
+        counts.add_counts(self._retired)
+        for stream in self.streams.values():
+            counts.add(stream)
+        return counts
 
     async def _reap(self) -> None:
         while True:
