@@ -18,6 +18,7 @@ from fxhost.store.assets import AssetStore
 from fxhost.store.cache import LRUCache
 from fxhost.store.chains import ChainStore
 from fxhost.store.db import close_database, open_database
+from fxhost.store.fanout import Fanout
 from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
 from fxhost.store.renders import RenderService
@@ -42,6 +43,8 @@ class Services:
     links: LinkSigner
     #: Whole-file jobs on assets: analysis, pictures, transcoding (analysis_concurrency).
     jobs: JobGate
+    #: Stream output through Redis to other processes (with the redis_url setting).
+    fanout: Fanout | None = None
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -68,12 +71,17 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         time_limit=settings.render_timeout_seconds,
     )
     await renders.start()
+    fanout = None
+    if settings.redis_url:
+        fanout = Fanout(settings.redis_url, settings.redis_prefix)
+        await fanout.start()
     streams = StreamManager(
         max_streams=settings.max_streams,
         idle_seconds=settings.stream_idle_seconds,
         inline_frames=settings.inline_frames,
         max_tail_seconds=settings.max_tail_seconds,
         block_timeout=settings.block_timeout_seconds,
+        on_create=fanout.publish if fanout else None,
     )
     streams.start()
     auth = Authenticator(settings.api_keys)
@@ -81,7 +89,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
     links = LinkSigner(await link_secret(settings.link_secret))
     jobs = JobGate(settings.analysis_concurrency, settings.analysis_queue_seconds, name="fxhost-whole-file")
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links, jobs)
+    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links, jobs, fanout)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
@@ -92,6 +100,8 @@ async def stop_services(services: Services) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await services._housekeeping
     await services.streams.stop()
+    if services.fanout:  # after the streams: their publishers write the end
+        await services.fanout.stop()
     await services.renders.stop()
     services.jobs.close()
     await close_database()

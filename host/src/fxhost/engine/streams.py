@@ -10,7 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -228,8 +228,11 @@ class StreamManager:
         inline_frames: int,
         max_tail_seconds: float,
         block_timeout: float,
+        on_create: Callable[[Stream], object] | None = None,
     ):
         self.max_streams = max_streams
+        #: Called with each stream made here once it runs (services: publish its output).
+        self.on_create = on_create
         self.idle_seconds = idle_seconds
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
@@ -296,6 +299,8 @@ class StreamManager:
         )
         self.streams[stream.id] = stream
         stream.start()
+        if self.on_create is not None:
+            self.on_create(stream)
         return stream
 
     def get(self, stream_id: str, tenant: str) -> Stream | None:
