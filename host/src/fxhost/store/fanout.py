@@ -108,6 +108,57 @@ class _RedisError(Exception):
     """An error reply."""
 
 
+async def _open(options: dict[str, Any], timeout: float) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to Redis as ``redis.asyncio.connection.parse_url`` describes it,
+    authenticated and on its database."""
+    async with asyncio.timeout(timeout):
+        if "path" in options:
+            reader, writer = await asyncio.open_unix_connection(options["path"])
+        else:
+            ssl = options.get("connection_class") is not None  # rediss://
+            reader, writer = await asyncio.open_connection(
+                options.get("host", "localhost"), options.get("port", 6379), ssl=ssl
+            )
+        try:
+            hello = []
+            if options.get("password"):
+                user = (options["username"],) if options.get("username") else ()
+                hello.append(("AUTH", *user, options["password"]))
+            if options.get("db"):
+                hello.append(("SELECT", options["db"]))
+            for command in hello:
+                writer.write(_pack(command))
+                if isinstance(reply := await _reply(reader), _RedisError):
+                    raise reply
+        except BaseException:
+            writer.close()
+            raise
+    return reader, writer
+
+
+async def _reply(reader: asyncio.StreamReader) -> Any:
+    """One RESP2 reply: bytes, int, None (nil), a list, or a :class:`_RedisError`."""
+    line = await reader.readuntil(b"\r\n")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else (await reader.readexactly(n + 2))[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [await _reply(reader) for _ in range(n)]
+    if kind == b":":
+        return int(rest)
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        return _RedisError(rest.decode(errors="replace"))
+    raise ValueError(f"unexpected reply from Redis: {line[:40]!r}")
+
+
+#: What a broken connection to Redis raises, on our own connections.
+_CONNECTION_ERRORS = (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, _RedisError)
+
+
 class _Pipe:
     """The owner's one connection for publishing: commands are written without waiting
     for their replies (pipelined; those of one event-loop round in one socket write), and
@@ -121,11 +172,9 @@ class _Pipe:
     #: Bytes written and not yet taken by Redis past which sends are refused.
     MAX_BUFFER = 4 * 1024 * 1024
 
-    def __init__(self, url: str, connect_timeout: float) -> None:
-        from redis.asyncio.connection import parse_url
-
+    def __init__(self, url: str, options: dict[str, Any], connect_timeout: float) -> None:
         self.url = url
-        self.options = parse_url(url)
+        self.options = options
         self.connect_timeout = connect_timeout
         self._writer: asyncio.StreamWriter | None = None
         #: Commands sent in this event-loop round, written together at its end.
@@ -189,39 +238,12 @@ class _Pipe:
                 self._close()
 
     async def _connect(self) -> asyncio.StreamReader:
-        o = self.options
-        async with asyncio.timeout(self.connect_timeout):
-            if "path" in o:
-                reader, writer = await asyncio.open_unix_connection(o["path"])
-            else:
-                ssl = o.get("connection_class") is not None  # rediss://
-                reader, writer = await asyncio.open_connection(
-                    o.get("host", "localhost"), o.get("port", 6379), ssl=ssl
-                )
-            self._writer = writer
-            for command in self._hello():
-                await self._answer(reader, self.send(*command, reply=True))
+        reader, self._writer = await _open(self.options, self.connect_timeout)
         return reader
-
-    def _hello(self) -> list[tuple[Any, ...]]:
-        o, commands = self.options, []
-        if o.get("password"):
-            commands.append(
-                ("AUTH", o["username"], o["password"]) if o.get("username") else ("AUTH", o["password"])
-            )
-        if o.get("db"):
-            commands.append(("SELECT", o["db"]))
-        return commands
-
-    async def _answer(self, reader: asyncio.StreamReader, future: Any) -> None:
-        reply = await self._reply(reader)
-        self._pending.popleft()
-        if isinstance(reply, _RedisError):
-            raise reply
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         while True:
-            reply = await self._reply(reader)
+            reply = await _reply(reader)
             future = self._pending.popleft()
             if future is None:
                 if isinstance(reply, _RedisError) and "equal or smaller" not in str(reply):
@@ -231,21 +253,6 @@ class _Pipe:
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
-
-    @staticmethod
-    async def _reply(reader: asyncio.StreamReader) -> Any:
-        line = await reader.readuntil(b"\r\n")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            return _RedisError(rest.decode(errors="replace"))
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else (await reader.readexactly(n + 2))[:-2]
-        raise ValueError(f"unexpected reply from Redis: {line[:40]!r}")
 
     def _close(self) -> None:
         if self._writer is not None:
@@ -298,6 +305,7 @@ class Fanout:
         self.connect_timeout = connect_timeout
         self.redis: Redis | None = None
         self._pipe: _Pipe | None = None
+        self._options: dict[str, Any] = {}
         #: Stream id -> its publishing task, while it runs.
         self._publishers: dict[str, asyncio.Task] = {}
         self._mirrors: dict[str, Mirror] = {}
@@ -308,6 +316,7 @@ class Fanout:
 
     async def start(self) -> None:
         from redis.asyncio import Redis
+        from redis.asyncio.connection import parse_url
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
@@ -316,7 +325,8 @@ class Fanout:
         self.redis = Redis.from_url(
             self.url, socket_connect_timeout=self.connect_timeout, retry=Retry(NoBackoff(), 0)
         )
-        self._pipe = _Pipe(self.url, self.connect_timeout)
+        self._options = parse_url(self.url)
+        self._pipe = _Pipe(self.url, self._options, self.connect_timeout)
         self._pipe.start()
         # Give it a moment, so that the first streams are published from their start.
         with contextlib.suppress(TimeoutError):
@@ -576,40 +586,61 @@ class Mirror:
             await self._fanout._drop(self)
 
     async def _run(self, key: str, last_id: bytes | str) -> None:
-        redis, errors = self._fanout.redis, _redis_errors()
-        assert redis is not None
+        # A connection of its own (XREAD BLOCK holds it), spoken to by hand like the
+        # publisher's: redis-py's XREAD cost about ten times the CPU per chunk.
+        fanout = self._fanout
+        xread = ("XREAD", "COUNT", RELAY_BATCH, "BLOCK", fanout.relay_block_ms, "STREAMS", key)
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
         failing, backoff = False, 0.1
-        while True:
-            try:
-                reply = await redis.xread(
-                    {key: last_id}, count=RELAY_BATCH, block=self._fanout.relay_block_ms
-                )
-                if not reply:
-                    if not await redis.exists(key):
-                        self._finish({b"end": b"lost", b"message": b"the stream's owner stopped publishing"})
-                        return
+        try:
+            while True:
+                try:
+                    if writer is None:
+                        reader, writer = await _open(fanout._options, fanout.connect_timeout)
+                    assert reader is not None
+                    writer.write(_pack((*xread, last_id)))
+                    reply = await _reply(reader)
+                    if isinstance(reply, _RedisError):
+                        raise reply
+                    if reply is None:  # nothing new within the block time: is the key still there?
+                        writer.write(_pack(("EXISTS", key)))
+                        if (await _reply(reader)) == 0:
+                            self._finish(
+                                {b"end": b"lost", b"message": b"the stream's owner stopped publishing"}
+                            )
+                            return
+                        continue
+                except _CONNECTION_ERRORS as error:
+                    if writer is not None:
+                        writer.close()
+                        reader = writer = None
+                    if not failing:
+                        log.error(
+                            "fan-out: relaying stream %s from Redis failed (%s); retrying",
+                            self.stream_id,
+                            error,
+                        )
+                    failing = True
+                    await asyncio.sleep(backoff)
+                    backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
                     continue
-            except errors as error:
-                if not failing:
-                    log.error(
-                        "fan-out: relaying stream %s from Redis failed (%s); retrying", self.stream_id, error
-                    )
-                failing = True
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, MAX_BACKOFF_SECONDS)
-                continue
-            if failing:
-                log.warning("fan-out: relaying stream %s again", self.stream_id)
-                failing, backoff = False, 0.1
-            for entry_id, fields in reply[0][1]:
-                last_id = entry_id
-                kind = fields[b"kind"]
-                if kind == b"chunk":
-                    self._write(fields)
-                elif kind == b"end":
-                    self._finish(fields)
-                    return
-            self.output_ready.notify()
+                if failing:
+                    log.warning("fan-out: relaying stream %s again", self.stream_id)
+                    failing, backoff = False, 0.1
+                for entry_id, flat in reply[0][1]:
+                    last_id = entry_id
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                    kind = fields[b"kind"]
+                    if kind == b"chunk":
+                        self._write(fields)
+                    elif kind == b"end":
+                        self._finish(fields)
+                        return
+                self.output_ready.notify()
+        finally:
+            if writer is not None:
+                writer.close()
 
     def _write(self, fields: dict[bytes, bytes]) -> None:
         frame, n = int(fields[b"frame"]), int(fields[b"frames"])
