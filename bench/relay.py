@@ -1,7 +1,7 @@
 """Benchmark: what relaying a stream's output through Redis adds, per block, against a
 consumer on the owner; side by side in one run.
 
-    FXHOST_BENCH_REDIS_URL=redis://127.0.0.1:6379/0 uv run python bench/relay.py [--seconds 20]
+    FXHOST_BENCH_REDIS_URL=redis://127.0.0.1:6379/0 uv run python bench/relay.py [--seconds 20] [--rounds 2]
 
 Two processes on one machine, both on uvloop: this one is the *owner* (a real
 ``StreamManager`` stream through the reverb, its ``Fanout`` publishing to Redis, a
@@ -16,7 +16,8 @@ by wrapping it) to the block's last frame read by (a) the owner's consumer and (
 mirror's consumer, ``time.monotonic_ns`` in both processes (one clock on Linux). The
 first second is left out (warm-up). Printed: p50/p99/max of each, and of (b) - (a) per
 block, the relay's own cost. Also the owner process's CPU per block with the publisher
-and without it (a first run of the same length with no fan-out), and the node's.
+and without it (runs of the same length with no fan-out, alternating with those with it,
+``--rounds`` pairs), and the node's. About 90 s.
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ def percentiles(values_ns: list[int]) -> tuple[float, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, without and with fan-out")
     parser.add_argument("--node", nargs=3, metavar=("URL", "PREFIX", "STREAM"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.node:
@@ -201,23 +203,32 @@ def main() -> None:
         return
     url = os.environ.get("FXHOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
-    bare = uvloop.run(run_owner(args, None))
-    relayed = uvloop.run(run_owner(args, url))
+    bare_a, a, b, diff, missing, gaps, late = [], [], [], [], 0, 0, [0, 0]
+    cpu = {"bare": [], "owner": [], "node": []}
+    for _ in range(args.rounds):  # alternating, so that a change in the machine's load hits both
+        bare = uvloop.run(run_owner(args, None))
+        relayed = uvloop.run(run_owner(args, url))
+        positions = range(WARMUP_BLOCKS * BLOCK, relayed["blocks"] * BLOCK, BLOCK)
+        bare_a += [bare["owner"][p] - bare["written"][p] for p in positions if p in bare["owner"]]
+        written, owner = relayed["written"], relayed["owner"]
+        node = {int(k): v for k, v in relayed["node"]["times"].items()}
+        both = [p for p in positions if p in owner and p in node and p in written]
+        missing += len(positions) - len(both)
+        gaps += relayed["node"]["gaps"]
+        a += [owner[p] - written[p] for p in both]
+        b += [node[p] - written[p] for p in both]
+        diff += [node[p] - owner[p] for p in both]
+        blocks = relayed["blocks"]
+        cpu["bare"].append(bare["cpu"] / blocks * 1e6)
+        cpu["owner"].append(relayed["cpu"] / blocks * 1e6)
+        cpu["node"].append(relayed["node"]["cpu"] / blocks * 1e6)
+        late[0] += bare["late_sends"]
+        late[1] += relayed["late_sends"]
 
-    written = relayed["written"]
-    owner = relayed["owner"]
-    node = {int(k): v for k, v in relayed["node"]["times"].items()}
-    positions = [p for p in range(WARMUP_BLOCKS * BLOCK, relayed["blocks"] * BLOCK, BLOCK)]
-    both = [p for p in positions if p in owner and p in node and p in written]
-    a = [owner[p] - written[p] for p in both]
-    b = [node[p] - written[p] for p in both]
-    diff = [node[p] - owner[p] for p in both]
-    bare_a = [bare["owner"][p] - bare["written"][p] for p in positions if p in bare["owner"]]
-
-    print(f"relay latency per block: 48 kHz stereo, {BLOCK}-frame blocks, real-time producer, reverb,")
+    print(f"relay latency per block: 48 kHz stereo, {BLOCK}-frame blocks, real-time producer, reverb;")
     print(
-        f"{args.seconds:g} s per run, first second left out; {len(both)} blocks "
-        f"(missing at the mirror: {len(positions) - len(both)}, gap frames: {relayed['node']['gaps']})"
+        f"{args.rounds} x ({args.seconds:g} s without fan-out, {args.seconds:g} s with), first second of "
+        f"each left out; {len(a)} blocks (missing at the mirror: {missing}, gap frames: {gaps})"
     )
     print()
     print(f"  {'from the output ring write to':44} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
@@ -230,15 +241,18 @@ def main() -> None:
         p50, p99, worst = percentiles(values)
         print(f"  {name:44} {p50:8.3f} {p99:8.3f} {worst:8.3f}")
     print()
-    per_block = 1e6 / (bare["blocks"])
-    print(f"  {'CPU per block (µs)':44} {'':>8}")
-    print(f"  {'owner process, no fan-out':44} {bare['cpu'] * per_block:8.1f}")
-    print(
-        f"  {'owner process, publishing':44} {relayed['cpu'] * per_block:8.1f}"
-        f"   ({relayed['cpu'] / bare['cpu']:.2f}x)"
-    )
-    print(f"  {'node process, relaying + its consumer':44} {relayed['node']['cpu'] * per_block:8.1f}")
-    print(f"  (producer sends late by more than a block: {bare['late_sends']} / {relayed['late_sends']})")
+
+    def runs(values: list[float]) -> str:
+        return " / ".join(f"{v:.0f}" for v in values)
+
+    print(f"  {'CPU per block, µs (each round)':44}")
+    print(f"  {'owner process, no fan-out':44} {runs(cpu['bare'])}")
+    ratios = " / ".join(f"{o / b:.2f}x" for o, b in zip(cpu["owner"], cpu["bare"], strict=True))
+    print(f"  {'owner process, publishing':44} {runs(cpu['owner'])}   ({ratios})")
+    print(f"  {'node process: relay and one consumer':44} {runs(cpu['node'])}")
+    print(f"  (producer sends late by more than a block: {late[0]} without, {late[1]} with fan-out)")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"  (load average at the end: {load}, {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
