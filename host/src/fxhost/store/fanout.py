@@ -21,14 +21,18 @@ which keeps at most the owner ring's capacity of frames in Redis. Entries:
   so that what a killed owner leaves behind expires too.
 
 The publisher is one more reader of the output ring, woken by ``output_ready`` like any
-consumer: nothing changes in the processing task. It never slows the stream: when Redis
-is down or slow it skips ahead (frames counted, one log line per incident) and retries.
-A mirror's relay ``XREAD``s from where it is and writes each chunk at the same position
-in its ring; frames trimmed before it read them (or never published) are a jump of the
-ring (:meth:`RingBuffer.skip_to`), told to its readers as lost frames.
+consumer, after them: nothing changes in the processing task. It never waits for Redis:
+its commands go down one pipelined connection per process (:class:`_Pipe`), and while
+Redis is down or lags it skips ahead (frames counted, one log line per incident) and
+picks up again. A mirror's relay ``XREAD``s from where it is, over a connection of its
+own, and writes each chunk at the same position in its ring; frames trimmed before it
+read them (or never published) are a jump of the ring (:meth:`RingBuffer.skip_to`), told
+to its readers as lost frames. Both hot paths speak RESP by hand: through redis-py,
+each command cost ten times the CPU (see :class:`_Pipe`); redis-py opens mirrors, and
+parses the URL.
 
-This module imports redis only when a :class:`Fanout` starts; nothing imports it
-unless ``FXHOST_REDIS_URL`` is set.
+redis is imported only when a :class:`Fanout` starts, which services do only when
+``FXHOST_REDIS_URL`` is set.
 """
 
 from __future__ import annotations
@@ -90,8 +94,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
-    """One command in RESP (what redis-py's encoder makes, without its per-call overhead:
-    about 3 µs for a chunk's XADD)."""
+    """One command in RESP, as redis-py's encoder makes it, without its per-call overhead."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         if type(arg) is str:
