@@ -28,14 +28,16 @@ from broken_effects import Raises
 from fxhost.catalog.chains import ResolvedStep
 from fxhost.engine.ring import RingReader
 from fxhost.engine.streams import Stream, StreamManager
+from fxhost.settings import load_settings
 from fxhost.store.fanout import Fanout, FanoutUnavailable, Mirror
 from fxhost_pedalboard import Reverb
+from fxhost_sdk import FieldError
 from restkit import free_port, start_server
 from waiting import wait_until
 from wskit import deinterleave, interleave, open_ws
 
 REDIS_URL = os.environ.get("FXHOST_TEST_REDIS_URL", "")
-pytestmark = pytest.mark.skipif(
+needs_redis = pytest.mark.skipif(
     not REDIS_URL,
     reason="FXHOST_TEST_REDIS_URL is unset (e.g. redis://127.0.0.1:6379/0): no Redis to test with",
 )
@@ -201,6 +203,7 @@ def published_end(fanout: Fanout, stream: Stream) -> Callable[[], bool]:
 # -- the tests ----------------------------------------------------------------------------
 
 
+@needs_redis
 def test_mirror_consumers_get_the_owners_audio_at_the_owners_positions(prefix):
     async def run():
         owner = Fanout(REDIS_URL, prefix)
@@ -259,6 +262,7 @@ def test_mirror_consumers_get_the_owners_audio_at_the_owners_positions(prefix):
     asyncio.run(run())
 
 
+@needs_redis
 def test_a_node_that_falls_behind_the_trimmed_stream_loses_frames_and_is_told(prefix):
     capacity = 1024
 
@@ -308,6 +312,7 @@ def test_a_node_that_falls_behind_the_trimmed_stream_loses_frames_and_is_told(pr
     asyncio.run(run())
 
 
+@needs_redis
 def test_deleting_or_failing_the_stream_ends_its_mirrors_and_the_keys_expire(prefix):
     async def run():
         owner = Fanout(REDIS_URL, prefix, end_seconds=1)
@@ -361,6 +366,7 @@ def test_deleting_or_failing_the_stream_ends_its_mirrors_and_the_keys_expire(pre
     asyncio.run(run())
 
 
+@needs_redis
 def test_an_owner_that_stops_publishing_ends_mirrors_as_lost(prefix):
     """An owner killed writes no end: its key expires, and mirrors learn it is gone."""
 
@@ -419,6 +425,7 @@ def test_a_redis_that_does_not_answer_leaves_the_owners_stream_untouched(caplog)
     assert any("could not be published" in m for m in records)  # its end
 
 
+@needs_redis
 def test_a_server_with_redis_publishes_stream_output_at_its_frame_positions(tmp_path, prefix):
     server = start_server(tmp_path, {"FXHOST_REDIS_URL": REDIS_URL, "FXHOST_REDIS_PREFIX": prefix})
     client = sync_redis()
@@ -474,3 +481,15 @@ def test_a_server_with_redis_publishes_stream_output_at_its_frame_positions(tmp_
     finally:
         server.stop()
         client.close()
+
+
+def test_redis_settings_are_checked_and_name_the_variable(tmp_path):
+    settings = load_settings({}, tmp_path / ".env")
+    assert (settings.redis_url, settings.redis_prefix) == ("", "fxhost")  # off by default
+    with pytest.raises(FieldError) as error:
+        load_settings({"FXHOST_REDIS_URL": "http://127.0.0.1:6379"}, tmp_path / ".env")
+    assert error.value.path == "FXHOST_REDIS_URL"
+    with pytest.raises(FieldError) as error:
+        load_settings({"FXHOST_REDIS_PREFIX": "two words"}, tmp_path / ".env")
+    assert error.value.path == "FXHOST_REDIS_PREFIX"
+    assert load_settings({"FXHOST_REDIS_URL": "rediss://u:p@h:6380/2"}, tmp_path / ".env").redis_url
