@@ -393,6 +393,101 @@ def test_an_owner_that_stops_publishing_ends_mirrors_as_lost(prefix):
     asyncio.run(run())
 
 
+class Proxy:
+    """A TCP relay to the test's Redis that can be cut (every connection closed, new ones
+    refused) and restored on the same port: Redis going away and coming back."""
+
+    def __init__(self) -> None:
+        from redis.asyncio.connection import parse_url
+
+        options = parse_url(REDIS_URL)
+        self.target = (options.get("host", "localhost"), options.get("port", 6379))
+        self.url = f"redis://127.0.0.1:{{port}}/{options.get('db', 0)}"
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.links: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.url = self.url.format(port=self.port)
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.links:
+            writer.close()
+        self.links.clear()
+        await self.server.wait_closed()
+
+    async def _link(self, client_reader, client_writer) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection(*self.target)
+        self.links += [client_writer, redis_writer]
+
+        async def pump(reader, writer) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        # ends at the cut; cancelled when the test's loop closes (then quietly)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pump(client_reader, redis_writer), pump(redis_reader, client_writer))
+
+
+@needs_redis
+def test_an_owner_that_loses_redis_skips_ahead_and_publishes_again(prefix, caplog):
+    caplog.set_level(logging.WARNING, logger="fxhost.store.fanout")
+
+    async def run():
+        proxy = Proxy()
+        await proxy.start()
+        owner = Fanout(proxy.url, prefix)
+        await owner.start()
+        published = []
+        streams = manager(None)
+        streams.on_create = lambda stream: published.append(owner.publish(stream))
+        streams.start()
+        try:
+            stream = make_stream(streams)
+            await until(published_end(owner, stream), "the start published")
+            here = stream.consumer()
+            with node(prefix) as far:
+                mirror = await far.mirror(stream.id)
+                there = await far.consumer(mirror)
+                x = noise(3 * 4800, seed=7)
+                await feed(stream, x[:, :4800])
+                _, before, _ = await collect(there, 4800, "the mirror's consumer")
+                await proxy.cut()
+                await until(lambda: not owner._pipe.connected.is_set(), "the publisher saw Redis go")
+                await feed(stream, x[:, 4800:9600])  # the stream goes on
+                await proxy.start()  # the same port
+                await until(lambda: owner._pipe.connected.is_set(), "the publisher reconnected")
+                await feed(stream, x[:, 9600:])
+                _, a, lost_here = await collect(here, x.shape[1], "the owner's consumer")
+                assert lost_here == 0
+                np.testing.assert_array_equal(before, a[:, :4800])
+                await until(published_end(owner, stream), "the output published")
+                await until(lambda: mirror.output.write_pos == x.shape[1], "the relay caught up")
+                after, lost = there.read()
+                assert 0 < lost <= 4800  # what was processed while Redis was away
+                np.testing.assert_array_equal(after, a[:, 4800 + lost :])
+                assert published[0].skipped == lost == mirror.gap_frames
+                assert published[0].incidents == 1
+                await far.call(mirror.release(there))
+        finally:
+            await streams.stop()
+            await owner.stop()
+            await proxy.cut()
+
+    asyncio.run(run())
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("publishing stream" in m for m in messages) == 1, messages
+    assert sum("is published again" in m for m in messages) == 1, messages
+    assert any("connection to Redis broke" in m for m in messages)
+
+
 def test_a_redis_that_does_not_answer_leaves_the_owners_stream_untouched(caplog):
     caplog.set_level(logging.ERROR, logger="fxhost.store.fanout")
 
