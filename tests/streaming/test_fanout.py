@@ -588,3 +588,30 @@ def test_redis_settings_are_checked_and_name_the_variable(tmp_path):
         load_settings({"FXHOST_REDIS_PREFIX": "two words"}, tmp_path / ".env")
     assert error.value.path == "FXHOST_REDIS_PREFIX"
     assert load_settings({"FXHOST_REDIS_URL": "rediss://u:p@h:6380/2"}, tmp_path / ".env").redis_url
+
+
+@needs_redis
+def test_a_mirror_made_with_the_wrong_channel_count_ends_instead_of_relaying_nonsense(prefix, caplog):
+    caplog.set_level(logging.ERROR, logger="fxhost.store.fanout")
+
+    async def run():
+        owner = Fanout(REDIS_URL, prefix)
+        await owner.start()
+        streams = manager(owner)
+        streams.start()
+        try:
+            stream = make_stream(streams)
+            await until(published_end(owner, stream), "the start published")
+            with node(prefix) as far:
+                mirror = await far.call(far.fanout.mirror(stream.id, channels=3, capacity=SR))
+                await feed(stream, noise(256))
+                await until(lambda: mirror.closed, "the mirror ended")
+                assert mirror.ended == "lost" and "make no sense" in mirror.message
+                assert mirror.output.write_pos == 0
+                await far.call(mirror.release())
+        finally:
+            await streams.stop()
+            await owner.stop()
+
+    asyncio.run(run())
+    assert any("makes no sense" in r.getMessage() for r in caplog.records)

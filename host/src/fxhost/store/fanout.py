@@ -631,15 +631,26 @@ class Mirror:
                 if failing:
                     log.warning("fan-out: relaying stream %s again", self.stream_id)
                     failing, backoff = False, 0.1
-                for entry_id, flat in reply[0][1]:
-                    last_id = entry_id
-                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-                    kind = fields[b"kind"]
-                    if kind == b"chunk":
-                        self._write(fields)
-                    elif kind == b"end":
-                        self._finish(fields)
-                        return
+                try:
+                    for entry_id, flat in reply[0][1]:
+                        last_id = entry_id
+                        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                        kind = fields[b"kind"]
+                        if kind == b"chunk":
+                            self._write(fields)
+                        elif kind == b"end":
+                            self._finish(fields)
+                            return
+                except (KeyError, ValueError, TypeError, IndexError) as error:
+                    # Not what a publisher writes (another channel count, another program
+                    # on the key): end rather than relay nonsense, or hang the consumers.
+                    log.error(
+                        "fan-out: stream %s: an entry in Redis makes no sense (%r)", self.stream_id, error
+                    )
+                    self._finish(
+                        {b"end": b"lost", b"message": b"the stream's entries in Redis make no sense"}
+                    )
+                    return
                 self.output_ready.notify()
         finally:
             if writer is not None:
