@@ -21,6 +21,7 @@ from fxhost.store.assets import AssetStore
 from fxhost.store.cache import LRUCache
 from fxhost.store.chains import ChainStore
 from fxhost.store.db import close_database, open_database
+from fxhost.store.fanout import Fanout
 from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
 from fxhost.store.registry import InternalSigner, Registry, internal_secret
@@ -50,6 +51,8 @@ class Services:
     registry: Registry
     #: Signs and checks requests between processes (forwarded stream traffic).
     internal: InternalSigner
+    #: Stream output through Redis to other processes (with the redis_url setting).
+    fanout: Fanout | None = None
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -77,6 +80,10 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         time_limit=settings.render_timeout_seconds,
     )
     await renders.start()
+    fanout = None
+    if settings.redis_url:
+        fanout = Fanout(settings.redis_url, settings.redis_prefix)
+        await fanout.start()
     streams = StreamManager(
         max_streams=settings.max_streams,
         idle_seconds=settings.stream_idle_seconds,
@@ -85,6 +92,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         block_timeout=settings.block_timeout_seconds,
         # Each effect's time per block is kept only for the metrics.
         time_effects=settings.metrics,
+        on_create=fanout.publish if fanout else None,
     )
     streams.start()
     auth = Authenticator(settings.api_keys)
@@ -99,7 +107,7 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     )
     internal = InternalSigner(await internal_secret())
     services = Services(
-        settings, runtime, cache, store, chains, renders, streams, auth, links, jobs, registry, internal
+        settings, runtime, cache, store, chains, renders, streams, auth, links, jobs, registry, internal, fanout
     )
     streams.on_deleted = functools.partial(_forget_stream, services)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
@@ -134,6 +142,8 @@ async def stop_services(services: Services) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
     await services.streams.stop()
+    if services.fanout:  # after the streams: their publishers write the end
+        await services.fanout.stop()
     await services.renders.stop()
     services.jobs.close()
     await close_database()

@@ -106,6 +106,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    #: Redis (``redis://host:6379/0``) to which the output of the streams this process
+    #: owns is published, and from which other processes relay it to their listeners.
+    #: Empty: no fan-out.
+    redis_url: Annotated[str, msgspec.Meta(pattern=r"^$|^(redis|rediss|unix)://")] = ""
+    #: The prefix of every Redis key fxhost makes (several deployments may share a Redis).
+    redis_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]+$")] = "fxhost"
 
 
 def env_name(field: str) -> str:

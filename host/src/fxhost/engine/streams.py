@@ -258,8 +258,11 @@ class StreamManager:
         max_tail_seconds: float,
         block_timeout: float,
         time_effects: bool = True,
+        on_create: Callable[[Stream], object] | None = None,
     ):
         self.max_streams = max_streams
+        #: Called with each stream made here once it runs (services: publish its output).
+        self.on_create = on_create
         self.idle_seconds = idle_seconds
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
@@ -333,6 +336,8 @@ class StreamManager:
         )
         self.streams[stream.id] = stream
         stream.start()
+        if self.on_create is not None:
+            self.on_create(stream)
         return stream
 
     def get(self, stream_id: str, tenant: str) -> Stream | None:
