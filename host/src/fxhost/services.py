@@ -107,7 +107,19 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     )
     internal = InternalSigner(await internal_secret())
     services = Services(
-        settings, runtime, cache, store, chains, renders, streams, auth, links, jobs, registry, internal, fanout
+        settings,
+        runtime,
+        cache,
+        store,
+        chains,
+        renders,
+        streams,
+        auth,
+        links,
+        jobs,
+        registry,
+        internal,
+        fanout,
     )
     streams.on_deleted = functools.partial(_forget_stream, services)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
