@@ -11,6 +11,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import secrets
 import time
 
 import httpx
@@ -365,4 +367,54 @@ def test_a_node_taken_for_dead_while_alive_takes_its_streams_back(tmp_path):
         assert [s["id"] for s in httpx.get(f"{b.base}/api/streams", timeout=30).json()] == [sid]
     finally:
         a.stop()
+        b.stop()
+
+
+REDIS_URL = os.environ.get("FXHOST_TEST_REDIS_URL")
+needs_redis = pytest.mark.skipif(
+    not REDIS_URL, reason="FXHOST_TEST_REDIS_URL is not set (.ci/run sets it to the local Redis)"
+)
+
+
+@needs_redis
+def test_listeners_on_another_node_hear_the_stream_through_its_redis_mirror(tmp_path):
+    prefix = f"fxtest-{secrets.token_hex(4)}"
+    _, a, b = two_nodes(tmp_path, FXHOST_REDIS_URL=REDIS_URL, FXHOST_REDIS_PREFIX=prefix)
+    try:
+        stream = create(a)
+        sid = stream["id"]
+        on_a = open_ws(a.base, f"/ws/streams/{sid}/output")
+        # B's listeners read B's mirror ring: the owner sees only its own consumer.
+        on_b = [open_ws(b.base, f"/ws/streams/{sid}/output?from=now") for _ in range(3)]
+        starts = [json.loads(ws.recv(timeout=30)) for ws in on_b]
+        assert starts == [{"type": "position", "frame": 0}] * 3
+        wait_until(lambda: consumers(a, stream) == 1, what="the owner's own consumer")
+        x = noise(1.0, seed=5)
+        producer = open_ws(b.base, f"/ws/streams/{sid}/input")
+        for i in range(0, x.shape[1], 480):
+            producer.send(interleave(x[:, i : i + 480]))
+        expected = pedalboard.Reverb(**HALL).process(x, SR)
+        np.testing.assert_allclose(collect(on_a, x.shape[1]), expected, atol=1e-5)
+        for ws in on_b:
+            np.testing.assert_allclose(collect(ws, x.shape[1]), expected, atol=1e-5)
+        assert consumers(a, stream) == 1
+        on_b[0].send(json.dumps({"type": "stats"}))
+        stats = json.loads(on_b[0].recv(timeout=30))
+        assert stats["frame"] == x.shape[1] and stats["lost"] == 0 and "late_blocks" not in stats, stats
+        producer.close()
+        # Deleting the stream ends the mirror: B's listeners are told as A's are.
+        assert httpx.delete(f"{a.base}/api/streams/{sid}", timeout=30).status_code == 204
+        for ws in (on_a, *on_b):
+            code, error = closed_with(ws)
+            assert code == 4404 and error["code"] == "gone"
+        # An owner killed publishes no end: the registry tells B's listeners it is lost.
+        stream = create(a)
+        listener = open_ws(b.base, f"/ws/streams/{stream['id']}/output?from=now")
+        assert json.loads(listener.recv(timeout=30))["type"] == "position"
+        assert consumers(a, stream) == 0
+        kill_tree(a)
+        code, error = closed_with(listener)
+        assert code == LOST and error["code"] == "stream_lost"
+    finally:
+        kill_tree(a) if a.proc.poll() is None else None
         b.stop()

@@ -320,9 +320,8 @@ async def _client_to_owner(ws: WebSocket, owner: Any, client_gone: asyncio.Event
 
 
 async def remote_consumer(ws: WebSocket, entry: Entry) -> None:
-    """A consumer of another process's stream. The seam for fan-out: with Redis, a
-    node-local mirror ring of the stream's output can serve it here instead; for now it
-    is forwarded to the owner."""
+    """A consumer of another process's stream, forwarded to the owner (where there is no
+    Redis mirror of it: ``api.routes.streams._remote_consumer``)."""
     await forwarder(ws).websocket(ws, entry)
 
 

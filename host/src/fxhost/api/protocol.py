@@ -87,8 +87,9 @@ class StatsReply(msgspec.Struct, tag="stats", kw_only=True, omit_defaults=True):
     #: received; a producer: the input ring's write position; a consumer: its cursor).
     frame: int
     #: Blocks answered after the audio clock passed their last frame (a stream's
-    #: sockets: the stream's processing chunks, shared by its connections).
-    late_blocks: int
+    #: sockets: the stream's processing chunks, shared by its connections; absent for a
+    #: consumer served from a mirror, whose process does not run the stream).
+    late_blocks: int | None = None
     #: Times the connection's audio clock ran dry waiting for the other side.
     underruns: int
     #: Frames waiting: received and not processed yet (a session: in the socket; a

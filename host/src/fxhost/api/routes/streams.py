@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from time import perf_counter
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -45,8 +46,9 @@ from fxhost.audio.pcm import (
 )
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.ring import RingOverflow, RingReader
-from fxhost.engine.streams import OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
+from fxhost.engine.streams import Broadcast, OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
 from fxhost.engine.timing import AudioClock
+from fxhost.store.fanout import FanoutUnavailable
 from fxhost.store.registry import Entry
 
 TAGS = ["live"]
@@ -323,11 +325,13 @@ def _producer_stats(stream: Stream, clock: AudioClock, rejected: _Rejections, te
 class _Consumer:
     """One consumer's counters: its audio clock (blocks, frames sent, underruns) and overruns."""
 
-    __slots__ = ("clock", "overruns", "reader", "stream")
+    __slots__ = ("clock", "late", "overruns", "reader")
 
-    def __init__(self, stream: Stream, reader: RingReader) -> None:
-        self.stream, self.reader = stream, reader
-        self.clock = AudioClock(stream.sample_rate)
+    def __init__(self, sample_rate: int, reader: RingReader, late: AudioClock | None) -> None:
+        self.reader = reader
+        self.clock = AudioClock(sample_rate)
+        #: The stream's processing clock, where this process runs it (not on a mirror).
+        self.late = late
         self.overruns = 0
 
     def stats(self) -> p.StatsReply:
@@ -337,7 +341,7 @@ class _Consumer:
             frames_in=0,
             frames_out=clock.frames,
             frame=reader.cursor,
-            late_blocks=self.stream.clock.late,
+            late_blocks=None if self.late is None else self.late.late,
             underruns=clock.underruns,
             queue_frames=reader.lag,
             overruns=self.overruns,
@@ -349,15 +353,95 @@ class _Consumer:
 async def ws_stream_output(ws: WebSocket) -> None:
     stream = await _ws_stream(ws)
     if not isinstance(stream, Stream):
-        return await remote_consumer(ws, stream)
+        return await _remote_consumer(ws, stream)
     start = _ws_query(ws, ConsumerQuery).from_
     reader = _consumer(stream, start)
-    consumer = _Consumer(stream, reader)
-    clock = consumer.clock
+    try:
+        await _consume(
+            ws,
+            _Consumer(stream.sample_rate, reader, stream.clock),
+            stream.format,
+            stream.output_ready,
+            touch=stream.touch,
+            ended=lambda: stream_closed(stream) if stream.closed else None,
+            position=start is not None,
+        )
+    finally:
+        stream.release(reader)
+
+
+async def _remote_consumer(ws: WebSocket, entry: Entry) -> None:
+    """A consumer of a stream another process owns. With Redis (``FXHOST_REDIS_URL``) it
+    reads this process's mirror of the stream's output, so that listeners spread over
+    processes and nodes; a resume (``from``) and a server without Redis are forwarded to
+    the owner, which has the history."""
+    fanout = services(ws).fanout
+    query = _ws_query(ws, ConsumerQuery)
+    if fanout is None or query.from_ not in (None, "now") or entry.address is None:
+        return await remote_consumer(ws, entry)
+    info = msgspec.json.decode(entry.info, type=StreamInfo)
+    try:
+        mirror = await fanout.mirror(entry.stream, channels=info.channels, capacity=info.capacity)
+    except (LookupError, FanoutUnavailable):
+        return await remote_consumer(ws, entry)
+    reader = mirror.consumer()
+    lost: list[StreamLost] = []
+
+    async def watch_owner() -> None:
+        # A killed owner publishes no end: the registry tells of its death first.
+        while True:
+            await asyncio.sleep(services(ws).settings.cluster_heartbeat_seconds)
+            try:
+                await owner_elsewhere(ws, entry.stream)
+            except StreamLost as error:
+                lost.append(error)
+                mirror.output_ready.notify()
+                return
+
+    def ended() -> ProtocolError | None:
+        if lost:
+            return lost_close(lost[0])
+        if not mirror.closed:
+            return None
+        if mirror.failure is not None:
+            return effect_failed(mirror.failure)
+        if mirror.ended == "lost":
+            return lost_close(StreamLost(entry.stream, mirror.message or "its owner stopped publishing"))
+        return ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
+
+    watcher = asyncio.ensure_future(watch_owner())
+    try:
+        await _consume(
+            ws,
+            _Consumer(info.sample_rate, reader, None),
+            info.format,
+            mirror.output_ready,
+            touch=lambda: None,
+            ended=ended,
+            position=query.from_ is not None,
+        )
+    finally:
+        watcher.cancel()
+        await mirror.release(reader)
+
+
+async def _consume(
+    ws: WebSocket,
+    consumer: _Consumer,
+    fmt: PcmFormat,
+    ready: Broadcast,
+    *,
+    touch: Callable[[], None],
+    ended: Callable[[], ProtocolError | None],
+    position: bool,
+) -> None:
+    """Send a consumer its reader's frames as they come, until the client goes or the
+    source (a stream here, or a mirror of one elsewhere) ends."""
+    reader, clock = consumer.reader, consumer.clock
     # Answer stats, and watch for the client going away while this task waits for audio.
     gone = asyncio.ensure_future(_listen(ws, consumer))
     try:
-        if start is not None:
+        if position:
             await send(ws, p.Position(frame=reader.cursor))
         while not gone.done():
             block, lost = reader.read(CONSUMER_CHUNK)
@@ -365,23 +449,23 @@ async def ws_stream_output(ws: WebSocket) -> None:
                 consumer.overruns += 1
                 await send(ws, p.Overrun(lost=lost, frame=reader.cursor - block.shape[1]))
             if block.shape[1]:
-                stream.touch()
+                touch()
                 clock.arrive(block.shape[1], perf_counter())
-                await ws.send_bytes(to_interleaved(block, stream.format))
+                await ws.send_bytes(to_interleaved(block, fmt))
                 clock.done(perf_counter())
                 if block.shape[1] == CONSUMER_CHUNK:
                     # Catching up on a backlog (a resume, a slow link): a send that does not
                     # block does not yield, so let other tasks (this one's stats) run.
                     await asyncio.sleep(0)
                 continue
-            if stream.closed:
-                raise stream_closed(stream)
-            waiter = asyncio.ensure_future(stream.output_ready.wait())
+            error = ended()
+            if error is not None:
+                raise error
+            waiter = asyncio.ensure_future(ready.wait())
             await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
     finally:
         gone.cancel()
-        stream.release(reader)
 
 
 def _consumer(stream: Stream, start: int | Literal["now", "oldest"] | None) -> RingReader:
