@@ -367,6 +367,24 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+#: The internal listener's task: what uvicorn logs from it is left out (below).
+LISTENER_TASK = "fxhost-internal-listener"
+
+
+def _not_the_listeners(record: logging.LogRecord) -> bool:
+    """uvicorn says "Started server process", "Shutting down"... for every server it runs:
+    the main server's lines are the ones an operator reads; the listener says once where
+    it listens."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no event loop in this thread
+        return True
+    return task is None or task.get_name() != LISTENER_TASK
+
+
+logging.getLogger("uvicorn.error").addFilter(_not_the_listeners)
+
+
 class InternalListener:
     """The internal listener of this process: a second uvicorn server on the same event
     loop, serving the internal app."""
@@ -407,7 +425,7 @@ class InternalListener:
                 f"{error.strerror or error}"
             ) from None
         sock.set_inheritable(False)
-        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name="fxhost-internal-listener")
+        self._task = asyncio.create_task(self.server.serve(sockets=[sock]), name=LISTENER_TASK)
         while not self.server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
