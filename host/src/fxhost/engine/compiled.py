@@ -129,8 +129,24 @@ class CompiledChain:
         return audio
 
     def process(self, block: np.ndarray) -> np.ndarray:
+        # _step inlined: this runs once per live block, where a call per step is a cost
+        # of its own. ``index`` and ``self`` stay locals: running_step() reads them.
         for index, effect in enumerate(self.effects):
-            block = self._step(index, effect, block)
+            try:
+                out = effect.process(block)
+            except EffectFault:
+                raise
+            except Exception as error:
+                raise self.fault(index, _raised(error)) from error
+            if not (
+                type(out) is np.ndarray
+                and out.dtype == _FLOAT32
+                and out.shape == block.shape
+                and (math.isfinite(np.vdot(out, out)) or np.isfinite(out).all())
+            ):
+                problem = _bad_output(out, self.channels, block.shape[1])
+                raise self.fault(index, problem or "returned bad audio")
+            block = out
         return block
 
     def reset(self) -> None:
@@ -159,7 +175,11 @@ class CompiledChain:
         return math.ceil(round(min(self.tail_seconds, max_tail_seconds) * self.sample_rate, 6))
 
 
-_STEP_CODES = (CompiledChain._step.__code__, CompiledChain.process_whole.__code__)
+_STEP_CODES = (
+    CompiledChain._step.__code__,
+    CompiledChain.process.__code__,
+    CompiledChain.process_whole.__code__,
+)
 
 
 def running_step(thread_id: int) -> tuple[int, str] | None:

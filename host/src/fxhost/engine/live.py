@@ -71,8 +71,14 @@ class LiveChain:
             return self._count(block, out, start)
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
-        start = time.perf_counter()
-        return self._count(block, self.runner.process_inline(self.chain, block), start)
+        # The per-block path of every live session: counted here, without a call more.
+        runner = self.runner
+        out = runner.process_inline(self.chain, block)
+        self.process_seconds += runner.last_seconds
+        self.frames_in += block.shape[1]
+        self.frames_out += out.shape[1]
+        self.blocks += 1
+        return out
 
     def _count(self, block: np.ndarray, out: np.ndarray, start: float) -> np.ndarray:
         self.process_seconds += time.perf_counter() - start

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 from fxhost_sdk import FieldError
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fxhost.api import protocol as p
 from fxhost.api.auth import AuthMessage, tenant_of
@@ -49,14 +48,23 @@ async def ws_process(ws: WebSocket) -> None:
     rate = start.sample_rate or svc.settings.default_sample_rate
     max_bytes = svc.settings.max_frame_bytes
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
+    channels, fmt = start.channels, start.format
+    # The per-block loop, with sessions.receive() written out: a coroutine call fewer.
     while True:
-        data = await receive(ws)
-        if isinstance(data, bytes):
-            block = audio_of(data, start.channels, start.format, max_bytes)
-            out = await _process(live, block)
-            await ws.send_bytes(to_interleaved(out, start.format))
+        message = await ws.receive()
+        data = message.get("bytes")
+        if data is not None:
+            block = audio_of(data, channels, fmt, max_bytes)
+            try:
+                out = await live.process(block)
+            except EffectFault as fault:
+                log.warning("/ws/process: %s", fault)
+                raise effect_failed(fault) from None
+            await ws.send_bytes(to_interleaved(out, fmt))
+        elif message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
         else:
-            await _control(ws, live, data, start.format)
+            await _control(ws, live, message.get("text") or "", fmt)
 
 
 async def _first_message(ws: WebSocket) -> str:
@@ -101,14 +109,6 @@ def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.
         tail_frames=live.tail_frames(),
         steps=live.step_params(),
     )
-
-
-async def _process(live: LiveChain, block: np.ndarray) -> np.ndarray:
-    try:
-        return await live.process(block)
-    except EffectFault as fault:
-        log.warning("/ws/process: %s", fault)
-        raise effect_failed(fault) from None
 
 
 async def _control(ws: WebSocket, live: LiveChain, text: str, fmt: str) -> None:
