@@ -41,12 +41,13 @@ def to_interleaved(block: np.ndarray, fmt: PcmFormat) -> bytes:
     ``[-1, 1 - 1/32768]``. Samples should be finite (NaN has no int16 value)."""
     if fmt not in SAMPLE_BYTES:
         raise ValueError(f"unknown sample format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    block = np.asarray(block)
+    if type(block) is not np.ndarray:  # asarray costs a live block more than the rest
+        block = np.asarray(block)
     if block.ndim != 2:
         raise ValueError(f"expected a block shaped (channels, frames), got {block.shape}")
     if fmt == "f32le":
         # Fortran order of a (channels, frames) array is frame-major: interleaved.
-        return block.astype("<f4", copy=False).tobytes(order="F")
+        return block.astype(_F32LE, copy=False).tobytes(order="F")
     # Rounding first, then clamping to [-32768, 32767], is clipping to [-1, 1 - 1/32768]
     # first; np.maximum/np.minimum are cheaper than np.clip on small blocks.
     tmp = np.multiply(block, _S16_SCALE)
