@@ -33,6 +33,7 @@ import json
 import math
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -858,6 +859,8 @@ def main() -> None:
         return
     if args.quick:
         args.rt_seconds, args.ramp_seconds, args.tp_seconds = 2.0, 2.0, 3.0
+    # Stopped with SIGTERM: still stop the servers and generators (the finally clauses).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global GENERATORS
     GENERATORS = wsload.Generators(args.generators)
     started = time.monotonic()
