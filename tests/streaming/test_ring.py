@@ -37,12 +37,17 @@ class RingMachine(RuleBasedStateMachine):
     tuple of channel values), so each read is checked against what was written, not
     against the ring's own bookkeeping."""
 
-    @initialize(channels=st.integers(1, 3), capacity=st.integers(1, 64))
-    def setup(self, channels: int, capacity: int) -> None:
-        self.ring = RingBuffer(channels, capacity)
+    @initialize(
+        channels=st.integers(1, 3), capacity=st.integers(1, 64), start=st.sampled_from([0, 0, 1, 100, 2**40])
+    )
+    def setup(self, channels: int, capacity: int, start: int) -> None:
+        self.ring = RingBuffer(channels, capacity, **({"start": start} if start else {}))
         self.channels = channels
         self.cap = capacity
-        self.history: list[tuple[float, ...]] = []
+        # Positions never written (before the start, jumped over by skip_to) are absent:
+        # a dict, so that a start of 2**40 costs nothing.
+        self.history: dict[int, tuple[float, ...]] = {}
+        self.wp = self.floor = start
         self.readers: list[tuple[RingReader, ModelReader]] = []  # creation order
         self.removed: list[RingReader] = []
         self.made = 0
@@ -53,18 +58,16 @@ class RingMachine(RuleBasedStateMachine):
     # helpers
 
     @property
-    def wp(self) -> int:
-        return len(self.history)
-
-    @property
     def oldest(self) -> int:
-        return max(0, self.wp - self.cap)
+        return max(self.floor, self.wp - self.cap)
 
     def expect_block(self, block: np.ndarray | None, start: int, k: int) -> None:
         assert block is not None
         assert block.dtype == np.float32
         assert block.shape == (self.channels, k)
-        expected = np.array(self.history[start : start + k], dtype=np.float32).reshape(k, self.channels).T
+        frames = [self.history.get(p) for p in range(start, start + k)]
+        assert None not in frames, "a read returned a position that was never written"
+        expected = np.array(frames, dtype=np.float32).reshape(k, self.channels).T
         np.testing.assert_array_equal(block, expected)
 
     def catch_up(self, m: ModelReader) -> int:
@@ -107,12 +110,30 @@ class RingMachine(RuleBasedStateMachine):
                 return
         assert self.ring.write(block, overflow=policy, guard=guard_ring) == n
         new_positions = set(range(self.wp, self.wp + n))
-        self.history.extend(frames)
+        self.history.update(zip(range(self.wp, self.wp + n), frames, strict=True))
+        self.wp += n
         held = set(range(self.oldest, self.wp))
         if guard is not None and policy != "overwrite":
             self.counters["dropped_frames"] += len((unread | new_positions) - held)
         else:
             self.counters["dropped_frames"] += len(new_positions - held)
+
+    @rule(n=st.integers(0, 200))
+    def write_silence(self, n: int) -> None:
+        """Silence for frames never processed: ``n`` zero frames, no guard, no counters."""
+        self.ring.write_silence(n)
+        self.history.update(dict.fromkeys(range(self.wp, self.wp + n), (0.0,) * self.channels))
+        self.wp += n
+
+    @rule(jump=st.integers(-2, 100))
+    def skip_to(self, jump: int) -> None:
+        if jump < 0:
+            with pytest.raises(ValueError, match="cannot skip back"):
+                self.ring.skip_to(self.wp + jump)
+            return
+        assert self.ring.skip_to(self.wp + jump) == jump
+        if jump:
+            self.wp = self.floor = self.wp + jump
 
     @rule(data=st.data())
     def write_with_removed_guard(self, data: st.DataObject) -> None:
@@ -132,6 +153,20 @@ class RingMachine(RuleBasedStateMachine):
         model = ModelReader(name or f"reader-{self.made}", self.wp if start == "now" else self.oldest)
         assert reader.name == model.name
         self.readers.append((reader, model))
+
+    @rule(data=st.data())
+    def add_reader_at(self, data: st.DataObject) -> None:
+        """A consumer resuming from a position: any of 0..write_pos (an old one is lapped),
+        and none beyond."""
+        position = data.draw(st.integers(0, self.wp + 3), label="position")
+        if position > self.wp:
+            with pytest.raises(ValueError, match=f"position {position} is not in 0..{self.wp}"):
+                self.ring.reader(start=position)
+            return
+        self.made += 1
+        reader = self.ring.reader(start=position)
+        assert reader.cursor == position
+        self.readers.append((reader, ModelReader(f"reader-{self.made}", position)))
 
     @precondition(lambda self: self.readers)
     @rule(data=st.data())
@@ -236,7 +271,7 @@ class RingMachine(RuleBasedStateMachine):
         if not hasattr(self, "ring"):
             return
         s = self.ring.stats
-        assert (s.channels, s.capacity, s.frames_written) == (self.channels, self.cap, self.wp)
+        assert (s.channels, s.capacity, s.frames_written) == (self.channels, self.cap, len(self.history))
         for key, value in self.counters.items():
             assert getattr(s, key) == value, key
         if self.readers:
@@ -309,6 +344,33 @@ def test_block_longer_than_capacity() -> None:
     assert lost == 6
     np.testing.assert_array_equal(block, ramp(6, 4, 1))
     assert ring.stats.dropped_frames == 6
+
+
+def test_mirror_ring_starts_at_its_source_position_and_counts_a_jump_as_lost() -> None:
+    """A mirror of another ring starts where its source is and jumps over what its relay
+    missed: readers behind the jump are told, once, like lapped readers."""
+    ring = RingBuffer(2, 8, start=1000)
+    early = ring.reader(name="early")
+    assert (ring.write_pos, ring.oldest_pos, early.cursor) == (1000, 1000, 1000)
+    ring.write(ramp(1000, 3))
+    assert ring.read_at(990, 8)[2] == 10  # never here: lost, like a lap
+    assert ring.skip_to(1003) == 0  # no-op
+    assert ring.skip_to(1010) == 7
+    late = ring.reader(start="oldest", name="late")
+    assert late.cursor == ring.oldest_pos == 1010
+    ring.write(ramp(1010, 2))
+    block, lost = early.read()
+    assert lost == 10  # the 3 unread frames before the jump and the 7 jumped over
+    np.testing.assert_array_equal(block, ramp(1010, 2))
+    block, lost = late.read()
+    assert lost == 0
+    np.testing.assert_array_equal(block, ramp(1010, 2))
+    stats = ring.stats
+    assert (stats.frames_written, stats.frames_lost, stats.overruns) == (5, 20, 2)
+    with pytest.raises(ValueError, match="cannot skip back to 1011: 1012 frames were written"):
+        ring.skip_to(1011)
+    with pytest.raises(ValueError, match="start must be >= 0"):
+        RingBuffer(2, 8, start=-1)
 
 
 def test_validation_messages() -> None:

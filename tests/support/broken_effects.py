@@ -111,6 +111,19 @@ class Spins(_Broken):
             n += 1
 
 
+class Slow(fxhost_sdk.Effect):
+    name = "broken_slow"
+    version = "0.0.1"
+    summary = "Slower than real time on small blocks: sleeps a fixed time per block, passes audio through."
+
+    class Params(fxhost_sdk.Params):
+        seconds: Annotated[float, fxhost_sdk.param(description="Sleep per block.", ge=0, le=1)] = 0.05
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        time.sleep(self.params.seconds)
+        return block.copy()
+
+
 class FailsToStart(_Broken):
     name = "broken_init"
     summary = "Raises in prepare(), when an instance is made."
@@ -150,6 +163,7 @@ EFFECTS = [
     Inf,
     Sleeps,
     Spins,
+    Slow,
     FailsToStart,
     RefusesNewParams,
 ]

@@ -78,6 +78,7 @@ def seed_messages() -> list[str]:
     return [
         '{"type": "start", "chain": "hall", "sample_rate": 48000, "channels": 2, "format": "f32le"}',
         '{"type": "start", "steps": [{"effect": "gain", "params": {"gain_db": -6}}], "format": "s16le"}',
+        '{"type": "start", "chain": "hall", "indexed": true}',
         '{"type": "set", "step": 0, "params": {"room_size": 0.5}}',
         '{"type": "stats"}',
         '{"type": "flush"}',
@@ -146,9 +147,14 @@ def decode_ws_text(text: str) -> protocol.ClientMessage:
 
 
 def check_ws_text(text: str) -> None:
-    """:func:`decode_ws_text`, where a refusal naming its field is an answer too."""
+    """:func:`decode_ws_text`, and the same text on a stream's socket (only ``stats`` is
+    a message there), where a refusal naming its field is an answer too."""
     try:
         decode_ws_text(text)
+    except FieldError as error:
+        assert isinstance(error.path, str), error
+    try:
+        assert isinstance(protocol.decode_stream_message(text), protocol.Stats)
     except FieldError as error:
         assert isinstance(error.path, str), error
 
@@ -211,7 +217,7 @@ _json = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=8,
 )
-_fields = ["chain", "steps", "sample_rate", "channels", "format", "block", "step", "params"]
+_fields = ["chain", "steps", "sample_rate", "channels", "format", "block", "indexed", "step", "params"]
 
 
 def ws_texts() -> st.SearchStrategy[str]:

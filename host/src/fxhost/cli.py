@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import shutil
 import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -93,20 +94,83 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
     asyncio.run(migrate_database(settings.database_url))
     # Worker processes read their settings from the environment: pass the CLI's on.
     os.environ[env_name("plugins_config")] = settings.plugins_config
-    uvicorn.run(
-        "fxhost.api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        workers=workers or settings.workers,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-        # Frames up to 4x the limit reach the app, which answers with an error message
-        # before closing; anything larger uvicorn closes itself (1009).
-        ws_max_size=4 * settings.max_frame_bytes,
-        # PCM barely compresses, and permessage-deflate cost 2.5x the CPU per block.
-        ws_per_message_deflate=False,
-    )
+    host = host or settings.host
+    made = _metrics_directory(settings, host)
+    try:
+        uvicorn.run(
+            "fxhost.api.app:create_app",
+            factory=True,
+            host=host,
+            port=settings.port if port is None else port,
+            workers=workers or settings.workers,
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+            # Frames up to 4x the limit reach the app, which answers with an error message
+            # before closing; anything larger uvicorn closes itself (1009).
+            ws_max_size=4 * settings.max_frame_bytes,
+            # PCM barely compresses, and permessage-deflate cost 2.5x the CPU per block.
+            ws_per_message_deflate=False,
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+#: prometheus_client's multiprocess mode: every process that imports it with this set
+#: keeps its values in files there, and a scrape sums them.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+#: The private directories ``fxhost serve`` makes when the operator set none:
+#: ``fxhost-metrics-PID-XXXX`` in the temporary folder.
+METRICS_DIR_PREFIX = "fxhost-metrics-"
+
+
+def _metrics_directory(settings: Settings, host: str) -> str | None:
+    """Prepare multiprocess metrics before any worker imports prometheus_client: the
+    operator's PROMETHEUS_MULTIPROC_DIR emptied of an earlier run's files, or a private
+    one made (returned, to be removed at exit). Checks FXHOST_METRICS_PORT can be had."""
+    import socket
+    import tempfile
+
+    if not settings.metrics:
+        return None
+    if settings.metrics_port is not None:
+        # Every worker listens there with SO_REUSEPORT; a port another program holds
+        # would leave /metrics unserved: say so now, in one line.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind((host, settings.metrics_port))
+            except OSError as error:
+                raise click.ClickException(
+                    f"{env_name('metrics_port')}: cannot listen on {host}:{settings.metrics_port}: "
+                    f"{error.strerror or error}"
+                ) from None
+    directory = os.environ.get(METRICS_DIR_VARIABLE)
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    # uvicorn ends a server stopped by SIGTERM with the signal itself, so the directory
+    # outlives it: those of servers that are gone are removed here.
+    for old in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = old.name.removeprefix(METRICS_DIR_PREFIX).split("-", 1)[0]
+        with contextlib.suppress(OSError, ValueError):
+            if old.stat().st_uid == os.getuid() and not _running(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+    made = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+    os.environ[METRICS_DIR_VARIABLE] = made
+    return made
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @cli.command()

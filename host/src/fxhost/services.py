@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
@@ -18,8 +21,10 @@ from fxhost.store.assets import AssetStore
 from fxhost.store.cache import LRUCache
 from fxhost.store.chains import ChainStore
 from fxhost.store.db import close_database, open_database
+from fxhost.store.fanout import Fanout
 from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
+from fxhost.store.registry import InternalSigner, Registry, internal_secret
 from fxhost.store.renders import RenderService
 
 log = logging.getLogger(__name__)
@@ -42,10 +47,17 @@ class Services:
     links: LinkSigner
     #: Whole-file jobs on assets: analysis, pictures, transcoding (analysis_concurrency).
     jobs: JobGate
+    #: Which process owns each live stream, across workers and nodes.
+    registry: Registry
+    #: Signs and checks requests between processes (forwarded stream traffic).
+    internal: InternalSigner
+    #: Stream output through Redis to other processes (with the redis_url setting).
+    fanout: Fanout | None = None
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
     _housekeeping: asyncio.Task | None = None
+    _heartbeat: asyncio.Task | None = None
 
     @property
     def uptime(self) -> float:
@@ -68,12 +80,19 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         time_limit=settings.render_timeout_seconds,
     )
     await renders.start()
+    fanout = None
+    if settings.redis_url:
+        fanout = Fanout(settings.redis_url, settings.redis_prefix)
+        await fanout.start()
     streams = StreamManager(
         max_streams=settings.max_streams,
         idle_seconds=settings.stream_idle_seconds,
         inline_frames=settings.inline_frames,
         max_tail_seconds=settings.max_tail_seconds,
         block_timeout=settings.block_timeout_seconds,
+        # Each effect's time per block is kept only for the metrics.
+        time_effects=settings.metrics,
+        on_create=fanout.publish if fanout else None,
     )
     streams.start()
     auth = Authenticator(settings.api_keys)
@@ -81,20 +100,85 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     log.log(logging.INFO if await auth.required() else logging.WARNING, "%s", await auth.describe())
     links = LinkSigner(await link_secret(settings.link_secret))
     jobs = JobGate(settings.analysis_concurrency, settings.analysis_queue_seconds, name="fxhost-whole-file")
-    services = Services(settings, runtime, cache, store, chains, renders, streams, auth, links, jobs)
+    registry = Registry(
+        heartbeat_seconds=settings.cluster_heartbeat_seconds,
+        dead_seconds=settings.cluster_dead_seconds,
+        lost_seconds=settings.stream_idle_seconds,
+    )
+    internal = InternalSigner(await internal_secret())
+    services = Services(
+        settings,
+        runtime,
+        cache,
+        store,
+        chains,
+        renders,
+        streams,
+        auth,
+        links,
+        jobs,
+        registry,
+        internal,
+        fanout,
+    )
+    streams.on_deleted = functools.partial(_forget_stream, services)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 
 
-async def stop_services(services: Services) -> None:
-    if services._housekeeping:
-        services._housekeeping.cancel()
+async def join_cluster(services: Services, address: str) -> None:
+    """Register this process, reachable by the others at ``address``, and keep its
+    heartbeat (and the registry clean of dead processes) until it stops."""
+    await services.registry.join(address)
+    await services.registry.reap()  # what a crashed predecessor left, before anyone asks
+    services._heartbeat = asyncio.create_task(_heartbeat(services))
+
+
+async def leave_cluster(services: Services) -> None:
+    """A clean stop: this process's streams leave the registry (their clients elsewhere
+    are told 4404, as those here) before they close."""
+    if services._heartbeat:
+        services._heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await services._housekeeping
+            await services._heartbeat
+        try:
+            await services.registry.leave()
+        except Exception:  # the database is gone: the others' housekeeping will clean up
+            log.exception("could not leave the cluster registry")
+
+
+async def stop_services(services: Services) -> None:
+    for task in (services._housekeeping, services._heartbeat):
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     await services.streams.stop()
+    if services.fanout:  # after the streams: their publishers write the end
+        await services.fanout.stop()
     await services.renders.stop()
     services.jobs.close()
     await close_database()
+
+
+async def _forget_stream(services: Services, stream_id: str) -> None:
+    try:
+        await services.registry.remove(stream_id)
+    except Exception:  # it stays listed until this process leaves or is found dead
+        log.exception("stream %s: could not remove it from the registry", stream_id)
+
+
+async def _heartbeat(services: Services) -> None:
+    while True:
+        await asyncio.sleep(services.settings.cluster_heartbeat_seconds)
+        try:
+            if await services.registry.beat():
+                for stream in list(services.streams.streams.values()):
+                    info = msgspec.json.encode(stream.info()).decode()
+                    await services.registry.restore(stream.id, stream.tenant, info)
+            await services.registry.reap()
+        except Exception:  # the database may be back on the next beat
+            log.exception("cluster heartbeat failed")
 
 
 async def _housekeeping(services: Services) -> None:

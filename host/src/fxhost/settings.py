@@ -71,6 +71,19 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Longest one live block may take in the chain (in a worker thread); past it the
     #: session or stream ends with an error naming the effect.
     block_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    #: Interface of this process's internal listener, through which the other workers and
+    #: nodes reach the streams it owns (``0.0.0.0`` when nodes run on other machines).
+    internal_host: str = "127.0.0.1"
+    #: Port of the internal listener; 0: any free port (needed with several workers).
+    internal_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+    #: Host name or address other nodes reach the internal listener at, when it is not
+    #: ``internal_host`` (behind NAT, or listening on ``0.0.0.0``).
+    internal_advertise: str | None = None
+    #: How often each process tells the shared database it is alive.
+    cluster_heartbeat_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 2.0
+    #: A process silent for this long is dead: its streams are lost (at once when it ran
+    #: on the same host and its pid is gone).
+    cluster_dead_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
     #: Origins allowed by CORS (``*`` for any); none by default.
@@ -84,8 +97,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Longest a link may be valid for, in seconds (``expires_in`` of ``POST /api/links``).
     link_max_seconds: Annotated[int, msgspec.Meta(ge=1)] = 7 * 24 * 3600
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Prometheus metrics at ``/metrics`` (false: none are kept, and /metrics answers 404).
+    metrics: bool = True
+    #: ``/metrics`` needs no API key (it follows the key rule of ``/api`` otherwise).
+    metrics_open: bool = False
+    #: Serve ``/metrics`` on this port of ``host`` instead, with no key (every worker
+    #: listens on it, SO_REUSEPORT); the main port's ``/metrics`` then answers 404.
+    metrics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None
     #: Longest tail a render appends (a frozen reverb rings for ever).
     max_tail_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
+    #: Redis (``redis://host:6379/0``) to which the output of the streams this process
+    #: owns is published, and from which other processes relay it to their listeners.
+    #: Empty: no fan-out.
+    redis_url: Annotated[str, msgspec.Meta(pattern=r"^$|^(redis|rediss|unix)://")] = ""
+    #: The prefix of every Redis key fxhost makes (several deployments may share a Redis).
+    redis_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]+$")] = "fxhost"
 
 
 def env_name(field: str) -> str:

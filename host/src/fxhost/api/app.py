@@ -17,16 +17,30 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 
 from fxhost.api.auth import RequireApiKey
+from fxhost.api.cluster import Forwarder, InternalListener, RequireInternal
 from fxhost.api.errors import HANDLERS
+from fxhost.api.metrics import HttpMetrics, Metrics
 from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
 from fxhost.api.responses import EXPOSED_HEADERS
-from fxhost.api.routes import analysis, assets, chains, links, meta, process, renders, streams, ws_process
+from fxhost.api.routes import (
+    analysis,
+    assets,
+    chains,
+    links,
+    meta,
+    metrics,
+    process,
+    renders,
+    streams,
+    ws_process,
+)
 from fxhost.api.vocabulary import served_schemas
 from fxhost.runtime import Runtime, load_runtime
-from fxhost.services import start_services, stop_services
+from fxhost.services import Services, join_cluster, leave_cluster, start_services, stop_services
 from fxhost.settings import Settings, load_settings
 
 API = Api(
@@ -44,6 +58,7 @@ API = Api(
         *process.ROUTES,
         *renders.ROUTES,
         *links.ROUTES,
+        *metrics.ROUTES,
     ],
     tags={
         "meta": "Health, statistics and what is loaded.",
@@ -86,17 +101,36 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or load_settings()
     runtime = runtime or load_runtime(settings)
 
+    collected = Metrics(settings) if settings.metrics else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await start_services(settings, runtime)
         app.state.services = services
+        app.state.forwarder = Forwarder(services.internal)
+        listener = InternalListener(internal_app(services), settings)
+        app.state.metrics = collected
+        if collected is not None:
+            await collected.start(services)
         try:
+            await join_cluster(services, await listener.start())
             yield
         finally:
+            await leave_cluster(services)
+            await listener.stop()
+            await app.state.forwarder.close()
+            if collected is not None:
+                await collected.stop()
             await stop_services(services)
 
-    # CORS outermost, so that preflight requests (which carry no key) are answered.
-    middleware = [Middleware(GZipMiddleware, minimum_size=1024), Middleware(RequireApiKey)]
+    # CORS outermost, so that preflight requests (which carry no key) are answered; the
+    # metrics' timing next, so that refusals are counted too.
+    guarded = () if settings.metrics_open else ("/metrics",)
+    middleware = [
+        Middleware(HttpMetrics, metrics=collected),
+        Middleware(GZipMiddleware, minimum_size=1024),
+        Middleware(RequireApiKey, also=guarded),
+    ]
     if settings.cors_origins:
         middleware.insert(
             0,
@@ -114,3 +148,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
         exception_handlers=HANDLERS,
     )
+
+
+def _stream_routes() -> list[BaseRoute]:
+    return [r for r in API.routes() if getattr(r, "path", "").startswith(("/api/streams", "/ws/streams"))]
+
+
+def internal_app(services: Services) -> Starlette:
+    """What the other processes of the cluster reach: the stream routes, for requests
+    signed with the internal secret (:mod:`fxhost.api.cluster`), on the same services."""
+    app = Starlette(
+        routes=_stream_routes(),
+        middleware=[Middleware(RequireInternal, signer=services.internal)],
+        exception_handlers=HANDLERS,
+    )
+    app.state.services = services
+    return app

@@ -1,12 +1,15 @@
 """API keys at the edge: every ``/api`` and ``/ws`` route needs ``Authorization:
 Bearer KEY`` when keys are configured, and every request carries the tenant its key
-belongs to. ``/health``, ``/docs``, ``/redoc`` and ``/openapi.json`` stay open.
+belongs to; so does ``/metrics`` unless FXHOST_METRICS_OPEN opens it. ``/health``,
+``/docs``, ``/redoc`` and ``/openapi.json`` stay open.
 
 Browsers cannot set headers on a WebSocket, so a WebSocket without the header may
 instead send ``{"type": "auth", "token": KEY}`` as its first message.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import msgspec
 from starlette.requests import HTTPConnection
@@ -36,13 +39,17 @@ def bearer(scope: Scope) -> str | None:
 
 
 class RequireApiKey:
-    """Pure ASGI middleware (it must not buffer streamed bodies or WebSockets)."""
+    """Pure ASGI middleware (it must not buffer streamed bodies or WebSockets). ``also``:
+    paths outside ``/api`` and ``/ws`` that need a key too (``/metrics``)."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, also: Collection[str] = ()):
         self.app = app
+        self.also = frozenset(also)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not guarded(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not (
+            guarded(scope["path"]) or scope["path"] in self.also
+        ):
             return await self.app(scope, receive, send)
         # The authenticator is one of the services, made in the lifespan.
         auth: Authenticator = scope["app"].state.services.auth

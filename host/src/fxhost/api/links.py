@@ -48,8 +48,10 @@ async def _render_owner(svc: Services, render_id: str) -> str | None:
 
 async def _stream_owner(svc: Services, stream_id: str) -> str | None:
     stream = svc.streams.streams.get(stream_id)
+    if stream is None:  # another process's, maybe (its owner is asked when the link is used)
+        return await svc.registry.tenant_of(stream_id)
     # Seen by its owner as the routes see it (a stream stopped by a fault still says why).
-    return stream.tenant if stream is not None and svc.streams.get(stream_id, stream.tenant) else None
+    return stream.tenant if svc.streams.get(stream_id, stream.tenant) else None
 
 
 @dataclass(frozen=True)

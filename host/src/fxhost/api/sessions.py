@@ -7,10 +7,13 @@ sessions carry on whatever happens in one.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
+import termios
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -152,7 +155,7 @@ async def receive(ws: WebSocket, timeout: float | None = None) -> bytes | str:
     return message.get("text") or ""
 
 
-def audio_of(data: bytes, channels: int, fmt: PcmFormat, max_bytes: int) -> np.ndarray:
+def audio_of(data: bytes | memoryview, channels: int, fmt: PcmFormat, max_bytes: int) -> np.ndarray:
     """A binary frame as audio, or the protocol error that ends the session."""
     if len(data) > max_bytes:
         raise ProtocolError(
@@ -164,6 +167,25 @@ def audio_of(data: bytes, channels: int, fmt: PcmFormat, max_bytes: int) -> np.n
         return from_interleaved(data, channels, fmt)
     except ValueError as error:
         raise ProtocolError("invalid_audio", str(error), p.CLOSE_INVALID_DATA) from None
+
+
+def unread_bytes(ws: WebSocket) -> int | None:
+    """Bytes the client has sent that the session has not read yet: the messages the
+    ASGI server holds for it plus what waits in the kernel's socket buffer (WebSocket
+    framing included). None where the server does not let us see them. For ``stats``
+    only: a system call and a look into uvicorn's protocol object."""
+    protocol = getattr(ws._receive, "__self__", None)  # uvicorn's, for its transport and queue
+    transport = getattr(protocol, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return None
+    waiting = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, waiting, True)
+    except (OSError, ValueError):
+        return None
+    queued = getattr(getattr(protocol, "queue", None), "_queue", ())
+    return waiting[0] + sum(len(event.get("bytes") or b"") for event in queued)
 
 
 def effect_failed(fault: EffectFault) -> ProtocolError:

@@ -16,8 +16,9 @@ import msgspec
 import numpy as np
 from fxhost_sdk import AssetLoader, FieldError
 
-from fxhost.engine.compiled import CompiledChain, Step
+from fxhost.engine.compiled import CompiledChain, EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
+from fxhost.engine.tally import LiveTotals
 
 
 class LiveChain:
@@ -34,8 +35,19 @@ class LiveChain:
         max_tail_seconds: float,
         runner: DeadlineRunner,
         assets: AssetLoader | None = None,
+        totals: LiveTotals | None = None,
     ):
-        self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
+        #: Where this chain also counts what it runs, summed with every other live chain.
+        self.totals = totals
+        try:
+            self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
+        except EffectFault as fault:
+            if totals is not None:
+                totals.faults.add(fault)
+            raise
+        self._counts = totals.at_rate(sample_rate) if totals is not None else None
+        if totals is not None and totals.time_effects:
+            self.chain.timings = [totals.effect(effect.name) for effect in self.chain.effects]
         self.inline_frames = inline_frames
         self.runner = runner
         self.max_tail_seconds = max_tail_seconds
@@ -60,32 +72,43 @@ class LiveChain:
         return self.chain.tail_frames(self.max_tail_seconds) + self.chain.latency
 
     async def process(self, block: np.ndarray) -> np.ndarray:
-        if block.shape[1] <= self.inline_frames and not self._lock.locked():
-            # Runs to completion without awaiting: nothing can interleave, no lock needed.
-            return self._process_now(block)
-        async with self._lock:
-            if block.shape[1] <= self.inline_frames:
+        try:
+            if block.shape[1] <= self.inline_frames and not self._lock.locked():
+                # Runs to completion without awaiting: nothing can interleave, no lock needed.
                 return self._process_now(block)
-            start = time.perf_counter()
-            out = await self.runner.process_in_thread(self.chain, block)
-            return self._count(block, out, start)
+            async with self._lock:
+                if block.shape[1] <= self.inline_frames:
+                    return self._process_now(block)
+                start = time.perf_counter()
+                out = await self.runner.process_in_thread(self.chain, block)
+                return self._count(block, out, time.perf_counter() - start)
+        except EffectFault as fault:
+            self._fault(fault)
+            raise
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
-        # The per-block path of every live session: counted here, without a call more.
         runner = self.runner
         out = runner.process_inline(self.chain, block)
-        self.process_seconds += runner.last_seconds
-        self.frames_in += block.shape[1]
+        # The deadline's clock readings time the block: no clock pair of our own.
+        return self._count(block, out, runner.last_seconds)
+
+    def _count(self, block: np.ndarray, out: np.ndarray, elapsed: float) -> np.ndarray:
+        frames = block.shape[1]
+        self.process_seconds += elapsed
+        self.frames_in += frames
         self.frames_out += out.shape[1]
         self.blocks += 1
+        if (counts := self._counts) is not None:
+            counts.blocks += 1
+            counts.frames += frames
+            counts.process_seconds += elapsed
+            if elapsed * counts.sample_rate > frames:  # slower than real time
+                counts.deadline_misses += 1
         return out
 
-    def _count(self, block: np.ndarray, out: np.ndarray, start: float) -> np.ndarray:
-        self.process_seconds += time.perf_counter() - start
-        self.frames_in += block.shape[1]
-        self.frames_out += out.shape[1]
-        self.blocks += 1
-        return out
+    def _fault(self, fault: EffectFault) -> None:
+        if self.totals is not None:
+            self.totals.faults.add(fault)
 
     async def set_params(self, index: int, params: dict[str, Any], path: str = "params") -> dict[str, Any]:
         """Validate and apply new parameters for step ``index`` between blocks; returns
@@ -95,7 +118,11 @@ class LiveChain:
         effect = self.chain.effects[index]
         checked = effect.check_params({**msgspec.to_builtins(effect.params), **params}, path)
         async with self._lock:
-            self.chain.set_params(index, checked)  # a plugin that fails here is a fault
+            try:
+                self.chain.set_params(index, checked)  # a plugin that fails here is a fault
+            except EffectFault as fault:
+                self._fault(fault)
+                raise
         return msgspec.to_builtins(checked)
 
     async def tail(self, block_frames: int) -> list[np.ndarray]:

@@ -4,10 +4,13 @@ A stream (a named, shared live session) has an *input ring*, written by its prod
 (WebSocket or REST) and read by its one processing task, and an *output ring*, written
 by that task and read by any number of listeners. Both are :class:`RingBuffer`.
 
-Positions are absolute frame counts since the ring was made (Python ints: they never
-wrap). The ring holds the frames ``[write_pos - capacity, write_pos)`` at most (fewer
-at the start); the frame at position ``p`` lives in column ``p % capacity`` of a
-``(channels, capacity)`` array. Each :class:`RingReader` has its own cursor (the next
+Positions are absolute frame counts (Python ints: they never wrap), from 0 or from the
+``start`` a ring is made with. The ring holds the frames ``[write_pos - capacity,
+write_pos)`` at most (fewer at the start); the frame at position ``p`` lives in column
+``p % capacity`` of a ``(channels, capacity)`` array. A *mirror* ring (a copy of another
+process's output ring, relayed frame for frame) starts where its source is and jumps
+over what the relay missed with :meth:`RingBuffer.skip_to`; readers count the frames
+jumped over as lost, like a lap. Each :class:`RingReader` has its own cursor (the next
 position it will read); REST pollers keep their cursor themselves and call
 :meth:`RingBuffer.read_at`.
 
@@ -83,7 +86,8 @@ class RingStats(msgspec.Struct, frozen=True, kw_only=True):
     #: the oldest unread position among the readers, at most ``capacity``); with no
     #: reader, the frames held.
     fill: int
-    #: Frames accepted by ``write`` (equal to ``write_pos``).
+    #: Frames accepted by ``write`` (``write_pos`` less the ``start`` and the frames
+    #: jumped over by ``skip_to``).
     frames_written: int
     #: Frames returned by all reads (readers' and ``read_at``).
     frames_read: int
@@ -142,7 +146,7 @@ class RingReader:
         """Frames readable now (``0..capacity``), lapped frames excluded."""
         ring = self._ring
         with ring._lock:
-            return ring._write_pos - max(self._cursor, ring._write_pos - ring._capacity)
+            return ring._write_pos - max(self._cursor, ring._write_pos - ring._capacity, ring._floor)
 
     @property
     def lag(self) -> int:
@@ -195,18 +199,26 @@ def _mapped_zeros(channels: int, capacity: int) -> np.ndarray:
 class RingBuffer:
     """``capacity`` frames of ``channels`` float32 samples; see the module docstring."""
 
-    def __init__(self, channels: int, capacity: int) -> None:
+    def __init__(self, channels: int, capacity: int, *, start: int = 0) -> None:
         channels = operator.index(channels)
         capacity = operator.index(capacity)
+        start = operator.index(start)
         if channels < 1:
             raise ValueError(f"channels must be >= 1, not {channels}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, not {capacity}")
+        if start < 0:
+            raise ValueError(f"start must be >= 0, not {start}")
         self._channels = channels
         self._capacity = capacity
         self._buf = _mapped_zeros(channels, capacity)
         self._lock = threading.Lock()
-        self._write_pos = 0
+        self._write_pos = start
+        #: No frame below this position was ever written here (the start, or where
+        #: ``skip_to`` last jumped): the oldest frame held is never older.
+        self._floor = start
+        #: Positions not written by ``write``: the start, and the jumps of ``skip_to``.
+        self._skipped = start
         self._readers: dict[int, RingReader] = {}
         self._names = 0
         self._frames_read = 0
@@ -238,9 +250,10 @@ class RingBuffer:
 
     @property
     def oldest_pos(self) -> int:
-        """The position of the oldest frame held: ``max(0, write_pos - capacity)``."""
+        """The position of the oldest frame held: ``write_pos - capacity``, or the start
+        (or the last ``skip_to``) when that is later."""
         with self._lock:
-            return max(0, self._write_pos - self._capacity)
+            return max(self._floor, self._write_pos - self._capacity)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -267,7 +280,9 @@ class RingBuffer:
             if guard is not None and (guard._ring is not self or not guard._active):
                 raise ValueError("the guard is not a reader of this ring buffer")
             wp = self._write_pos
-            oldest = wp - cap if wp > cap else 0
+            oldest = wp - cap
+            if oldest < self._floor:
+                oldest = self._floor
             if overflow == "overwrite" or guard is None:
                 if overflow == "reject" and n > cap:
                     self._rejected += n
@@ -303,17 +318,64 @@ class RingBuffer:
             self._write_pos = wp + n
             return n
 
+    def write_silence(self, frames: int) -> None:
+        """Append ``frames`` frames of silence (the stream's answer to input frames it
+        never processed, so that output positions stay input positions). Zeroes at most
+        ``capacity`` columns in place: no block is made."""
+        frames = operator.index(frames)
+        if frames < 0:
+            raise ValueError(f"frames must be >= 0, not {frames}")
+        cap = self._capacity
+        with self._lock:
+            wp = self._write_pos
+            k = min(frames, cap)
+            start = (wp + frames - k) % cap
+            first = cap - start
+            if k <= first:
+                self._buf[:, start : start + k] = 0.0
+            else:
+                self._buf[:, start:] = 0.0
+                self._buf[:, : k - first] = 0.0
+            self._write_pos = wp + frames
+
+    def skip_to(self, pos: int) -> int:
+        """Jump ``write_pos`` forward to ``pos`` over frames that never came (a mirror
+        ring whose relay missed some); returns how many were jumped over. The ring holds
+        nothing older than ``pos`` afterwards: a reader behind ``pos`` is told on its next
+        read that it lost the frames up to ``pos`` (those it had not read yet before the
+        jump included), like a lapped reader."""
+        pos = operator.index(pos)
+        with self._lock:
+            jump = pos - self._write_pos
+            if jump < 0:
+                raise ValueError(f"cannot skip back to {pos}: {self._write_pos} frames were written")
+            if jump:
+                self._write_pos = self._floor = pos
+                self._skipped += jump
+            return jump
+
     # -- readers -----------------------------------------------------------------------
 
-    def reader(self, *, start: Literal["now", "oldest"] = "now", name: str = "") -> RingReader:
+    def reader(self, *, start: Literal["now", "oldest"] | int = "now", name: str = "") -> RingReader:
         """Register a reader whose cursor starts at ``write_pos`` (``"now"``: only new
-        frames) or at the oldest frame held (``"oldest"``). An empty name is replaced by
-        ``reader-<n>``."""
-        if start not in ("now", "oldest"):
-            raise ValueError(f"start must be 'now' or 'oldest', not {start!r}")
+        frames), at the oldest frame held (``"oldest"``), or at an absolute position
+        ``0..write_pos`` (a consumer resuming; one older than the oldest frame held is
+        lapped, and its first read says how many frames it lost). An empty name is
+        replaced by ``reader-<n>``."""
+        if start not in ("now", "oldest") and not isinstance(start, int):
+            raise ValueError(f"start must be 'now', 'oldest' or a position, not {start!r}")
         with self._lock:
+            if isinstance(start, int) and not 0 <= start <= self._write_pos:
+                raise ValueError(
+                    f"position {start} is not in 0..{self._write_pos} (write_pos: the frames written so far)"
+                )
             self._names += 1
-            cursor = self._write_pos if start == "now" else max(0, self._write_pos - self._capacity)
+            if start == "now":
+                cursor = self._write_pos
+            elif start == "oldest":
+                cursor = max(self._floor, self._write_pos - self._capacity)
+            else:
+                cursor = start
             reader = RingReader(self, cursor, name or f"reader-{self._names}")
             self._readers[id(reader)] = reader
             return reader
@@ -348,6 +410,8 @@ class RingBuffer:
                 )
             lost = 0
             oldest = wp - self._capacity
+            if oldest < self._floor:
+                oldest = self._floor
             if cursor < oldest:
                 lost = oldest - cursor
                 cursor = oldest
@@ -374,6 +438,8 @@ class RingBuffer:
             cursor = reader._cursor
             lost = 0
             oldest = wp - self._capacity
+            if oldest < self._floor:
+                oldest = self._floor
             if cursor < oldest:
                 lost = oldest - cursor
                 cursor = reader._cursor = oldest
@@ -409,14 +475,14 @@ class RingBuffer:
     def stats(self) -> RingStats:
         with self._lock:
             wp = self._write_pos
-            oldest = max(0, wp - self._capacity)
+            oldest = max(self._floor, wp - self._capacity)
             readers = list(self._readers.values())
             fill = wp - min((max(r._cursor, oldest) for r in readers), default=oldest)
             return RingStats(
                 channels=self._channels,
                 capacity=self._capacity,
                 fill=fill,
-                frames_written=wp,
+                frames_written=wp - self._skipped,
                 frames_read=self._frames_read,
                 overruns=self._overruns,
                 frames_lost=self._frames_lost,

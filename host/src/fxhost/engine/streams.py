@@ -10,7 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -24,6 +24,8 @@ from fxhost.engine.compiled import EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
 from fxhost.engine.live import LiveChain
 from fxhost.engine.ring import RingBuffer, RingReader, RingStats
+from fxhost.engine.tally import LiveTotals
+from fxhost.engine.timing import AudioClock
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class Stream:
         self.input = RingBuffer(channels, capacity)
         self.output = RingBuffer(channels, capacity)
         self._processor = self.input.reader(name="processing")
+        #: The processing task's audio clock: its late chunks are the stream's late blocks.
+        self.clock = AudioClock(sample_rate)
         self.input_ready = Broadcast()
         self.output_ready = Broadcast()
         self.created = clock.now()
@@ -127,15 +131,28 @@ class Stream:
         self.input.write(block, overflow=self.overflow, guard=self._processor)
         self.input_ready.notify()
 
+    @property
+    def unprocessed(self) -> int:
+        """Input frames written but not yet processed (the input queue's depth)."""
+        return self.input.write_pos - self._processor.cursor
+
     async def _run(self) -> None:
+        # Output position == input position, always: the chain gives as many frames as
+        # it is given, and input frames dropped before processing (``drop_oldest``)
+        # come out as silence. The chain's latency is inside that audio (StreamInfo.latency).
+        clock = self.clock
         try:
             while not self.closed:
-                block, _lost = self._processor.read(STREAM_CHUNK)
+                block, lost = self._processor.read(STREAM_CHUNK)
+                if lost:
+                    self.output.write_silence(lost)
                 if block.shape[1] == 0:
                     await self.input_ready.wait()
                     continue
+                clock.arrive(block.shape[1], time.perf_counter())
                 out = await self.live.process(block)
                 self.output.write(out)
+                clock.done(time.perf_counter())
                 self.output_ready.notify()
                 await asyncio.sleep(0)  # let producers and consumers run between chunks
         except asyncio.CancelledError:
@@ -182,14 +199,47 @@ class Stream:
     def buffers(self) -> StreamBuffers:
         return StreamBuffers(stream=self.id, input=self.input.stats, output=self.output.stats)
 
-    def consumer(self) -> RingReader:
+    def consumer(self, start: int | None = None) -> RingReader:
+        """A reader of the output from ``start`` (an absolute frame position, at most
+        the output's ``write_pos``; ValueError beyond), or from now."""
+        reader = self.output.reader(
+            start="now" if start is None else start, name=f"consumer-{secrets.token_hex(3)}"
+        )
         self.consumers += 1
         self.touch()
-        return self.output.reader(start="now", name=f"consumer-{secrets.token_hex(3)}")
+        return reader
 
     def release(self, reader: RingReader) -> None:
         self.consumers -= 1
         self.output.remove_reader(reader)
+
+
+class RingCounts(msgspec.Struct, kw_only=True):
+    """Ring counters summed over streams: what consumers lost (the output rings'
+    overruns and lost frames) and what producers had refused or dropped (the input
+    rings'; dropped input also laps the processing reader, which is not counted again)."""
+
+    overruns: int = 0
+    frames_lost: int = 0
+    rejected_frames: int = 0
+    dropped_frames: int = 0
+
+    def add(self, stream: Stream) -> None:
+        output, input_ = stream.output.stats, stream.input.stats
+        self.add_counts(
+            RingCounts(
+                overruns=output.overruns,
+                frames_lost=output.frames_lost,
+                rejected_frames=input_.rejected_frames,
+                dropped_frames=input_.dropped_frames,
+            )
+        )
+
+    def add_counts(self, counts: RingCounts) -> None:
+        self.overruns += counts.overruns
+        self.frames_lost += counts.frames_lost
+        self.rejected_frames += counts.rejected_frames
+        self.dropped_frames += counts.dropped_frames
 
 
 class StreamLimit(Exception):
@@ -207,13 +257,23 @@ class StreamManager:
         inline_frames: int,
         max_tail_seconds: float,
         block_timeout: float,
+        time_effects: bool = True,
+        on_create: Callable[[Stream], object] | None = None,
     ):
         self.max_streams = max_streams
+        #: Called with each stream made here once it runs (services: publish its output).
+        self.on_create = on_create
         self.idle_seconds = idle_seconds
         self.inline_frames = inline_frames
         self.max_tail_seconds = max_tail_seconds
         self.runner = DeadlineRunner(block_timeout)
         self.streams: dict[str, Stream] = {}
+        #: Told of each stream deleted (by a client or for idling), once it is closed.
+        self.on_deleted: Callable[[str], Awaitable[None]] | None = None
+        #: What every live chain made here ran (streams and /ws/process sessions alike).
+        self.totals = LiveTotals(time_effects=time_effects)
+        #: The ring counters of the streams deleted so far (:meth:`ring_counts`).
+        self._retired = RingCounts()
         self._reaper: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -245,6 +305,7 @@ class StreamManager:
             max_tail_seconds=self.max_tail_seconds,
             runner=self.runner,
             assets=assets,
+            totals=self.totals,
         )
 
     def create(
@@ -275,6 +336,8 @@ class StreamManager:
         )
         self.streams[stream.id] = stream
         stream.start()
+        if self.on_create is not None:
+            self.on_create(stream)
         return stream
 
     def get(self, stream_id: str, tenant: str) -> Stream | None:
@@ -293,7 +356,19 @@ class StreamManager:
         if stream is None:
             return False
         await stream.close()
+        if self.on_deleted is not None:
+            await self.on_deleted(stream_id)
+        self._retired.add(stream)
         return True
+
+    def ring_counts(self) -> RingCounts:
+        """Overruns, lost, rejected and dropped frames of every stream's rings, deleted
+        streams included: counters that only grow."""
+        counts = RingCounts()
+        counts.add_counts(self._retired)
+        for stream in self.streams.values():
+            counts.add(stream)
+        return counts
 
     async def _reap(self) -> None:
         while True:

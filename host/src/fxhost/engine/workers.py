@@ -83,6 +83,9 @@ class WorkerPool:
         self._starting = self._closing = False
         #: Process ids of the first workers, as they start.
         self.started_pids: set[int] = set()
+        #: Workers that have started, replacements included: every one past the first
+        #: ``workers`` replaced a worker that was killed (time limit, cancel) or died.
+        self.worker_starts = 0
         self._all_started = asyncio.Event()
 
     def start(self) -> None:
@@ -146,6 +149,11 @@ class WorkerPool:
         )
 
     @property
+    def restarts(self) -> int:
+        """Workers started to replace one that was killed or died."""
+        return max(0, self.worker_starts - self.workers)
+
+    @property
     def ready(self) -> bool:
         """True once every worker has started (the first tasks start warm)."""
         return self._warming is not None and self._warming.done() and self._all_started.is_set()
@@ -199,7 +207,7 @@ class WorkerPool:
             raise EffectTimeout(index, effect, f"exceeded the time limit of {self.time_limit:g} s") from None
         except ProcessExpired as error:
             how = f"signal {-error.exitcode}" if (error.exitcode or 0) < 0 else f"exit code {error.exitcode}"
-            raise EffectFault(None, None, f"the worker process died ({how})") from None
+            raise EffectFault(None, None, f"the worker process died ({how})", "crashed") from None
         finally:
             del self._watches[task]
 
@@ -207,6 +215,7 @@ class WorkerPool:
         assert self._reader is not None
         task, kind, value = _decode(self._reader.recv_bytes())
         if kind == "started":  # from a worker's initializer; replacements too, later
+            self.worker_starts += 1
             if not self._all_started.is_set():
                 self.started_pids.add(value)
                 if len(self.started_pids) >= self.workers:

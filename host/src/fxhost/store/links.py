@@ -42,12 +42,18 @@ async def link_secret(configured: str | None) -> bytes:
     """
     if configured:
         return configured.encode()
-    row = await ServerSecret.get_or_none(name=SECRET_NAME)
+    return await stored_secret(SECRET_NAME)
+
+
+async def stored_secret(name: str) -> bytes:
+    """The server's secret called ``name``, made now if there is none (see above: the
+    first of several processes to insert it wins)."""
+    row = await ServerSecret.get_or_none(name=name)
     if row is None:
         try:
-            row = await ServerSecret.create(name=SECRET_NAME, value=secrets.token_urlsafe(48))
+            row = await ServerSecret.create(name=name, value=secrets.token_urlsafe(48))
         except IntegrityError:  # another process made it first: use theirs
-            row = await ServerSecret.get(name=SECRET_NAME)
+            row = await ServerSecret.get(name=name)
     return row.value.encode()
 
 

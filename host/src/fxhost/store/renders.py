@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,8 +28,9 @@ from tortoise.functions import Count
 from fxhost.audio.formats import RenderOutput, checked_output, output_format_named
 from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
 from fxhost.engine.clock import Timestamp
-from fxhost.engine.compiled import EffectFault
+from fxhost.engine.compiled import EffectFault, EffectTimeout
 from fxhost.engine.offline import RenderResult, render_file
+from fxhost.engine.tally import FaultCounts, Histogram
 from fxhost.engine.workers import WorkerPool
 from fxhost.store.assets import AssetStore, AssetSummary, clean_name, stem_of, summary_of
 from fxhost.store.chains import ChainStore
@@ -37,6 +40,11 @@ from fxhost.store.owners import owner_alive, owner_id
 log = logging.getLogger(__name__)
 
 RenderStatus = Literal["queued", "running", "done", "failed"]
+#: How a render ended, for metrics: done; failed (an error, an effect's fault); timeout
+#: (past the time limit); interrupted (the server stopped, or its process died).
+RenderOutcome = Literal["done", "failed", "timeout", "interrupted"]
+#: Upper bounds (seconds) of the buckets of render durations.
+RENDER_SECONDS_BOUNDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 FINISHED = ("done", "failed")
 #: How often progress and heartbeats are written to the database.
 PERSIST_SECONDS = 0.5
@@ -152,6 +160,11 @@ class RenderService:
         self.owner = owner_id()
         self.jobs: dict[str, Job] = {}
         self.tasks: set[asyncio.Task] = set()
+        #: Counters for metrics: renders that ended here by outcome, how long those that
+        #: ran took, and the effect faults of renders and /api/process.
+        self.outcomes: Counter[RenderOutcome] = Counter()
+        self.durations = Histogram(RENDER_SECONDS_BOUNDS)
+        self.faults = FaultCounts()
         self._persister: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -172,17 +185,21 @@ class RenderService:
     ) -> RenderResult:
         """Render ``source`` into ``target`` and wait (``/api/process``): in a worker
         process like any render, so that a hung effect is killed at the time limit."""
-        return await self.pool.run(
-            render_task,
-            source,
-            "body",
-            chain.steps,
-            target,
-            output,
-            tail=tail,
-            max_tail_seconds=self.max_tail_seconds,
-            assets=chain.assets,
-        )
+        try:
+            return await self.pool.run(
+                render_task,
+                source,
+                "body",
+                chain.steps,
+                target,
+                output,
+                tail=tail,
+                max_tail_seconds=self.max_tail_seconds,
+                assets=chain.assets,
+            )
+        except EffectFault as fault:
+            self.faults.add(fault)
+            raise
 
     async def fail_orphans(self) -> int:
         """Mark failed the renders left queued or running by a process that is gone."""
@@ -199,6 +216,7 @@ class RenderService:
                 failed += 1
         if failed:
             log.warning("marked %d interrupted render(s) failed", failed)
+            self.outcomes["interrupted"] += failed
         return failed
 
     async def submit(
@@ -229,8 +247,11 @@ class RenderService:
 
     async def _run(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job):
         temp = self.store.temp_path("render")
+        outcome: RenderOutcome = "failed"
+        began: float | None = None
         try:
             async with self.slots:
+                began = time.perf_counter()
                 job.status = "running"
                 row.status, row.started = "running", _now()
                 await row.save(update_fields=["status", "started"])
@@ -275,10 +296,15 @@ class RenderService:
                 )
                 row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
                 row.peak_dbfs, row.clipped_samples = rendered.peak_dbfs, rendered.clipped_samples
+                outcome = "done"
         except asyncio.CancelledError:
             row.status, row.error = "failed", "interrupted: the server stopped"
+            outcome = "interrupted"
             raise
         except Exception as error:
+            if isinstance(error, EffectFault):
+                self.faults.add(error)
+                outcome = "timeout" if isinstance(error, EffectTimeout) else "failed"
             expected = isinstance(error, ValueError | EffectFault)
             log.warning("render %s failed: %s", row.id, error, exc_info=not expected)
             row.status, row.error = "failed", _one_line(error)
@@ -286,6 +312,9 @@ class RenderService:
                 # deleted before the render opened it (once open, a deleted file still reads to the end)
                 row.error = f"the asset {asset.id} was deleted before the render could read it"
         finally:
+            self.outcomes[outcome] += 1
+            if began is not None:
+                self.durations.observe(time.perf_counter() - began)
             temp.unlink(missing_ok=True)
             row.finished = _now()
             job.status = row.status  # type: ignore[assignment]

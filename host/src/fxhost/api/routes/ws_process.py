@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 
+import numpy as np
 from fxhost_sdk import FieldError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -19,17 +21,21 @@ from fxhost.api.sessions import (
     receive,
     send,
     session,
+    unread_bytes,
 )
 from fxhost.api.state import services
-from fxhost.audio.pcm import to_interleaved
+from fxhost.audio.pcm import frame_bytes, to_interleaved
 from fxhost.catalog.chains import ChainSpec
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.live import LiveChain
+from fxhost.engine.timing import AudioClock
 
 log = logging.getLogger(__name__)
 
 #: Frames of tail sent per binary message on flush.
 TAIL_BLOCK = 4096
+#: Bytes of the tag that starts every binary frame of an ``indexed`` session.
+TAG_BYTES = 8
 
 
 @session
@@ -47,6 +53,7 @@ async def ws_process(ws: WebSocket) -> None:
     live = await _live_chain(ws, start)
     rate = start.sample_rate or svc.settings.default_sample_rate
     max_bytes = svc.settings.max_frame_bytes
+    clock, indexed = AudioClock(rate), start.indexed
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
     channels, fmt = start.channels, start.format
     # The per-block loop, with sessions.receive() written out: a coroutine call fewer.
@@ -54,17 +61,48 @@ async def ws_process(ws: WebSocket) -> None:
         message = await ws.receive()
         data = message.get("bytes")
         if data is not None:
+            arrived = perf_counter()
+            if indexed:
+                await _indexed_block(ws, live, clock, start, data, max_bytes, arrived)
+                continue
             block = audio_of(data, channels, fmt, max_bytes)
+            clock.arrive(block.shape[1], arrived)
             try:
                 out = await live.process(block)
-            except EffectFault as fault:
+            except EffectFault as fault:  # _process(), written out
                 log.warning("/ws/process: %s", fault)
                 raise effect_failed(fault) from None
             await ws.send_bytes(to_interleaved(out, fmt))
+            clock.done(perf_counter())
         elif message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
         else:
-            await _control(ws, live, message.get("text") or "", fmt)
+            await _control(ws, live, clock, message.get("text") or "", start)
+
+
+async def _indexed_block(
+    ws: WebSocket,
+    live: LiveChain,
+    clock: AudioClock,
+    start: p.Start,
+    data: bytes,
+    max_bytes: int,
+    arrived: float,
+) -> None:
+    """A block of an ``indexed`` session: its tag, then PCM; answered with the same tag."""
+    if len(data) < TAG_BYTES:
+        raise ProtocolError(
+            "invalid_audio",
+            f"a frame of {len(data)} bytes has no tag: an indexed session's frames start with "
+            f"{TAG_BYTES} bytes (a little-endian unsigned index), then PCM",
+            p.CLOSE_INVALID_DATA,
+        )
+    tag = data[:TAG_BYTES]
+    block = audio_of(memoryview(data)[TAG_BYTES:], start.channels, start.format, max_bytes)
+    clock.arrive(block.shape[1], arrived)
+    out = await _process(live, block)
+    await ws.send_bytes(tag + to_interleaved(out, start.format))
+    clock.done(perf_counter())
 
 
 async def _first_message(ws: WebSocket) -> str:
@@ -108,10 +146,19 @@ def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.
         block=start.block or default_block,
         tail_frames=live.tail_frames(),
         steps=live.step_params(),
+        indexed=start.indexed,
     )
 
 
-async def _control(ws: WebSocket, live: LiveChain, text: str, fmt: str) -> None:
+async def _process(live: LiveChain, block: np.ndarray) -> np.ndarray:
+    try:
+        return await live.process(block)
+    except EffectFault as fault:
+        log.warning("/ws/process: %s", fault)
+        raise effect_failed(fault) from None
+
+
+async def _control(ws: WebSocket, live: LiveChain, clock: AudioClock, text: str, start: p.Start) -> None:
     """A control message during the session. A bad one gets an error message; the
     session goes on."""
     try:
@@ -129,20 +176,28 @@ async def _control(ws: WebSocket, live: LiveChain, text: str, fmt: str) -> None:
         else:
             await send(ws, p.Updated(step=message.step, params=params))
     elif isinstance(message, p.Stats):
-        await send(ws, _stats(live))
+        await send(ws, _stats(ws, live, clock, start))
     elif isinstance(message, p.Flush):
         frames = 0
         for block in await live.tail(TAIL_BLOCK):
+            pcm = to_interleaved(block, start.format)
+            if start.indexed:  # the tail goes on from the frames received
+                pcm = (clock.frames + frames).to_bytes(TAG_BYTES, "little") + pcm
             frames += block.shape[1]
-            await ws.send_bytes(to_interleaved(block, fmt))
+            await ws.send_bytes(pcm)
         await send(ws, p.Flushed(frames=frames))
 
 
-def _stats(live: LiveChain) -> p.StatsReply:
+def _stats(ws: WebSocket, live: LiveChain, clock: AudioClock, start: p.Start) -> p.StatsReply:
+    unread = unread_bytes(ws)
     return p.StatsReply(
         frames_in=live.frames_in,
         frames_out=live.frames_out,
         blocks=live.blocks,
+        frame=clock.frames,
+        late_blocks=clock.late,
+        underruns=clock.underruns,
+        queue_frames=None if unread is None else unread // frame_bytes(start.channels, start.format),
         process_seconds=round(live.process_seconds, 6),
         latency=live.latency,
     )
@@ -156,9 +211,14 @@ ROUTES = [
         description="Send a `start` message first (a chain by name or its steps, sample_rate, channels, "
         "format f32le|s16le); the server answers `ready` with the latency in frames. Then send "
         "binary frames of interleaved little-endian PCM of any whole number of frames: each is "
-        "answered by one processed frame of the same size. `set` changes a step's parameters "
-        "between blocks, `stats` reports counters, `flush` sends the tail as binary frames and "
-        "then `flushed`. Protocol errors get an `error` message and a close code: 1003 audio "
+        "answered by one processed frame of the same size, in order, so the n-th binary frame back is "
+        "the n-th sent, and a block's frame index is the number of frames sent before it. With "
+        '`"indexed": true` in `start` every binary frame, both ways, starts with an 8-byte '
+        "little-endian unsigned tag: the client's, echoed on its processed block (tail blocks carry "
+        "their frame index). `set` changes a step's parameters between blocks, `stats` reports the "
+        "connection's counters (blocks, frames, frame = frames received, late_blocks, underruns, "
+        "queue_frames, process_seconds, latency), `flush` sends the tail as binary frames and then "
+        "`flushed`. Protocol errors get an `error` message and a close code: 1003 audio "
         "before start or text where audio is expected, 1007 a partial frame or NaN/Inf, 1008 a "
         "wrong or invalid start, 1009 a frame over the size limit, 1011 an effect failed, 1013 "
         "too many connections.",

@@ -136,3 +136,35 @@ class ServerSecret(Model):
 
     class Meta:
         table = "server_secrets"
+
+
+class ClusterNode(Model):
+    """A running server process (a worker of a node) that owns live streams: where its
+    internal listener is, and when it last said it was alive. A process that stops
+    cleanly deletes its row; a dead one's row is removed by any live process."""
+
+    id = fields.CharField(max_length=128, primary_key=True)
+    address = fields.CharField(max_length=255)
+    heartbeat = fields.DatetimeField()
+    started = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "cluster_nodes"
+
+
+class ClusterStream(Model):
+    """A live stream and the process that owns it (its rings and chain), so that any
+    process can forward a client to the owner. ``info`` is the stream as created (JSON),
+    for listings when its owner does not answer. ``lost`` says why a stream whose owner
+    died is gone; such a row is kept a while so that clients are told, then purged."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    tenant = fields.CharField(max_length=TENANT_MAX, db_index=True)
+    node = fields.CharField(max_length=128, null=True, db_index=True)
+    info = fields.TextField()
+    created = fields.DatetimeField(auto_now_add=True)
+    lost = fields.TextField(null=True)
+    lost_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "cluster_streams"
