@@ -117,9 +117,11 @@ class LeanClient(asyncio.Protocol):
     def send(self, frame: bytes) -> None:
         self.transport.write(frame)
 
-    async def next_binary(self) -> int:
+    def expect_binary(self) -> asyncio.Future:
+        """A future for the next binary frame: made before sending what it answers, so a
+        reply that comes at once is not missed."""
         self.binary_waiter = asyncio.get_running_loop().create_future()
-        return await self.binary_waiter
+        return self.binary_waiter
 
     def close(self) -> None:
         if not self.transport.is_closing():
@@ -136,8 +138,9 @@ async def connect(port: int, path: str, start: dict, warmup: bytes) -> LeanClien
     ready = json.loads(await asyncio.wait_for(client.text.get(), 60))
     if ready.get("type") != "ready":
         raise RuntimeError(f"expected ready, got {ready}")
+    reply = client.expect_binary()
     client.send(client_frame(2, warmup))
-    await asyncio.wait_for(client.next_binary(), 60)
+    await asyncio.wait_for(reply, 60)
     client.count = 0
     return client
 
