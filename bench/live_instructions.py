@@ -129,15 +129,17 @@ def main() -> None:
                         ],
                         env=env,
                         stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
+                        # A file, not a pipe: four children writing while one is waited on
+                        # would fill a pipe and stop.
+                        stderr=open(f"{out}.log", "wb"),  # noqa: SIM115
                     ),
                     out,
                 )
         totals = {}
         for key, (proc, out) in procs.items():
-            _, err = proc.communicate()
+            proc.wait()
             if proc.returncode:
-                raise SystemExit(f"{key} failed:\n{err.decode()[-3000:]}")
+                raise SystemExit(f"{key} failed:\n{Path(f'{out}.log').read_text()[-3000:]}")
             totals[key] = int(re.search(r"^summary: (\d+)", Path(out).read_text(), re.M).group(1))
     per_block = {w: (totals[w, high] - totals[w, low]) / (high - low) for w in ("fxhost", "bare")}
     print(f"instructions per 256-frame block, in-process ASGI app (callgrind, {low} and {high} blocks):")
