@@ -2,22 +2,27 @@
 (5.33 ms of audio each) through the reverb, against a bare Starlette + pedalboard handler
 run side by side in the same run.
 
-    uv run python bench/streaming.py [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5]
+    uv run python bench/streaming.py [--quick] [--workers 2] [--generators 2]
+        [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5]
 
 1. Round-trip latency (send of a block -> receipt of its processed block), p50 and p99,
    for 1 and 16 concurrent real-time clients (one block every 5.333 ms each, paced
    against the monotonic clock).
 2. The largest number of concurrent real-time clients with no late block (a ramp, then
-   a bisection), and the p99 there.
+   a bisection), and the p99 there: fxhost with 1 worker, the bare handler, and fxhost
+   with ``--workers`` uvicorn workers (started for its ramp only), with the CPU of each
+   worker process (how the kernel spread the connections).
 3. Throughput with closed-loop clients (next block as soon as the reply is in), fxhost
-   against the bare handler, runs interleaved (ABBA).
+   against the bare handler, runs interleaved (ABBA), and server CPU per block.
 
 Starts ``fxhost serve`` on a free port in a temporary folder (SQLite), and the bare app
-(``--serve-bare``, this file) under uvicorn with the options ``fxhost serve`` uses. The load
-generator is this one process: asyncio (on uvloop, for its lower per-message cost) and the
-``websockets`` asyncio client, on the same machine as the servers; its own CPU use, how late
-it sends against the audio clock, and the CPU used by everything else on the machine are
-reported next to every figure. About two minutes on a 2-core machine.
+(``--serve-bare``, this file) under uvicorn with the options ``fxhost serve`` uses. The
+real-time clients come from ``--generators`` processes running the lean client of
+bench/wsload.py (the websockets client cost about as much CPU per block as the server);
+the closed loop runs in this process on uvloop with the ``websockets`` client. All on the
+same machine as the servers: the generator's own CPU use, how late it sends against the
+audio clock, and the CPU used by everything else on the machine are reported next to
+every figure. About three minutes on a 2-core machine (``--quick``: about two).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import math
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -37,10 +43,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import benchkit
 import numpy as np
 import uvloop
+import wsload
 
-REPO = Path(__file__).resolve().parents[1]
 SR = 48_000
 CHANNELS = 2
 BLOCK = 256
@@ -108,12 +115,6 @@ def serve_bare(port: int) -> None:
 # -- servers --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     name: str
@@ -126,10 +127,15 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/ws/process"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads), from /proc."""
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User + system CPU of the server: its process and all their descendants (uvicorn's
+        workers, render pools), from /proc."""
+        return sum(cpu_of(pid) for pid in descendants(self.proc.pid))
+
+    def workers(self) -> list[int]:
+        """The pids of uvicorn's worker processes (children started with spawn), or the
+        server's own pid when it runs in one process."""
+        pids = [pid for pid in children(self.proc.pid) if b"spawn_main" in _cmdline(pid)]
+        return pids or [self.proc.pid]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -139,6 +145,59 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def cpu_of(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:  # it has exited
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+def start_fxhost(root: Path, workers: int = 1) -> Server:
+    """``fxhost serve`` (SQLite in ``root``) with ``workers`` uvicorn workers."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = {"FXHOST_HOST": "127.0.0.1", "FXHOST_MAX_CONNECTIONS": "10000", "FXHOST_WORKERS": str(workers)}
+    proc, port, log = benchkit.start_fxhost(root, env)
+    name = "fxhost" if workers == 1 else f"fxhost-{workers}w"
+    server = Server(name, proc, port, log)
+    if workers > 1:
+        deadline = time.monotonic() + 60
+        while len(server.workers()) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return server
 
 
 def wait_healthy(name: str, proc: subprocess.Popen, port: int, log: Path) -> None:
@@ -157,35 +216,8 @@ def wait_healthy(name: str, proc: subprocess.Popen, port: int, log: Path) -> Non
         time.sleep(0.1)
 
 
-def start_fxhost(root: Path) -> Server:
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "FXHOST_HOST": "127.0.0.1",
-        "FXHOST_PORT": str(port),
-        "FXHOST_UPLOADS_DIR": str(root / "uploads"),
-        "FXHOST_RENDERS_DIR": str(root / "renders"),
-        "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
-        "FXHOST_DATABASE_URL": f"sqlite://{root / 'fxhost.db'}",
-        "FXHOST_LOG_LEVEL": "warning",
-        "FXHOST_MAX_CONNECTIONS": "10000",
-    }
-    log = root / "fxhost.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "fxhost"), "serve"],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    wait_healthy("fxhost serve", proc, port, log)
-    return Server("fxhost", proc, port, log)
-
-
 def start_bare(root: Path) -> Server:
-    port = free_port()
+    port = benchkit.free_port()
     log = root / "bare.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -253,13 +285,18 @@ class Meter:
         self.wall = time.monotonic()
         self.cpu = _self_cpu()
         self.server_cpu = self.server.cpu_seconds()
+        self.worker_pids = self.server.workers()
+        self.worker_cpu = [cpu_of(pid) for pid in self.worker_pids]
         self.machine = _machine_busy()
         return self
 
     def __exit__(self, *exc) -> None:
-        wall = time.monotonic() - self.wall
+        self.seconds = wall = time.monotonic() - self.wall
         self.gen_load = (_self_cpu() - self.cpu) / wall
         self.server_load = (self.server.cpu_seconds() - self.server_cpu) / wall
+        #: Each uvicorn worker's share of a core (one entry for a single process).
+        pairs = zip(self.worker_pids, self.worker_cpu, strict=True)
+        self.worker_loads = [(cpu_of(pid) - before) / wall for pid, before in pairs]
         busy = (_machine_busy() - self.machine) / wall
         self.other_load = max(0.0, busy - self.gen_load - self.server_load)
 
@@ -286,6 +323,7 @@ class RealtimeResult:
     gen_load: float
     server_load: float
     other_load: float
+    worker_loads: list[float]
 
     @property
     def rtt_ms(self) -> np.ndarray:
@@ -322,43 +360,24 @@ class RealtimeResult:
 async def realtime(server: Server, n: int, seconds: float) -> RealtimeResult:
     """``n`` clients, each sending one block every PERIOD for ``seconds``, paced against
     the monotonic clock (block k of client i is due at start + (k + i / n) * PERIOD: the
-    clients' phases are spread evenly over one period, as independent clients' are)."""
-    clients = await open_clients(server.url, n)
+    clients' phases are spread evenly over one period, as independent clients' are), run
+    by the lean generator processes (bench/wsload.py)."""
     blocks = round(seconds / PERIOD)
-    start = time.monotonic() + 0.2
-    target = start + PERIOD * (np.arange(blocks)[None, :] + np.arange(n)[:, None] / n)
-    sent = np.full((n, blocks), np.nan)
-    received = np.full((n, blocks), np.nan)
-
-    async def sender(ws, i: int) -> None:
-        times, due = sent[i], target[i].tolist()
-        for k in range(blocks):
-            delay = due[k] - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            times[k] = time.monotonic()
-            await ws.send(PAYLOADS[k % len(PAYLOADS)])
-
-    async def receiver(ws, i: int) -> None:
-        times = received[i]
-        for k in range(blocks):
-            reply = await ws.recv()
-            times[k] = time.monotonic()
-            if len(reply) != FRAME_BYTES:
-                raise RuntimeError(f"a reply of {len(reply)} bytes, expected {FRAME_BYTES}")
-
-    tasks = [asyncio.ensure_future(f(ws, i)) for i, ws in enumerate(clients) for f in (sender, receiver)]
-    with Meter(server) as meter:
-        # Replies still missing 2 s after the last send count as never received.
-        done, pending = await asyncio.wait(tasks, timeout=seconds + 2.2)
-    for task in pending:
-        task.cancel()
-    for task in done:
-        task.result()
-    await close_clients(clients)
-    return RealtimeResult(
-        server.name, n, target, sent, received, meter.gen_load, meter.server_load, meter.other_load
+    meter = Meter(server)
+    target, sent, received, gen_cpu = await asyncio.to_thread(
+        GENERATORS.run, server.port, "/ws/process", START, PAYLOADS, PERIOD, n, blocks, meter.__enter__
     )
+    meter.__exit__(None, None, None)
+    # The generator processes' own CPU, in cores (this process only waits meanwhile).
+    gen_load = gen_cpu / meter.seconds
+    other = max(0.0, meter.other_load + meter.gen_load - gen_load)
+    return RealtimeResult(
+        server.name, n, target, sent, received, gen_load, meter.server_load, other, meter.worker_loads
+    )
+
+
+#: The load generator's processes (bench/wsload.py), made in main().
+GENERATORS: wsload.Generators
 
 
 @dataclass
@@ -587,6 +606,17 @@ async def run(args: argparse.Namespace) -> None:
                     server, args.ramp_seconds, jitter, args.max_clients, budget, emit
                 )
                 check_alive(fx, bare)
+            if args.workers > 1:
+                # Started only now, so that its processes are not there during the other runs.
+                multi = start_fxhost(Path(tmp) / "fxhost-multi", args.workers)
+                try:
+                    await close_clients(await open_clients(multi.url, 8 * args.workers))
+                    ramps[multi.name] = await ramp(
+                        multi, args.ramp_seconds, jitter, args.max_clients, budget, emit
+                    )
+                    check_alive(multi)
+                finally:
+                    multi.stop()
             tp: list[ClosedLoopResult] = []
             for server in (fx, bare, bare, fx):
                 tries: list[ClosedLoopResult] = []
@@ -622,12 +652,16 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
         f"({period_ms:.3f} ms of audio, {FRAME_BYTES} bytes)."
     )
     print(
-        f"Load generator: ONE Python process, asyncio on uvloop, websockets {_ws_version()} asyncio "
-        "client (no permessage-deflate),"
+        f"Load generator, real-time runs: {args.generators} processes of the lean client of "
+        "bench/wsload.py (asyncio on uvloop, one pacing"
     )
     print(
-        f"on the SAME {os.cpu_count()}-core machine as both servers (loopback). Servers: `fxhost serve` "
-        "(1 worker) and a bare Starlette app"
+        f"task per process); closed loop: this process, websockets {_ws_version()} asyncio client "
+        "(no permessage-deflate). On the SAME"
+    )
+    print(
+        f"{os.cpu_count()}-core machine as the servers (loopback). Servers: `fxhost serve` (1 worker; "
+        f"and {args.workers} workers for one more ramp), a bare Starlette app"
     )
     print(
         "(this file: deinterleave, one pedalboard.Reverb per connection, .process(block, 48000, "
@@ -706,6 +740,20 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
         )
     if best.get("bare"):
         print(f"  fxhost/bare max N: {best['fxhost'] / best['bare']:.2f}")
+    multi = next((name for name in ramps if name.startswith("fxhost-")), None)
+    if multi and best.get("fxhost"):
+        scale = best[multi] / best["fxhost"]
+        print(f"  {multi}/fxhost max N: {scale:.2f} (target >= 1.5: {'met' if scale >= 1.5 else 'NOT met'})")
+        _, r, bad, runs = ramps[multi]
+        shown = r or (runs[-1] if runs else None)
+        if shown is not None:
+            print(
+                f"  {multi} at N={shown.n}: CPU per worker process "
+                + ", ".join(f"{100 * x:.0f}%" for x in shown.worker_loads)
+                + f" of a core (uvicorn's workers share the listening socket; the kernel spreads "
+                "connections), generator "
+                f"{100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
+            )
     all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3])]
     busiest = max(all_rt, key=lambda x: x.gen_load)
     print(
@@ -769,6 +817,9 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
         f"fxhost/bare capacity from server CPU per block (bare {per_block['bare']:.1f} us / fxhost "
         f"{per_block['fxhost']:.1f} us): {capacity:.3f}"
     )
+    cost = per_block["fxhost"] / per_block["bare"]
+    verdict = "met" if cost <= 1.1 else "NOT met"
+    print(f"server CPU per block, fxhost/bare: {cost:.3f} (target <= 1.1: {verdict})")
     if not low:
         print("every closed-loop run was server-bound (server >= 90% of a core).")
     print("(bench/ring.py measures the ring buffers and wire conversions on their own.)")
@@ -786,19 +837,37 @@ def main() -> None:
     parser.add_argument("--rt-seconds", type=float, default=5.0, help="seconds per latency run")
     parser.add_argument("--ramp-seconds", type=float, default=3.0, help="seconds per ramp step")
     parser.add_argument("--jitter-ms", type=float, default=2.0, help="jitter allowance of the deadline")
-    parser.add_argument("--max-clients", type=int, default=256)
+    parser.add_argument("--max-clients", type=int, default=512)
     parser.add_argument(
         "--rerun-budget", type=float, default=110.0, help="seconds into the run after which nothing is rerun"
     )
     parser.add_argument("--no-bare-ramp", action="store_true", help="ramp fxhost only")
     parser.add_argument("--tp-clients", type=int, default=4)
     parser.add_argument("--tp-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="uvicorn workers of the second fxhost ramp (1: none)"
+    )
+    parser.add_argument(
+        "--generators", type=int, default=2, help="load generator processes of the real-time runs"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="shorter runs (2 s latency and ramp steps, 3 s closed loop)"
+    )
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(args.serve_bare)
         return
+    if args.quick:
+        args.rt_seconds, args.ramp_seconds, args.tp_seconds = 2.0, 2.0, 3.0
+    # Stopped with SIGTERM: still stop the servers and generators (the finally clauses).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    global GENERATORS
+    GENERATORS = wsload.Generators(args.generators)
     started = time.monotonic()
-    uvloop.run(run(args))
+    try:
+        uvloop.run(run(args))
+    finally:
+        GENERATORS.close()
     print(f"(whole run: {time.monotonic() - started:.0f} s)")
 
 

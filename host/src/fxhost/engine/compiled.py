@@ -147,24 +147,35 @@ class CompiledChain:
         return audio
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        if self.timings is not None:
-            return self._process_timed(block, self.timings)
+        """``block`` through every step; with :attr:`timings`, each step's time counted
+        into ``timings[index]`` (one clock read per step: each step's end is the next
+        one's start; the histogram's observe() inlined: bench/metrics.py)."""
+        # _step written out: this runs once per live block, where a call per step is a
+        # cost of its own. ``index`` and ``self`` stay locals: running_step() reads them.
+        timings = self.timings
+        start = perf_counter() if timings is not None else 0.0
         for index, effect in enumerate(self.effects):
-            block = self._step(index, effect, block)
-        return block
-
-    def _process_timed(self, block: np.ndarray, timings: list[Histogram]) -> np.ndarray:
-        """:meth:`process`, each step's time counted into ``timings[index]``. One clock
-        read per step (each step's end is the next one's start) and the histogram's
-        observe() inlined: a clock read costs 0.1 µs here (bench/metrics.py)."""
-        start = perf_counter()
-        for index, effect in enumerate(self.effects):
-            block = self._step(index, effect, block)
-            end = perf_counter()
-            times = timings[index]
-            times.sum += end - start
-            times.counts[bisect_left(times.bounds, end - start)] += 1
-            start = end
+            try:
+                out = effect.process(block)
+            except EffectFault:
+                raise
+            except Exception as error:
+                raise self.fault(index, _raised(error)) from error
+            if not (
+                type(out) is np.ndarray
+                and out.dtype == _FLOAT32
+                and out.shape == block.shape
+                and (math.isfinite(np.vdot(out, out)) or np.isfinite(out).all())
+            ):
+                problem = _bad_output(out, self.channels, block.shape[1]) or "returned bad audio"
+                raise self.fault(index, problem, "bad_output")
+            block = out
+            if timings is not None:
+                end = perf_counter()
+                times = timings[index]
+                times.sum += end - start
+                times.counts[bisect_left(times.bounds, end - start)] += 1
+                start = end
         return block
 
     def reset(self) -> None:
@@ -193,7 +204,11 @@ class CompiledChain:
         return math.ceil(round(min(self.tail_seconds, max_tail_seconds) * self.sample_rate, 6))
 
 
-_STEP_CODES = (CompiledChain._step.__code__, CompiledChain.process_whole.__code__)
+_STEP_CODES = (
+    CompiledChain._step.__code__,
+    CompiledChain.process.__code__,
+    CompiledChain.process_whole.__code__,
+)
 
 
 def running_step(thread_id: int) -> tuple[int, str] | None:

@@ -8,7 +8,7 @@ from time import perf_counter
 
 import numpy as np
 from fxhost_sdk import FieldError
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from fxhost.api import protocol as p
 from fxhost.api.auth import AuthMessage, tenant_of
@@ -55,20 +55,29 @@ async def ws_process(ws: WebSocket) -> None:
     max_bytes = svc.settings.max_frame_bytes
     clock, indexed = AudioClock(rate), start.indexed
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
+    channels, fmt = start.channels, start.format
+    # The per-block loop, with sessions.receive() written out: a coroutine call fewer.
     while True:
-        data = await receive(ws)
-        if isinstance(data, bytes):
+        message = await ws.receive()
+        data = message.get("bytes")
+        if data is not None:
             arrived = perf_counter()
             if indexed:
                 await _indexed_block(ws, live, clock, start, data, max_bytes, arrived)
                 continue
-            block = audio_of(data, start.channels, start.format, max_bytes)
+            block = audio_of(data, channels, fmt, max_bytes)
             clock.arrive(block.shape[1], arrived)
-            out = await _process(live, block)
-            await ws.send_bytes(to_interleaved(out, start.format))
+            try:
+                out = await live.process(block)
+            except EffectFault as fault:  # _process(), written out
+                log.warning("/ws/process: %s", fault)
+                raise effect_failed(fault) from None
+            await ws.send_bytes(to_interleaved(out, fmt))
             clock.done(perf_counter())
+        elif message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
         else:
-            await _control(ws, live, clock, data, start)
+            await _control(ws, live, clock, message.get("text") or "", start)
 
 
 async def _indexed_block(
