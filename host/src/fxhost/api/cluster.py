@@ -119,7 +119,9 @@ async def owner_elsewhere(conn: HTTPConnection, stream_id: str) -> Entry | None:
     if entry.node is None or entry.node == svc.registry.node:
         return None  # ours, and gone from this process: deleted a moment ago
     if entry.address is None:
-        raise StreamLost(stream_id, await svc.registry.check_owner(entry.node) or "its owner left")
+        raise StreamLost(
+            stream_id, await svc.registry.check_owner(entry.node) or f"its owner, {entry.node}, left"
+        )
     return entry
 
 
@@ -291,7 +293,9 @@ class Forwarder:
             # No close frame: the owner's process or machine went away.
             assert entry.node is not None
             why = await services(ws).registry.check_owner(entry.node)
-            raise lost_close(StreamLost(entry.stream, why or "the connection to its owner process broke"))
+            raise lost_close(
+                StreamLost(entry.stream, why or f"the connection to its owner process, {entry.node}, broke")
+            )
         with contextlib.suppress(Exception):
             await ws.close(1000 if code == 1005 else code, reason)
 

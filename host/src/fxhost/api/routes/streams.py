@@ -406,7 +406,9 @@ async def _remote_consumer(ws: WebSocket, entry: Entry) -> None:
         if mirror.failure is not None:
             return effect_failed(mirror.failure)
         if mirror.ended == "lost":
-            return lost_close(StreamLost(entry.stream, mirror.message or "its owner stopped publishing"))
+            return lost_close(
+                StreamLost(entry.stream, mirror.message or f"its owner, {entry.node}, stopped publishing")
+            )
         return ProtocolError("gone", "the stream was deleted", p.CLOSE_GONE)
 
     watcher = asyncio.ensure_future(watch_owner())
