@@ -323,12 +323,6 @@ async def _client_to_owner(ws: WebSocket, owner: Any, client_gone: asyncio.Event
             await owner.send(message["text"])
 
 
-async def remote_consumer(ws: WebSocket, entry: Entry) -> None:
-    """A consumer of another process's stream, forwarded to the owner (where there is no
-    Redis mirror of it: ``api.routes.streams._remote_consumer``)."""
-    await forwarder(ws).websocket(ws, entry)
-
-
 class RequireInternal:
     """The internal listener's gate (pure ASGI): a request signed with the internal
     secret acts as the tenant it names; any other is refused."""

@@ -26,7 +26,6 @@ from fxhost.api.cluster import (
     lost_close,
     owned,
     owner_elsewhere,
-    remote_consumer,
 )
 from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
 from fxhost.api.openapi.declare import Link, Operation, Resp, WebSocketOperation, component, problem_resp
@@ -378,12 +377,12 @@ async def _remote_consumer(ws: WebSocket, entry: Entry) -> None:
     fanout = services(ws).fanout
     query = _ws_query(ws, ConsumerQuery)
     if fanout is None or query.from_ not in (None, "now") or entry.address is None:
-        return await remote_consumer(ws, entry)
+        return await forwarder(ws).websocket(ws, entry)
     info = msgspec.json.decode(entry.info, type=StreamInfo)
     try:
         mirror = await fanout.mirror(entry.stream, channels=info.channels, capacity=info.capacity)
     except (LookupError, FanoutUnavailable):
-        return await remote_consumer(ws, entry)
+        return await forwarder(ws).websocket(ws, entry)
     reader = mirror.consumer()
     lost: list[StreamLost] = []
 
