@@ -95,6 +95,20 @@ def manager(fanout: Fanout | None) -> StreamManager:
     )
 
 
+@contextlib.asynccontextmanager
+async def publishing(url: str, prefix: str, **options):
+    """An owner's fan-out and its stream manager, which publishes every stream it makes."""
+    owner = Fanout(url, prefix, **options)
+    await owner.start()
+    streams = manager(owner)
+    streams.start()
+    try:
+        yield owner, streams
+    finally:
+        await streams.stop()
+        await owner.stop()
+
+
 def make_stream(streams: StreamManager, steps=None, *, capacity: int = SR) -> Stream:
     return streams.create(
         None,
@@ -206,11 +220,7 @@ def published_end(fanout: Fanout, stream: Stream) -> Callable[[], bool]:
 @needs_redis
 def test_mirror_consumers_get_the_owners_audio_at_the_owners_positions(prefix):
     async def run():
-        owner = Fanout(REDIS_URL, prefix)
-        await owner.start()
-        streams = manager(owner)
-        streams.start()
-        try:
+        async with publishing(REDIS_URL, prefix) as (owner, streams):
             stream = make_stream(streams)
             await feed(stream, noise(4800, seed=1))  # the rings are past position 0
             await until(published_end(owner, stream), "the output published")
@@ -255,9 +265,6 @@ def test_mirror_consumers_get_the_owners_audio_at_the_owners_positions(prefix):
                 assert mirror.consumers == 1
                 await far.call(mirror.release(late))
                 assert mirror._relay.done()  # the last release stops the relay
-        finally:
-            await streams.stop()
-            await owner.stop()
 
     asyncio.run(run())
 
@@ -267,11 +274,7 @@ def test_a_node_that_falls_behind_the_trimmed_stream_loses_frames_and_is_told(pr
     capacity = 1024
 
     async def run():
-        owner = Fanout(REDIS_URL, prefix)
-        await owner.start()
-        streams = manager(owner)
-        streams.start()
-        try:
+        async with publishing(REDIS_URL, prefix) as (owner, streams):
             stream = make_stream(streams, capacity=capacity)
             await until(published_end(owner, stream), "the start published")
             here = stream.consumer()
@@ -305,9 +308,6 @@ def test_a_node_that_falls_behind_the_trimmed_stream_loses_frames_and_is_told(pr
                 # what it does get is the owner's audio at the same positions
                 np.testing.assert_array_equal(block, np.concatenate(owner_audio, axis=1)[:, lost:])
                 await far.call(mirror.release(there))
-        finally:
-            await streams.stop()
-            await owner.stop()
 
     asyncio.run(run())
 
@@ -371,11 +371,7 @@ def test_an_owner_that_stops_publishing_ends_mirrors_as_lost(prefix):
     """An owner killed writes no end: its key expires, and mirrors learn it is gone."""
 
     async def run():
-        owner = Fanout(REDIS_URL, prefix, alive_seconds=1)
-        await owner.start()
-        streams = manager(owner)
-        streams.start()
-        try:
+        async with publishing(REDIS_URL, prefix, alive_seconds=1) as (owner, streams):
             stream = make_stream(streams)
             await until(published_end(owner, stream), "the start published")
             with node(prefix, relay_block_ms=100) as far:
@@ -386,9 +382,6 @@ def test_an_owner_that_stops_publishing_ends_mirrors_as_lost(prefix):
                 await far.call(mirror.release())
                 with pytest.raises(LookupError, match="is not published"):
                     await far.call(far.fanout.mirror(stream.id, channels=2, capacity=SR, wait_seconds=0.1))
-        finally:
-            await streams.stop()
-            await owner.stop()
 
     asyncio.run(run())
 
@@ -492,11 +485,9 @@ def test_a_redis_that_does_not_answer_leaves_the_owners_stream_untouched(caplog)
     caplog.set_level(logging.ERROR, logger="fxhost.store.fanout")
 
     async def run():
-        owner = Fanout(f"redis://127.0.0.1:{free_port()}/0", "fxtest-nowhere")
-        await owner.start()  # logs, does not fail
-        streams = manager(owner)
-        streams.start()
-        try:
+        nowhere = f"redis://127.0.0.1:{free_port()}/0"
+        # Starting logs, does not fail.
+        async with publishing(nowhere, "fxtest-nowhere") as (owner, streams):
             stream = make_stream(streams)
             here = stream.consumer()
             x = noise(SR // 2, seed=5)
@@ -508,15 +499,12 @@ def test_a_redis_that_does_not_answer_leaves_the_owners_stream_untouched(caplog)
                 await owner.mirror(stream.id, channels=2, capacity=SR)
             await streams.delete(stream.id)  # ends, and the publisher with it
             await until(lambda: not owner._publishers, "the publisher ended")
-        finally:
-            await streams.stop()
-            await owner.stop()
 
     asyncio.run(run())
     records = [r.getMessage() for r in caplog.records]
     assert any("does not answer" in m for m in records)
-    publishing = [m for m in records if "publishing stream" in m]
-    assert len(publishing) == 1, records  # one line per incident, not per block
+    incidents = [m for m in records if "publishing stream" in m]
+    assert len(incidents) == 1, records  # one line per incident, not per block
     assert any("could not be published" in m for m in records)  # its end
 
 
@@ -595,11 +583,7 @@ def test_a_mirror_made_with_the_wrong_channel_count_ends_instead_of_relaying_non
     caplog.set_level(logging.ERROR, logger="fxhost.store.fanout")
 
     async def run():
-        owner = Fanout(REDIS_URL, prefix)
-        await owner.start()
-        streams = manager(owner)
-        streams.start()
-        try:
+        async with publishing(REDIS_URL, prefix) as (owner, streams):
             stream = make_stream(streams)
             await until(published_end(owner, stream), "the start published")
             with node(prefix) as far:
@@ -609,9 +593,6 @@ def test_a_mirror_made_with_the_wrong_channel_count_ends_instead_of_relaying_non
                 assert mirror.ended == "lost" and "make no sense" in mirror.message
                 assert mirror.output.write_pos == 0
                 await far.call(mirror.release())
-        finally:
-            await streams.stop()
-            await owner.stop()
 
     asyncio.run(run())
     assert any("makes no sense" in r.getMessage() for r in caplog.records)
