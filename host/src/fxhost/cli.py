@@ -92,6 +92,7 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
         click.echo(f"fxhost: plugin {plugin.name!r} failed: {plugin.error}", err=True)
     # Migrate once, here, so that worker processes starting together do not race.
     asyncio.run(migrate_database(settings.database_url))
+    _check_storage(settings)
     # Worker processes read their settings from the environment: pass the CLI's on.
     os.environ[env_name("plugins_config")] = settings.plugins_config
     host = host or settings.host
@@ -114,6 +115,20 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+def _check_storage(settings: Settings) -> None:
+    """Stop here, in one line naming the setting, when the storage cannot be used (a bad
+    URL, an unreachable endpoint, a missing bucket), rather than in every worker."""
+    import asyncio
+
+    from fxhost.services import storage_of
+    from fxhost.store.storage.objects import StorageUnavailable
+
+    try:
+        asyncio.run(storage_of(settings).start())
+    except StorageUnavailable as error:
+        raise click.ClickException(f"{env_name(error.setting)}: {error}") from None
 
 
 #: prometheus_client's multiprocess mode: every process that imports it with this set

@@ -26,6 +26,9 @@ from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
 from fxhost.store.registry import InternalSigner, Registry, internal_secret
 from fxhost.store.renders import RenderService
+from fxhost.store.storage.objects import Storage
+from fxhost.store.storage.options import S3Options
+from fxhost.store.storage.url import storage_from_url
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +70,9 @@ class Services:
 async def start_services(settings: Settings, runtime: Runtime) -> Services:
     await open_database(settings.database_url)
     cache: LRUCache = LRUCache(settings.cache_bytes)
-    store = AssetStore(
-        Path(settings.uploads_dir), Path(settings.renders_dir), cache, settings.max_upload_bytes
-    )
+    store = AssetStore(storage_of(settings), cache, settings.max_upload_bytes)
     await store.start()
+    log.info("assets and renders are kept in %s", store.storage.description)
     chains = ChainStore(runtime.chains, runtime.registry.classes, store)
     renders = RenderService(
         store,
@@ -124,6 +126,27 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     streams.on_deleted = functools.partial(_forget_stream, services)
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
+
+
+def storage_of(settings: Settings) -> Storage:
+    """The storage the settings name (StorageUnavailable naming the setting at fault)."""
+    s3 = S3Options(
+        bucket="",
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region or None,
+        access_key_id=settings.s3_access_key_id or None,
+        secret_access_key=settings.s3_secret_access_key or None,
+        scratch_dir=Path(settings.scratch_dir),
+        scratch_max_bytes=settings.scratch_max_bytes,
+        presign_seconds=settings.s3_presign_seconds if settings.s3_presign_downloads else None,
+        sweep_grace_seconds=settings.s3_sweep_grace_seconds,
+    )
+    return storage_from_url(
+        settings.storage_url,
+        uploads_dir=Path(settings.uploads_dir),
+        renders_dir=Path(settings.renders_dir),
+        s3=s3,
+    )
 
 
 async def join_cluster(services: Services, address: str) -> None:

@@ -33,6 +33,32 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     uploads_dir: str = "data/uploads"
     #: Where rendered audio is stored.
     renders_dir: str = "data/renders"
+    #: Where asset and render files are kept: empty for ``uploads_dir`` and ``renders_dir``;
+    #: ``file:///srv/fxhost`` for its ``uploads`` and ``renders`` folders; ``s3://bucket/prefix``
+    #: for an S3-compatible object store (the bucket must exist: fxhost does not create it).
+    storage_url: Annotated[str, msgspec.Meta(pattern=r"^$|^(file|s3)://")] = ""
+    #: The S3 API's endpoint (MinIO, Ceph, R2...: ``http://minio:9000``); empty: AWS's.
+    s3_endpoint_url: Annotated[str, msgspec.Meta(pattern=r"^$|^https?://")] = ""
+    #: The S3 region; empty: boto3's default (``AWS_REGION``, the AWS profile).
+    s3_region: str = ""
+    #: S3 credentials; empty: boto3's own chain (``AWS_ACCESS_KEY_ID`` and
+    #: ``AWS_SECRET_ACCESS_KEY``, an AWS profile, an instance role).
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    #: Raw asset downloads answer 307 to a presigned URL of the object store instead of
+    #: streaming it through fxhost.
+    s3_presign_downloads: bool = False
+    #: How long a presigned download URL is valid.
+    s3_presign_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 300
+    #: An object with no database row is swept once it is this old; a put that takes
+    #: more than half of it fails rather than risk that (see the README's Storage).
+    s3_sweep_grace_seconds: Annotated[float, msgspec.Meta(ge=1)] = 3600.0
+    #: With an object store: where bodies being received, renders being written and
+    #: local copies of objects (for decoding, analysis, renders) are kept meanwhile.
+    scratch_dir: str = "data/scratch"
+    #: Largest total of local copies of objects held at once by a process (a larger
+    #: object still goes, alone); more wait.
+    scratch_max_bytes: Annotated[int, msgspec.Meta(ge=MiB)] = 4096 * MiB
     #: Largest request body accepted (uploads, /api/process), in bytes.
     max_upload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 512 * MiB
     #: Sample rate used where a client does not say one.

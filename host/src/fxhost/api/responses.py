@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from fxhost.api.openapi.problems import ProblemException
 from fxhost.store.assets import stem_of as stem_of  # routes name what they make of an asset
+from fxhost.store.storage.objects import Storage
 
 #: Response headers a browser's script may read across origins (CORS
 #: ``Access-Control-Expose-Headers``): every header the API sends that a client needs
@@ -128,6 +129,23 @@ def _byte_range(request: Request, size: int, headers: dict[str, str]) -> tuple[i
 
 #: Bytes of a file sent at a time by :func:`file_response`.
 FILE_CHUNK = 1 << 16
+
+
+async def object_response(
+    request: Request, storage: Storage, key: str, size: int, media_type: str, headers: Mapping[str, str]
+) -> Response:
+    """The ``size`` bytes of a stored object, streamed from the storage in chunks, with
+    the single-range support of :func:`file_response` (the storage is asked for the
+    range only: S3 GetObject with Range)."""
+    headers = {"Accept-Ranges": "bytes", **headers}
+    span = _byte_range(request, size, headers)
+    start, end = span if span is not None else (0, size - 1)
+    headers["Content-Length"] = str(end - start + 1)
+    chunks = await storage.open_read(key, start, end) if size else iter(())
+    # A blocking iterator: Starlette iterates it in a thread.
+    return StreamingResponse(
+        chunks, status_code=200 if span is None else 206, media_type=media_type, headers=headers
+    )
 
 
 def file_response(request: Request, file: BinaryIO, size: int, media_type: str, filename: str) -> Response:

@@ -1,26 +1,24 @@
 """Assets: audio files stored as received, described in the database, indexed in
 memory by an AVL tree and decoded through an LRU cache. No HTTP here.
 
-Durability rule: the database row is the truth. A file is written to a temporary
-name, fsynced and renamed into place *before* its row is inserted; a delete removes
-the row *before* the file. So a crash at any point leaves at worst a file with no
-row, which :meth:`AssetStore.sweep` removes (at start-up and periodically), never a
-row without its file. Between the rename and the insert the writer holds a lock on the
-file (its claim), so a sweep can tell a file still being added from one left by a crash.
+Durability rule: the database row is the truth. The bytes are stored as an object of
+the storage (a local folder or an object store: :mod:`fxhost.store.storage`), durably,
+*before* the row is inserted; a delete removes the row *before* the object. So a crash
+at any point leaves at worst an object with no row, which :meth:`AssetStore.sweep`
+removes (at start-up and periodically), never a row without its object.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import msgspec
@@ -33,16 +31,12 @@ from fxhost.engine.clock import Timestamp
 from fxhost.store.avl import AVLTree
 from fxhost.store.cache import LRUCache
 from fxhost.store.db.models import Asset, AssetEvent, is_id
-from fxhost.store.owners import owner_alive, owner_id
+from fxhost.store.storage.objects import KINDS, Storage, key_of
 
-#: Files younger than this are never swept: another process may be between the
-#: rename and the insert of its row.
-SWEEP_GRACE_SECONDS = 30.0
 #: A gap in the event sequence (a transaction not yet committed) is waited for this
 #: long before it is taken for a rolled-back insert and skipped.
 EVENT_GAP_SECONDS = 10.0
 NAME_MAX = 255
-TEMP_PREFIX = ".part-"
 #: Frames of audio :meth:`AssetStore.blocks` decodes at a time (1.4 s at 48 kHz: 512 KiB of stereo).
 STREAM_BLOCK_FRAMES = 65536
 
@@ -307,27 +301,32 @@ class AssetIndex:
 
 
 class AssetStore:
-    def __init__(self, uploads_dir: Path, renders_dir: Path, cache: LRUCache, max_upload_bytes: int):
-        self.folders = {"upload": Path(uploads_dir), "render": Path(renders_dir)}
+    def __init__(self, storage: Storage, cache: LRUCache, max_upload_bytes: int):
+        self.storage = storage
         self.cache = cache
         self.max_upload_bytes = max_upload_bytes
         self.index = AssetIndex()
 
     async def start(self) -> None:
-        for folder in self.folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        await self.sweep(grace=SWEEP_GRACE_SECONDS)
+        await self.storage.start()
+        await self.sweep()
         await self.index.load()
 
     # -- files ----------------------------------------------------------------------
 
-    def path_of(self, row: Asset) -> Path:
-        return self.folders[row.kind] / row.path
+    @staticmethod
+    def key_of(row: Asset) -> str:
+        """The storage key of the asset's bytes."""
+        return key_of(row.kind, row.path)
 
     def temp_path(self, kind: str = "upload") -> Path:
-        # The owner in the name lets a sweep remove a dead process's files at once.
-        owner = owner_id().replace(":", "~")
-        return self.folders[kind] / f"{TEMP_PREFIX}{owner}~{secrets.token_hex(8)}"
+        """A new temporary file for a body or a render meant to become an asset of ``kind``."""
+        return self.storage.scratch_path(kind)
+
+    def fetch(self, row: Asset) -> AbstractAsyncContextManager[Path]:
+        """The asset's bytes as a local file while the context lasts (a scratch copy,
+        removed after, when the storage is an object store)."""
+        return self.storage.fetch(self.key_of(row))
 
     async def receive(
         self, chunks: AsyncIterator[bytes], kind: str = "upload", *, keep: bool = True
@@ -368,46 +367,35 @@ class AssetStore:
         sha256: str,
         commit_with: Callable[[str], Awaitable[object]] | None = None,
     ) -> AssetSummary:
-        """Make a received temporary file an asset: probe it, rename it into place,
+        """Make a received temporary file an asset: probe it, store it as an object,
         then insert its row and event. The temporary file is gone afterwards, either way.
         ``commit_with(asset_id)`` runs in the row's transaction (a render marking itself done)."""
-        claim = _claim(temp)  # held until the row is in: see sweep
         try:
             name = clean_name(name)
             info = await asyncio.to_thread(probe, temp, display_name=name, full=kind == "upload")
-            asset_id = secrets.token_hex(16)
-            final = self.folders[kind] / asset_id
-            os.replace(temp, final)
         except BaseException:
-            claim.close()
             temp.unlink(missing_ok=True)
             raise
-        await asyncio.to_thread(_fsync_dir, final.parent)
-        try:
-            async with in_transaction():
-                row = await Asset.create(
-                    id=asset_id,
-                    tenant=tenant,
-                    name=name,
-                    kind=kind,
-                    path=asset_id,
-                    format=info.format,
-                    subtype=info.subtype,
-                    decoder=info.decoder,
-                    sample_rate=info.sample_rate,
-                    channels=info.channels,
-                    frames=info.frames,
-                    size=size,
-                    sha256=sha256,
-                )
-                await AssetEvent.create(asset_id=asset_id, op="add")
-                if commit_with is not None:
-                    await commit_with(asset_id)
-        except BaseException:
-            final.unlink(missing_ok=True)
-            raise
-        finally:
-            claim.close()
+        asset_id = secrets.token_hex(16)
+        async with self.storage.placed(temp, key_of(kind, asset_id)), in_transaction():
+            row = await Asset.create(
+                id=asset_id,
+                tenant=tenant,
+                name=name,
+                kind=kind,
+                path=asset_id,
+                format=info.format,
+                subtype=info.subtype,
+                decoder=info.decoder,
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                frames=info.frames,
+                size=size,
+                sha256=sha256,
+            )
+            await AssetEvent.create(asset_id=asset_id, op="add")
+            if commit_with is not None:
+                await commit_with(asset_id)
         summary = summary_of(row)
         self.index.put(tenant, summary)
         return summary
@@ -422,37 +410,22 @@ class AssetStore:
                 await AssetEvent.create(asset_id=asset_id, op="delete")
         self.index.remove(asset_id)
         self.cache.discard(asset_id)
-        with contextlib.suppress(FileNotFoundError):
-            self.path_of(row).unlink()
+        await self.storage.delete(self.key_of(row))
         return bool(deleted)
 
-    async def sweep(self, grace: float = SWEEP_GRACE_SECONDS) -> int:
-        """Remove files with no row (an upload or delete cut off by a crash) and stale
-        temporary files: those older than ``grace`` seconds, a dead process's temporary
-        files, and files no writer claims that still have no row. Returns how many went."""
-        known = {(r[0], r[1]) for r in await Asset.all().values_list("kind", "path")}
-        now = time.time()
-        removed = 0
-        for kind, folder in self.folders.items():
-            for entry in await asyncio.to_thread(lambda f=folder: list(os.scandir(f))):
-                if not entry.is_file(follow_symlinks=False) or (kind, entry.name) in known:
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if (
-                        _owner_gone(entry.name)
-                        or now - entry.stat().st_mtime >= grace
-                        or await self._abandoned(kind, entry.name, entry.path)
-                    ):
-                        os.unlink(entry.path)
-                        removed += 1
-        return removed
+    async def sweep(self) -> int:
+        """Remove stored objects with no row (an upload or delete cut off by a crash) and
+        stale temporary files, as the storage can tell them from work in progress.
+        Returns how many went."""
 
-    async def _abandoned(self, kind: str, name: str, path: str) -> bool:
-        # A file renamed into place whose writer no longer claims it: its row is in (the
-        # rows read by the sweep are older than the file) or the writer died before it.
-        if name.startswith(TEMP_PREFIX) or not _unclaimed(path):
-            return False
-        return not await Asset.exists(kind=kind, path=name)
+        async def known() -> set[str]:
+            return {key_of(kind, path) for kind, path in await Asset.all().values_list("kind", "path")}
+
+        async def has_row(key: str) -> bool:
+            folder, _, path = key.partition("/")
+            return folder in KINDS and await Asset.exists(kind=KINDS[folder], path=path)
+
+        return await self.storage.sweep(known, has_row)
 
     # -- reading --------------------------------------------------------------------
 
@@ -486,7 +459,10 @@ class AssetStore:
         Blocking: call from a worker thread."""
 
         def load() -> np.ndarray:
-            with open_input(self.path_of(row), display_name=row.name) as reader:
+            with (
+                self.storage.fetch_blocking(self.key_of(row)) as path,
+                open_input(path, display_name=row.name) as reader,
+            ):
                 return reader.read()
 
         return self.cache.get_or_load(row.id, load)
@@ -501,7 +477,10 @@ class AssetStore:
             for start in range(0, audio.shape[1], block_frames):
                 yield audio[:, start : start + block_frames]
             return
-        with open_input(self.path_of(row), display_name=row.name) as reader:
+        with (
+            self.storage.fetch_blocking(self.key_of(row)) as path,
+            open_input(path, display_name=row.name) as reader,
+        ):
             yield from reader.blocks(block_frames)
 
     async def counts(self, tenant: str) -> tuple[int, int]:
@@ -513,42 +492,3 @@ class AssetStore:
             .values("n", "total")
         )
         return int(totals["n"] or 0), int(totals["total"] or 0)
-
-
-def _owner_gone(filename: str) -> bool:
-    """A temporary file whose writing process (on this host) has died."""
-    if not filename.startswith(TEMP_PREFIX):
-        return False
-    owner = filename.removeprefix(TEMP_PREFIX).rsplit("~", 1)[0].replace("~", ":")
-    return owner_alive(owner) is False
-
-
-def _claim(path: Path):
-    """An open file holding an exclusive lock on ``path``; closing it releases the lock."""
-    claim = open(path, "rb")  # noqa: SIM115 - the caller closes it once the row is in
-    fcntl.flock(claim, fcntl.LOCK_EX)
-    return claim
-
-
-def _unclaimed(path: str) -> bool:
-    """No process holds the lock of :func:`_claim` on ``path``."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

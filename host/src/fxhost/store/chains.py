@@ -24,6 +24,7 @@ from fxhost.catalog.chains import (
     resolve_chain,
 )
 from fxhost.store.db.models import SavedChain
+from fxhost.store.storage.objects import Storage
 
 if TYPE_CHECKING:
     from fxhost.store.assets import AssetStore
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 class StoredAssets:
     """Loads a chain's asset parameters from the store, through its cache. Pickled (for a
-    render worker process, which has no store) it becomes :class:`AssetFiles`."""
+    render worker process, which has no asset store) it becomes :class:`AssetFiles`."""
 
     def __init__(self, rows: dict[str, Any], store: AssetStore | None):
         self.rows, self.store = rows, store
@@ -44,21 +45,28 @@ class StoredAssets:
 
     def __reduce__(self):
         store = self.store
-        files = {ref: (str(store.path_of(row)), row.name) for ref, row in self.rows.items()} if store else {}
-        return AssetFiles, (files,)
+        if store is None:
+            return AssetFiles, (None, {})
+        return AssetFiles, (
+            store.storage,
+            {ref: (store.key_of(row), row.name) for ref, row in self.rows.items()},
+        )
 
 
 @dataclass(frozen=True)
 class AssetFiles:
-    """Loads a chain's asset parameters by decoding their stored files: ref -> (path, name)."""
+    """Loads a chain's asset parameters by decoding their stored objects, fetched from
+    the storage (which pickles as its settings): ref -> (key, name)."""
 
+    storage: Storage | None
     files: dict[str, tuple[str, str]]
 
     def __call__(self, ref: str, path: str) -> LoadedAudio:
-        if ref not in self.files:
+        if ref not in self.files or self.storage is None:
             raise FieldError(path, f"no asset with id {ref!r}")
-        file, name = self.files[ref]
-        return load_audio(file, display_name=name)
+        key, name = self.files[ref]
+        with self.storage.fetch_blocking(key) as file:
+            return load_audio(file, display_name=name)
 
 
 class ChainConflict(Exception):

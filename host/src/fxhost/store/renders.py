@@ -261,18 +261,20 @@ class RenderService:
                     job.progress = fraction  # called on the loop, from the workers' reports
                     job.changed.set()
 
-                size, sha256, rendered = await self.pool.run(
-                    render_and_seal,
-                    self.store.path_of(asset),
-                    asset.name,
-                    chain.steps,
-                    temp,
-                    output,
-                    tail=row.tail,
-                    max_tail_seconds=self.max_tail_seconds,
-                    progress=progress,
-                    assets=chain.assets,
-                )
+                # The input as a local file: the stored one, or a scratch copy of an object.
+                async with self.store.fetch(asset) as source:
+                    size, sha256, rendered = await self.pool.run(
+                        render_and_seal,
+                        source,
+                        asset.name,
+                        chain.steps,
+                        temp,
+                        output,
+                        tail=row.tail,
+                        max_tail_seconds=self.max_tail_seconds,
+                        progress=progress,
+                        assets=chain.assets,
+                    )
                 spec = output_format_named(output.format)
                 label = row.chain.get("name") or "render"  # in the source's folder:
                 name = clean_name(f"{stem_of(asset.name)}-{label}{spec.extension}")
@@ -308,7 +310,9 @@ class RenderService:
             expected = isinstance(error, ValueError | EffectFault)
             log.warning("render %s failed: %s", row.id, error, exc_info=not expected)
             row.status, row.error = "failed", _one_line(error)
-            if isinstance(error, FileNotFoundError) and not self.store.path_of(asset).exists():
+            if isinstance(error, FileNotFoundError) and not await self.store.storage.exists(
+                self.store.key_of(asset)
+            ):
                 # deleted before the render opened it (once open, a deleted file still reads to the end)
                 row.error = f"the asset {asset.id} was deleted before the render could read it"
         finally:

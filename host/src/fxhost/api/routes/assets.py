@@ -7,14 +7,14 @@ from typing import Annotated, BinaryIO
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from fxhost.api.auth import tenant_of
 from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
 from fxhost.api.openapi.declare import Link, Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_query
 from fxhost.api.openapi.problems import FieldProblem, ValidationProblem, not_found
-from fxhost.api.responses import JSONResponse, file_response, inline, stem_of
+from fxhost.api.responses import JSONResponse, file_response, inline, object_response, stem_of
 from fxhost.api.state import services
 from fxhost.api.uploads import receive_audio
 from fxhost.api.vocabulary import AssetId, OutputFormatName, SubtypeName
@@ -39,6 +39,7 @@ from fxhost.store.assets import (
     summary_of,
 )
 from fxhost.store.db.models import Asset
+from fxhost.store.storage.objects import Storage
 
 TAGS = ["assets"]
 
@@ -158,8 +159,7 @@ async def get_asset_audio(request: Request) -> Response:
     svc = services(request)
     row = await asset_or_404(request)
     if query.format is None and query.sample_rate is None and query.subtype is None:
-        media_type = media_type_of(row.format, row.subtype)
-        return FileResponse(svc.store.path_of(row), media_type=media_type, headers=inline(row.name))
+        return await stored_response(request, svc.store.storage, svc.store.key_of(row), row)
     fmt = (query.format or format_name_of(row.format, row.subtype) or "wav").lower()
     requested = RenderOutput(format=fmt, sample_rate=query.sample_rate, subtype=query.subtype)
     output = checked_output(requested, row.sample_rate, row.channels, row.subtype, path="")
@@ -191,6 +191,19 @@ def transcoded(
     finally:
         temp.unlink(missing_ok=True)
     return file, os.fstat(file.fileno()).st_size
+
+
+async def stored_response(request: Request, storage: Storage, key: str, row: Asset) -> Response:
+    """The asset's bytes as stored: a local file served in place, a redirect to a
+    presigned URL when the object store is set to give them out, else streamed from the
+    object store; Range requests answered either way (the store reads just the range)."""
+    media_type = media_type_of(row.format, row.subtype)
+    if (path := storage.local_path(key)) is not None:
+        return FileResponse(path, media_type=media_type, headers=inline(row.name))
+    filename = row.name.rsplit("/", 1)[-1]
+    if (url := storage.presigned_url(key, filename=filename, media_type=media_type)) is not None:
+        return RedirectResponse(url, status_code=307)
+    return await object_response(request, storage, key, row.size, media_type, inline(row.name))
 
 
 async def delete_asset(request: Request) -> Response:
@@ -255,6 +268,11 @@ ROUTES = [
             403: LINK_REFUSED,
             200: Resp(media_type="audio/*", binary=True, description="The audio."),
             206: Resp(media_type="audio/*", binary=True, description="A byte range of it."),
+            307: Resp(
+                description="With FXHOST_S3_PRESIGN_DOWNLOADS, for the audio as stored: the object "
+                "store's presigned URL of it (valid FXHOST_S3_PRESIGN_SECONDS), which supports Range too.",
+                headers={"Location": "The presigned URL."},
+            ),
             416: problem_resp("The range is outside the file."),
         },
         path_types={"id": AssetId},
