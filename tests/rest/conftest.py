@@ -1,16 +1,11 @@
 import pytest
-from restkit import BACKENDS, fresh_postgres, start_server
+from restkit import BACKENDS, serve_backend
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request, tmp_path_factory):
     """A real fxhost server for the test module, on SQLite and on PostgreSQL."""
-    env = {}
-    if request.param == "postgres":
-        env["FXHOST_DATABASE_URL"] = fresh_postgres()
-    srv = start_server(tmp_path_factory.mktemp(f"srv-{request.param}"), env)
-    yield srv
-    srv.stop()
+    yield from serve_backend(request, tmp_path_factory)
 
 
 @pytest.fixture

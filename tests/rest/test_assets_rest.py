@@ -13,7 +13,14 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
-from restkit import decode, encode, start_server, tone
+from restkit import STORAGE_BACKENDS, decode, encode, serve_backend, start_server, stored_names, tone
+
+
+@pytest.fixture(scope="module", params=STORAGE_BACKENDS)
+def server(request, tmp_path_factory):
+    """A real server on SQLite, on PostgreSQL, and with its audio in an S3 bucket (moto)."""
+    yield from serve_backend(request, tmp_path_factory)
+
 
 SR = 44100
 
@@ -108,8 +115,7 @@ def test_non_audio_is_refused_and_nothing_stored(server, client, body, status, w
     assert response.headers["content-type"] == "application/problem+json"
     assert words in response.json()["detail"]
     assert client.get("/api/audio/statistics").json()["assets"]["count"] == before
-    leftovers = [p for p in (server.root / "uploads").iterdir() if p.name.startswith(".part")]
-    assert leftovers == []
+    assert [name for name in stored_names(server) if name.startswith(".part")] == []
 
 
 def test_upload_needs_a_name(client):
@@ -182,8 +188,8 @@ def test_names_with_folders_upload_list_and_download(server, client):
     assert [a["name"] for a in listed["items"]] == ["kit/drums/kick.wav", "kit/drums/snare é.wav"]
     assert listed["prefixes"] == []
     # stored under the id: no folder made on the server's disk
-    uploads = server.root / "uploads"
-    assert (uploads / kick["id"]).is_file() and not any(p.is_dir() for p in uploads.iterdir())
+    stored = stored_names(server)
+    assert kick["id"] in stored and not any("/" in name for name in stored)
     # a chain names a nested impulse response by its name, and a render lands in its folder
     render = client.post(
         "/api/renders",
@@ -230,7 +236,7 @@ REFUSED_NAMES = [
 @pytest.mark.parametrize("multipart", [False, True], ids=["raw", "multipart"])
 def test_ambiguous_names_are_refused_and_nothing_stored(server, client, name, multipart):
     before = client.get("/api/audio/statistics").json()["assets"]["count"]
-    files_before = set((server.root / "uploads").iterdir())
+    files_before = stored_names(server)
     data = encode(tone(0.05), SR, "WAV")
     if multipart:
         response = client.post(
@@ -242,7 +248,7 @@ def test_ambiguous_names_are_refused_and_nothing_stored(server, client, name, mu
     assert response.headers["content-type"] == "application/problem+json"
     assert [e["path"] for e in response.json()["errors"]] == ["name"]
     assert client.get("/api/audio/statistics").json()["assets"]["count"] == before
-    assert set((server.root / "uploads").iterdir()) == files_before
+    assert stored_names(server) == files_before
 
 
 def test_the_name_rule_is_in_the_openapi_document(client):
@@ -346,12 +352,12 @@ def test_delete_removes_row_and_file(server, client):
     asset = client.post(
         "/api/assets", params={"name": "gone.wav"}, content=encode(tone(0.1), SR, "WAV")
     ).json()
-    files_before = set((server.root / "uploads").iterdir())
+    files_before = stored_names(server)
     assert client.delete(f"/api/assets/{asset['id']}").status_code == 204
     assert client.get(f"/api/assets/{asset['id']}").status_code == 404
     assert client.get(f"/api/assets/{asset['id']}/audio").status_code == 404
     assert client.delete(f"/api/assets/{asset['id']}").status_code == 404
-    assert len(set((server.root / "uploads").iterdir())) == len(files_before) - 1
+    assert stored_names(server) == files_before - {asset["id"]}
     assert "gone.wav" not in [
         a["name"] for a in client.get("/api/assets", params={"prefix": "gone"}).json()["items"]
     ]

@@ -6,9 +6,16 @@ import json
 import numpy as np
 import pedalboard
 import pytest
-from restkit import assert_resampled, decode, encode, tone
+from restkit import STORAGE_BACKENDS, assert_resampled, decode, encode, serve_backend, tone
 from test_process_rest import VOCAL_PLATE, reverb_tail, with_tail
 from waiting import wait_until
+
+
+@pytest.fixture(scope="module", params=STORAGE_BACKENDS)
+def server(request, tmp_path_factory):
+    """A real server on SQLite, on PostgreSQL, and with its audio in an S3 bucket (moto)."""
+    yield from serve_backend(request, tmp_path_factory)
+
 
 SR = 44100
 

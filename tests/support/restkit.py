@@ -41,6 +41,37 @@ BACKENDS = [
 ]
 
 
+#: Parameters for a server fixture of the tests that store audio: BACKENDS, and SQLite
+#: with the audio in an S3 bucket of a moto server (the ``moto_s3`` fixture).
+STORAGE_BACKENDS = [*BACKENDS, "s3"]
+
+
+def serve_backend(request, tmp_path_factory):
+    """A module-scoped server fixture's body for ``request.param`` in STORAGE_BACKENDS."""
+    root = tmp_path_factory.mktemp(f"srv-{request.param}")
+    env = {}
+    if request.param == "postgres":
+        env["FXHOST_DATABASE_URL"] = fresh_postgres()
+    elif request.param == "s3":
+        env.update(request.getfixturevalue("moto_s3").env(root))
+    srv = start_server(root, env)
+    yield srv
+    srv.stop()
+
+
+def stored_names(server: Server, folder: str = "uploads") -> set[str]:
+    """What the server keeps in its ``folder`` (``uploads``, ``renders``): file names
+    (a sub-folder as ``name/``) or object names in the bucket, and the temporary files
+    in its scratch folder (S3) or in that folder (local), whose names start with ``.part``."""
+    if "FXHOST_STORAGE_URL" in server.env:
+        from s3kit import objects, s3_client
+
+        names = set(objects(s3_client(server.env["FXHOST_S3_ENDPOINT_URL"]), server.env, folder))
+        scratch = Path(server.env["FXHOST_SCRATCH_DIR"])
+        return names | ({p.name for p in scratch.iterdir()} if scratch.exists() else set())
+    return {p.name + ("/" if p.is_dir() else "") for p in (server.root / folder).iterdir()}
+
+
 #: How :func:`assert_resampled` judges a resampled output: below this frequency...
 RESAMPLE_BAND_HZ = 19000
 #: ...at least this signal-to-error ratio against scipy's resampler.
