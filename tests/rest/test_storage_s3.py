@@ -6,6 +6,7 @@ storage modes; bad storage settings refused at start in one line naming the sett
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import socket
 import threading
@@ -296,6 +297,7 @@ def test_sigkill_between_object_and_row_leaves_an_orphan_the_sweep_removes(moto_
         "LANGUAGE plpgsql; CREATE TRIGGER stall BEFORE INSERT ON assets "
         "FOR EACH ROW EXECUTE FUNCTION stall();",
     )
+
     def post() -> None:
         with contextlib.suppress(httpx.HTTPError):  # cut off by the kill
             httpx.post(f"{srv.base}/api/assets", params={"name": "cut.wav"}, content=data, timeout=60)
