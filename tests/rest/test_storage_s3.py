@@ -379,3 +379,24 @@ def test_bad_storage_settings_stop_the_server_in_one_line_naming_the_setting(mot
         assert line.startswith(f"fxhost: {expected}"), (env, line)
     # the missing bucket is named, and left alone: fxhost does not create it
     assert "no-such-bucket" not in [b["Name"] for b in moto_s3.client().list_buckets()["Buckets"]]
+
+
+def test_a_store_that_refuses_a_put_answers_503_and_keeps_nothing(moto_s3, s3, tmp_path):
+    env = moto_s3.env(tmp_path)
+    bucket, _ = bucket_of(env)
+    srv = start_server(tmp_path, env)
+    try:
+        with srv.client() as client:
+            data = encode(tone(0.2), SR, "WAV")
+            s3.delete_bucket(Bucket=bucket)  # gone while the server runs
+            refused = client.post("/api/assets", params={"name": "x.wav"}, content=data)
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert "storage" in refused.json()["detail"] and "http" not in refused.json()["detail"]
+            assert refused.headers["retry-after"]
+            assert client.get("/api/assets").json()["items"] == []
+            assert scratch_files(srv) == []
+            s3.create_bucket(Bucket=bucket)
+            upload(client, "x.wav", data)
+    finally:
+        srv.stop()

@@ -17,6 +17,7 @@ from fxhost.audio.formats import AudioFormatError
 from fxhost.engine.compiled import EffectFault, EffectTimeout
 from fxhost.engine.jobs import Busy
 from fxhost.store.assets import InvalidCursor, UploadTooLarge
+from fxhost.store.storage.objects import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,15 @@ async def on_http(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def on_storage(request: Request, exc: Exception) -> Response:
+    # The object store is down or refused: the detail (endpoint, key) goes to the log only.
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    detail = "The audio storage is unavailable or refused the operation; try again later."
+    response = _answer(request, ProblemException(503, detail))
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 async def on_crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     detail = "The server failed to handle this request; the error is logged."
@@ -109,6 +119,7 @@ HANDLERS = {
     InvalidCursor: on_cursor,
     Busy: on_busy,
     EffectFault: on_effect_fault,
+    StorageError: on_storage,
     HTTPException: on_http,
     Exception: on_crash,
 }

@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import boto3
+import boto3.exceptions
 import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
@@ -157,7 +158,8 @@ class S3Storage(Storage):
     def put_blocking(self, local: Path, key: str) -> None:
         """Upload ``local`` as ``key`` (multipart above the transfer threshold); the file
         is kept. Blocking."""
-        self.client.upload_file(str(local), self.bucket, self.object_key(key), Config=self.transfer)
+        with _failing_as("store", key):
+            self.client.upload_file(str(local), self.bucket, self.object_key(key), Config=self.transfer)
 
     # -- reading --------------------------------------------------------------------
 
@@ -168,30 +170,24 @@ class S3Storage(Storage):
             self.scratch.mkdir(parents=True, exist_ok=True)
             path = self.scratch / temp_name()
             try:
-                try:
+                with _failing_as("fetch", key):
                     self.client.download_file(
                         self.bucket, self.object_key(key), str(path), Config=self.transfer
                     )
-                except botocore.exceptions.ClientError as error:
-                    raise _not_found(error, key) from None
                 yield path
             finally:
                 path.unlink(missing_ok=True)
 
     def _size(self, key: str) -> int:
-        try:
+        with _failing_as("look up", key):
             return int(self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))["ContentLength"])
-        except botocore.exceptions.ClientError as error:
-            raise _not_found(error, key) from None
 
     async def open_read(self, key: str, first: int, last: int) -> Iterator[bytes]:
         def get():
-            try:
+            with _failing_as("read", key):
                 return self.client.get_object(
                     Bucket=self.bucket, Key=self.object_key(key), Range=f"bytes={first}-{last}"
                 )["Body"]
-            except botocore.exceptions.ClientError as error:
-                raise _not_found(error, key) from None
 
         body = await asyncio.to_thread(get)
 
@@ -229,7 +225,8 @@ class S3Storage(Storage):
         await asyncio.to_thread(self._delete_blocking, key)
 
     def _delete_blocking(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        with _failing_as("delete", key):
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     async def sweep(self, known: KnownKeys, has_row: HasRow) -> int:
         grace = self.options.sweep_grace_seconds
@@ -287,8 +284,15 @@ class S3Storage(Storage):
         return removed
 
 
-def _not_found(error: botocore.exceptions.ClientError, key: str) -> Exception:
-    code = error.response.get("Error", {}).get("Code", "")
-    if code in ("404", "NoSuchKey", "NotFound"):
-        return FileNotFoundError(f"no stored object {key}")
-    return error
+@contextlib.contextmanager
+def _failing_as(what: str, key: str) -> Iterator[None]:
+    """The store's errors as the interface's: a missing object FileNotFoundError, any
+    other refusal or an unreachable store StorageError."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code", "") in ("404", "NoSuchKey", "NotFound"):
+            raise FileNotFoundError(f"no stored object {key}") from None
+        raise StorageError(f"the object store failed to {what} {key}: {error}") from None
+    except (botocore.exceptions.BotoCoreError, boto3.exceptions.Boto3Error) as error:
+        raise StorageError(f"the object store failed to {what} {key}: {error}") from None
