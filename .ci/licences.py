@@ -26,7 +26,8 @@ FAMILIES = {
     "MIT": r"MIT(-0|-CMU)?",
     "BSD": r"0BSD|BSD-[0-9].*",
     "Apache": r"Apache-[12]\.[01]",
-    "PSF": r"PSF-2\.0|Python-2\.0(\.1)?",
+    # CNRI-Python: the licence of Python 1.6, permissive (regex's Unicode tables carry it).
+    "PSF": r"PSF-2\.0|Python-2\.0(\.1)?|CNRI-Python",
     "ISC": r"ISC",
     "Zlib": r"Zlib",
     "HPND": r"HPND",
