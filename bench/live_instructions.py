@@ -1,7 +1,7 @@
 """Benchmark: instructions per live block, the fxhost app against the bare handler of
 bench/streaming.py, counted by callgrind (the same count however busy the machine is).
 
-    uv run python bench/live_instructions.py [--blocks 300,1300]
+    uv run python bench/live_instructions.py [--blocks 300,1300] [--functions 30]
 
 Both ASGI apps are driven in-process, without sockets: a ``/ws/process`` session (start,
 then 256-frame stereo f32le blocks through the reverb) whose ``receive`` hands over the
@@ -95,6 +95,13 @@ def run_one(which: str, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", default="300,1300", help="the two block counts")
+    parser.add_argument(
+        "--functions",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also list the K native functions whose self instructions per block differ most",
+    )
     parser.add_argument("--run", nargs=2, metavar=("APP", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -108,13 +115,14 @@ def main() -> None:
             "FXHOST_UPLOADS_DIR": f"{tmp}/uploads",
             "FXHOST_RENDERS_DIR": f"{tmp}/renders",
             "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
-            "FXHOST_DATABASE_URL": f"sqlite://{tmp}/fxhost.db",
             "FXHOST_LOG_LEVEL": "warning",
         }
         procs = {}
         for which in ("fxhost", "bare"):
             for n in (low, high):
                 out = f"{tmp}/callgrind.{which}.{n}"
+                # A database each: four apps migrating one SQLite file at once collide.
+                env["FXHOST_DATABASE_URL"] = f"sqlite://{tmp}/fxhost-{which}-{n}.db"
                 procs[which, n] = (
                     subprocess.Popen(
                         [
@@ -127,7 +135,7 @@ def main() -> None:
                             which,
                             str(n),
                         ],
-                        env=env,
+                        env=dict(env),
                         stdout=subprocess.DEVNULL,
                         # A file, not a pipe: four children writing while one is waited on
                         # would fill a pipe and stop.
@@ -141,6 +149,14 @@ def main() -> None:
             if proc.returncode:
                 raise SystemExit(f"{key} failed:\n{Path(f'{out}.log').read_text()[-3000:]}")
             totals[key] = int(re.search(r"^summary: (\d+)", Path(out).read_text(), re.M).group(1))
+        if args.functions:
+            per_fn = {
+                w: {
+                    f: (c - functions(procs[w, low][1]).get(f, 0)) / (high - low)
+                    for f, c in functions(procs[w, high][1]).items()
+                }
+                for w in ("fxhost", "bare")
+            }
     per_block = {w: (totals[w, high] - totals[w, low]) / (high - low) for w in ("fxhost", "bare")}
     print(f"instructions per 256-frame block, in-process ASGI app (callgrind, {low} and {high} blocks):")
     for w, v in per_block.items():
@@ -149,6 +165,30 @@ def main() -> None:
         f"  fxhost/bare {per_block['fxhost'] / per_block['bare']:.3f}, "
         f"fxhost - bare {per_block['fxhost'] - per_block['bare']:,.0f}"
     )
+    if args.functions:
+        names = set(per_fn["fxhost"]) | set(per_fn["bare"])
+        delta = {f: per_fn["fxhost"].get(f, 0) - per_fn["bare"].get(f, 0) for f in names}
+        print(
+            f"native functions, self instructions per block (the interpreter's own are "
+            f"Python code running), the {args.functions} largest differences:"
+        )
+        print(f"  {'fxhost':>9} {'bare':>9} {'diff':>9}  function")
+        for f in sorted(delta, key=lambda f: -abs(delta[f]))[: args.functions]:
+            fx, bare = per_fn["fxhost"].get(f, 0), per_fn["bare"].get(f, 0)
+            print(f"  {fx:>9,.0f} {bare:>9,.0f} {delta[f]:>+9,.0f}  {f}")
+
+
+def functions(out: str) -> dict[str, int]:
+    """Self instructions by function (file:function) in a callgrind output file."""
+    command = ["callgrind_annotate", "--threshold=100", "--auto=no", out]
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        found = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$", line)
+        if found and ":" in found.group(2):
+            name = found.group(2).split(" [")[0]
+            counts[name] = counts.get(name, 0) + int(found.group(1).replace(",", ""))
+    return counts
 
 
 if __name__ == "__main__":

@@ -72,16 +72,30 @@ class LiveChain:
         return self.chain.tail_frames(self.max_tail_seconds) + self.chain.latency
 
     async def process(self, block: np.ndarray) -> np.ndarray:
+        out = self.process_now(block)
+        if out is not None:
+            return out
         try:
-            if block.shape[1] <= self.inline_frames and not self._lock.locked():
-                # Runs to completion without awaiting: nothing can interleave, no lock needed.
-                return self._process_now(block)
             async with self._lock:
                 if block.shape[1] <= self.inline_frames:
                     return self._process_now(block)
                 start = time.perf_counter()
                 out = await self.runner.process_in_thread(self.chain, block)
                 return self._count(block, out, time.perf_counter() - start)
+        except EffectFault as fault:
+            self._fault(fault)
+            raise
+
+    def process_now(self, block: np.ndarray) -> np.ndarray | None:
+        """``block`` processed here, on the event loop, if it may be: it is no larger than
+        ``inline_frames`` and no parameter change holds the chain. Else None, and the
+        caller awaits :meth:`process`. The live per-block path calls this, not
+        :meth:`process`: a coroutine per block is a cost of its own (bench/live_instructions.py)."""
+        if block.shape[1] > self.inline_frames or self._lock.locked():
+            return None
+        try:
+            # Runs to completion without awaiting: nothing can interleave, no lock needed.
+            return self._process_now(block)
         except EffectFault as fault:
             self._fault(fault)
             raise

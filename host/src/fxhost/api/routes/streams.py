@@ -38,6 +38,7 @@ from fxhost.api.vocabulary import LiveChainRef, LiveChainSteps, StreamId
 from fxhost.audio.pcm import (
     LiveChannels,
     LiveSampleRate,
+    Pcm,
     PcmFormat,
     frame_bytes,
     from_interleaved,
@@ -276,6 +277,7 @@ async def ws_stream_input(ws: WebSocket) -> None:
     # The producer's own audio clock: its underruns. Writing is never late; the
     # stream's processing is (stream.clock).
     clock, rejected = AudioClock(stream.sample_rate), _Rejections()
+    pcm = Pcm(stream.channels, stream.format)
     while True:
         data = await receive(ws)
         if not isinstance(data, bytes):
@@ -284,7 +286,7 @@ async def ws_stream_input(ws: WebSocket) -> None:
         arrived = perf_counter()
         if stream.closed:
             raise stream_closed(stream)
-        block = audio_of(data, stream.channels, stream.format, max_bytes)
+        block = audio_of(data, pcm, max_bytes)
         frames = block.shape[1]
         clock.arrive(frames, arrived)
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from time import perf_counter
 
-import numpy as np
 from fxhost_sdk import FieldError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -17,6 +16,7 @@ from fxhost.api.sessions import (
     START_TIMEOUT,
     ProtocolError,
     audio_of,
+    block_io,
     effect_failed,
     receive,
     send,
@@ -24,7 +24,7 @@ from fxhost.api.sessions import (
     unread_bytes,
 )
 from fxhost.api.state import services
-from fxhost.audio.pcm import frame_bytes, to_interleaved
+from fxhost.audio.pcm import Pcm, frame_bytes, to_interleaved
 from fxhost.catalog.chains import ChainSpec
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.live import LiveChain
@@ -53,26 +53,29 @@ async def ws_process(ws: WebSocket) -> None:
     live = await _live_chain(ws, start)
     rate = start.sample_rate or svc.settings.default_sample_rate
     max_bytes = svc.settings.max_frame_bytes
-    clock, indexed = AudioClock(rate), start.indexed
+    clock, pcm, indexed = AudioClock(rate), Pcm(start.channels, start.format), start.indexed
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
-    channels, fmt = start.channels, start.format
-    # The per-block loop, with sessions.receive() written out: a coroutine call fewer.
+    receive, send_bytes = block_io(ws)
+    # The per-block loop, with the layers a block would pass written out (receive(),
+    # _process(), LiveChain.process()): each call is a cost of its own here.
     while True:
-        message = await ws.receive()
+        message = await receive()
         data = message.get("bytes")
         if data is not None:
             arrived = perf_counter()
+            tag = b""
             if indexed:
-                await _indexed_block(ws, live, clock, start, data, max_bytes, arrived)
-                continue
-            block = audio_of(data, channels, fmt, max_bytes)
+                tag, data = _tagged(data)
+            block = audio_of(data, pcm, max_bytes)
             clock.arrive(block.shape[1], arrived)
             try:
-                out = await live.process(block)
-            except EffectFault as fault:  # _process(), written out
+                out = live.process_now(block)
+                if out is None:  # a large block, or a parameter change in progress
+                    out = await live.process(block)
+            except EffectFault as fault:
                 log.warning("/ws/process: %s", fault)
                 raise effect_failed(fault) from None
-            await ws.send_bytes(to_interleaved(out, fmt))
+            await send_bytes(tag + pcm.encode(out) if tag else pcm.encode(out))
             clock.done(perf_counter())
         elif message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
@@ -80,16 +83,8 @@ async def ws_process(ws: WebSocket) -> None:
             await _control(ws, live, clock, message.get("text") or "", start)
 
 
-async def _indexed_block(
-    ws: WebSocket,
-    live: LiveChain,
-    clock: AudioClock,
-    start: p.Start,
-    data: bytes,
-    max_bytes: int,
-    arrived: float,
-) -> None:
-    """A block of an ``indexed`` session: its tag, then PCM; answered with the same tag."""
+def _tagged(data: bytes) -> tuple[bytes, memoryview]:
+    """A binary frame of an ``indexed`` session: its tag, and the PCM after it."""
     if len(data) < TAG_BYTES:
         raise ProtocolError(
             "invalid_audio",
@@ -97,12 +92,7 @@ async def _indexed_block(
             f"{TAG_BYTES} bytes (a little-endian unsigned index), then PCM",
             p.CLOSE_INVALID_DATA,
         )
-    tag = data[:TAG_BYTES]
-    block = audio_of(memoryview(data)[TAG_BYTES:], start.channels, start.format, max_bytes)
-    clock.arrive(block.shape[1], arrived)
-    out = await _process(live, block)
-    await ws.send_bytes(tag + to_interleaved(out, start.format))
-    clock.done(perf_counter())
+    return data[:TAG_BYTES], memoryview(data)[TAG_BYTES:]
 
 
 async def _first_message(ws: WebSocket) -> str:
@@ -148,14 +138,6 @@ def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.
         steps=live.step_params(),
         indexed=start.indexed,
     )
-
-
-async def _process(live: LiveChain, block: np.ndarray) -> np.ndarray:
-    try:
-        return await live.process(block)
-    except EffectFault as fault:
-        log.warning("/ws/process: %s", fault)
-        raise effect_failed(fault) from None
 
 
 async def _control(ws: WebSocket, live: LiveChain, clock: AudioClock, text: str, start: p.Start) -> None:
