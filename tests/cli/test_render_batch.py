@@ -155,13 +155,14 @@ steps = [{{ effect = "broken_slow", params = {{ seconds = 0.3 }} }}]
 
 def test_a_hung_effect_is_killed_at_the_time_limit_and_named(tmp_path: Path):
     """An effect slower than the time limit on one (long) file: that file fails naming the
-    step and the effect, the short ones are done, and the killed worker leaves no file."""
+    step and the effect, the killed worker leaves no file, and the short ones, rendered
+    after it by its replacement (one worker), are done."""
     config = tmp_path / "fx.toml"
     config.write_text(PLUGINS_TOML)
     ins = tmp_path / "in"
     ins.mkdir()
     short = {n: signal(ins / n, 0.5, 8000, 1, seed=i) for i, n in enumerate(["a.wav", "b.wav"])}
-    signal(ins / "long.wav", 60.0, 8000, 1, seed=3)  # 59 blocks of 8192 frames: 18 s at 0.3 s a block
+    signal(ins / "0-long.wav", 60.0, 8000, 1, seed=3)  # 59 blocks of 8192 frames: 18 s at 0.3 s a block
     out = tmp_path / "out"
     result = run_fxhost(
         "--config",
@@ -173,10 +174,12 @@ def test_a_hung_effect_is_killed_at_the_time_limit_and_named(tmp_path: Path):
         "--chain",
         "crawl",
         "--no-tail",
+        "--jobs",
+        "1",
         env={"FXHOST_RENDER_TIMEOUT_SECONDS": "4"},
     )
     assert result.returncode == 1, result.stderr
-    expected = f"fxhost: {ins / 'long.wav'}: steps[0] (broken_slow): exceeded the time limit of 4 s"
+    expected = f"fxhost: {ins / '0-long.wav'}: steps[0] (broken_slow): exceeded the time limit of 4 s"
     assert expected in result.stderr.splitlines(), result.stderr
     assert summary(result.stderr).startswith("fxhost: 2 done, 1 failed")
     assert files_under(out) == ["a.wav", "b.wav"]

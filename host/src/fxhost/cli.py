@@ -664,7 +664,6 @@ def _render_many(
                 tail=not no_tail,
                 max_tail_seconds=runtime.settings.max_tail_seconds,
                 assets=assets,
-                preload=tuple(sorted({step.cls.__module__ for step in chain.steps})),
                 progress=advanced,
                 finished=finished,
             )

@@ -80,17 +80,19 @@ async def render_batch(
     tail: bool,
     max_tail_seconds: float,
     assets: AssetLoader | None = None,
-    preload: tuple[str, ...] = (),
     progress: Callable[[BatchFile, float], None] | None = None,
     finished: Callable[[FileOutcome], None] | None = None,
 ) -> list[FileOutcome]:
-    """Render ``files`` through ``steps``, ``workers`` at once in worker processes (``steps``
-    and ``assets`` must pickle; ``preload``: the effects' modules, for the workers' forkserver
-    to import once). A file that fails is an outcome like the others: the rest go on.
+    """Render ``files`` through ``steps``, ``workers`` at once in worker processes forked
+    from this one (``steps`` and ``assets`` must pickle; call from a process whose other
+    threads, if any, hold no lock a worker needs). A file that fails is an outcome like
+    the others: the rest go on.
     ``progress(file, fraction)`` and ``finished(outcome)`` are called on the event loop."""
     if not files:
         return []
-    pool = WorkerPool(min(workers, len(files)), time_limit, preload=(__name__, *preload))
+    # Forked from this process, which has imported the engine and the effects already:
+    # a forkserver would import them again before the first file (see WorkerPool).
+    pool = WorkerPool(min(workers, len(files)), time_limit, start_method="fork")
     pool.start()
 
     async def one(file: BatchFile) -> FileOutcome:
