@@ -3,14 +3,18 @@ on worker processes, outputs compared with one-file renders and with pedalboard 
 
 from __future__ import annotations
 
+import signal as signal_module
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pedalboard
 import pytest
 import soundfile as sf
-from clitools import REPO, run_fxhost
+from clitools import FXHOST, REPO, run_fxhost
 from fxhost_pedalboard import Reverb
+from procenv import child_env
+from waiting import wait_until
 
 
 def signal(path: Path, seconds: float, sample_rate: int = 44100, channels: int = 2, seed: int = 0, **kw):
@@ -185,6 +189,41 @@ def test_a_hung_effect_is_killed_at_the_time_limit_and_named(tmp_path: Path):
     assert files_under(out) == ["a.wav", "b.wav"]
     for name, audio in short.items():
         assert np.array_equal(read(out / name), audio)  # broken_slow passes audio through
+
+
+def test_interrupted_leaves_whole_outputs_only(tmp_path: Path):
+    """Ctrl-C (SIGINT) while files render: the command stops with 130, the workers are
+    killed, their temporary files removed, and every output there is whole."""
+    config = tmp_path / "fx.toml"
+    config.write_text(PLUGINS_TOML)
+    ins, out = tmp_path / "in", tmp_path / "out"
+    ins.mkdir()
+    audios = {f"{i}.wav": signal(ins / f"{i}.wav", 4.0, 8000, 1, seed=i) for i in range(6)}  # 4 blocks
+    args = [
+        "--config",
+        str(config),
+        "render",
+        str(ins),
+        "--out-dir",
+        str(out),
+        "--chain",
+        "crawl",
+        "--no-tail",
+    ]
+    process = subprocess.Popen([FXHOST, *args], env=child_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: out.is_dir() and any(p.name.endswith(".part") for p in out.iterdir()), 60)
+        process.send_signal(signal_module.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert stderr.rstrip().endswith("fxhost: aborted"), stderr
+    written = files_under(out)
+    assert all(not name.startswith(".") for name in written), written
+    assert len(written) < len(audios), written  # it stopped before the end
+    for name in written:
+        assert np.array_equal(read(out / name), audios[name]), name
 
 
 def test_existing_outputs_are_refused_unless_overwrite(tmp_path: Path):

@@ -371,9 +371,10 @@ def render(
     not hidden ones; sub-folders with --recursive, kept as DIR/SUB/). Each output is
     DIR/NAME.EXT: the input's name, and the extension of --format or else of the input's
     own format (by content; WAV for one fxhost only reads, such as M4A). Outputs that
-    exist are refused, before anything is rendered, unless --overwrite. The files render --jobs at once, each
-    in a worker process within $FXHOST_RENDER_TIMEOUT_SECONDS; one that fails is named
-    with its reason and the others go on; the exit status is 1 if any failed."""
+    exist are refused, before anything is rendered, unless --overwrite. The files render
+    --jobs at once, each in a worker process within $FXHOST_RENDER_TIMEOUT_SECONDS; one
+    that fails is named with its reason and the others go on; the exit status is 1 if
+    any failed."""
     if out_dir is None:
         batch_only = {
             "--format": format_name,

@@ -95,8 +95,11 @@ async def render_batch(
     pool = WorkerPool(min(workers, len(files)), time_limit, start_method="fork")
     pool.start()
 
+    temps: set[Path] = set()  # of the files under way
+
     async def one(file: BatchFile) -> FileOutcome:
         temp = file.target.with_name(f".{file.target.name}.{secrets.token_hex(4)}.part")
+        temps.add(temp)
         try:
             result = await pool.run(
                 render_into,
@@ -112,10 +115,12 @@ async def render_batch(
                 progress=(lambda fraction: progress(file, fraction)) if progress else None,
             )
             outcome = FileOutcome(file, result)
-        except Exception as error:
+        except Exception as error:  # its worker is done with it: it raised, died or was killed
             outcome = FileOutcome(file, error=error)
-        finally:
-            temp.unlink(missing_ok=True)  # renamed if it was rendered; else left by a failure
+        # Renamed if it was rendered; else what a failure left. (Cancelled, the file's
+        # worker may still be writing it: it is removed once the pool has stopped.)
+        temp.unlink(missing_ok=True)
+        temps.discard(temp)
         if finished is not None:
             finished(outcome)
         return outcome
@@ -123,7 +128,9 @@ async def render_batch(
     try:
         return await asyncio.gather(*(one(file) for file in files))
     finally:
-        await pool.stop()
+        await pool.stop()  # kills the workers, whatever they are doing
+        for temp in temps:
+            temp.unlink(missing_ok=True)
 
 
 def render_into(
