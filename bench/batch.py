@@ -1,7 +1,8 @@
 """Benchmark: `fxhost render --out-dir` of 40 files of 10 s (stereo 44.1 kHz 16-bit WAV)
 through the reverb, whole process, against a shell loop of `sox IN OUT reverb` on the
-same files, run alternately (A B C, A B C...) on the same machine; and, for information,
-a shell loop of one-file `fxhost render` beside them.
+same files, run alternately (A B C D, A B C D...) on the same machine; and, for
+information, the batch with --no-tail (outputs as long as sox's: sox's reverb appends
+no tail, fxhost's 2 s) and a shell loop of one-file `fxhost render` beside them.
 
     uv run python bench/batch.py [--rounds 3] [--files 40] [--seconds 10]
 
@@ -32,6 +33,7 @@ import soundfile as sf
 from render_cli import ensure_sox
 
 PR_SET_CHILD_SUBREAPER = 36
+SOX_LOOP = "for f in in/*.wav; do sox $f out/$(basename $f) reverb; done"
 FXHOST = str(Path(sys.executable).parent / "fxhost")
 
 
@@ -90,7 +92,10 @@ def main() -> None:
             "fxhost render in/ --out-dir out/ --effect reverb": (
                 f"{q(FXHOST)} render {q(str(ins))} --out-dir {q(str(out))} --effect reverb"
             ),
-            "for f in in/*.wav; do sox $f out/$(basename $f) reverb; done": (
+            "fxhost render in/ --out-dir out/ --effect reverb --no-tail": (
+                f"{q(FXHOST)} render {q(str(ins))} --out-dir {q(str(out))} --effect reverb --no-tail"
+            ),
+            SOX_LOOP: (
                 f"for f in {q(str(ins))}/*.wav; do "
                 f'{q(sox)} -q "$f" {q(str(out))}/"$(basename "$f")" reverb; done'
             ),
@@ -108,7 +113,7 @@ def main() -> None:
                 times[name].append((wall, cpu))
                 print(f"round {round_}: {name:70} wall {wall:6.2f} s  cpu {cpu:6.2f} s  load {load:5.2f}")
     print()
-    sox_wall = statistics.median(w for w, _ in times[list(cases)[1]])
+    sox_wall = statistics.median(w for w, _ in times[SOX_LOOP])
     print(f"{'case (median of ' + str(args.rounds) + ')':72} {'wall s':>7} {'cpu s':>7} {'x sox':>6}")
     for name, runs in times.items():
         wall = statistics.median(w for w, _ in runs)
