@@ -15,7 +15,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 import msgspec
@@ -29,8 +29,14 @@ from fxhost.engine.compiled import EffectFault
 from fxhost.runtime import Runtime, load_config_of, load_runtime
 from fxhost.settings import Settings, env_name, load_settings
 
+if TYPE_CHECKING:
+    from fxhost.catalog.chains import ResolvedChain
+    from fxhost.engine.offline import RenderResult
+
 #: Files at least this long (in seconds) get a progress bar when stderr is a terminal.
 PROGRESS_MIN_SECONDS = 10.0
+#: The summary of ``render --out-dir`` names this many failed inputs (each has its line above).
+FAILED_NAMED = 10
 
 # Errors a user can cause and fix; anything else is a bug in fxhost or a plugin.
 USER_ERRORS = (FieldError, ConfigError, AudioFormatError, sf.LibsndfileError, OSError, KeyError)
@@ -305,8 +311,7 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
 
 
 @cli.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
-@click.argument("output_path", metavar="OUTPUT", type=click.Path(dir_okay=False))
+@click.argument("paths", metavar="INPUT OUTPUT | INPUT... --out-dir DIR", nargs=-1)
 @click.option("--chain", "chain_name", metavar="NAME", help="A chain from plugins.toml.")
 @click.option("--effect", metavar="NAME", help="A single effect instead of a chain.")
 @click.option(
@@ -326,13 +331,37 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
     help="True-peak ceiling (-60..0 dBFS): a limiter as the last step keeps the output under it.",
 )
 @click.option(
-    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal, for long files)."
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar (default: on a terminal, for long files or a batch).",
 )
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Render every INPUT (files, or folders' audio files) into DIR (made if missing).",
+)
+@click.option(
+    "--format",
+    "format_name",
+    metavar="NAME",
+    help="With --out-dir: the outputs' format (wav, flac, ogg, opus, mp3, aiff...; default: each input's).",
+)
+@click.option(
+    "--recursive", "-r", is_flag=True, help="With --out-dir: folders' sub-folders too, kept in DIR."
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="With --out-dir: files rendered at once, each in a process (default: $FXHOST_RENDER_WORKERS or 2).",
+)
+@click.option("--overwrite", is_flag=True, help="With --out-dir: replace outputs that exist.")
 @pass_context
 def render(
     context: Context,
-    input_path: str,
-    output_path: str,
+    paths: tuple[str, ...],
     chain_name: str | None,
     effect: str | None,
     assignments: tuple[str, ...],
@@ -341,14 +370,78 @@ def render(
     subtype: str | None,
     ceiling_dbfs: float | None,
     progress: bool | None,
+    out_dir: Path | None,
+    format_name: str | None,
+    recursive: bool,
+    jobs: int | None,
+    overwrite: bool,
 ) -> None:
-    """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension).
+    """Render INPUT through a chain into OUTPUT (format from OUTPUT's extension), or every
+    INPUT into --out-dir DIR.
 
-    Prints the output's sample peak and clipped samples, and warns when any clipped."""
-    from fxhost.audio.files import load_audio, probe
-    from fxhost.audio.formats import RenderOutput, format_of_path
+    Prints the output's sample peak and clipped samples, and warns when any clipped.
+
+    With --out-dir, each INPUT is a file (read by content, whatever its name) or a folder,
+    of which the files named as audio are taken (.wav, .flac, .ogg, .mp3, .aiff, .m4a...;
+    not hidden ones; sub-folders with --recursive, kept as DIR/SUB/). Each output is
+    DIR/NAME.EXT: the input's name, and the extension of --format or else of the input's
+    own format (by content; WAV for one fxhost only reads, such as M4A). Outputs that
+    exist are refused, before anything is rendered, unless --overwrite. The files render
+    --jobs at once, each in a worker process within $FXHOST_RENDER_TIMEOUT_SECONDS; one
+    that fails is named with its reason and the others go on; the exit status is 1 if
+    any failed."""
+    if out_dir is None:
+        batch_only = {
+            "--format": format_name,
+            "--recursive": recursive,
+            "--jobs": jobs,
+            "--overwrite": overwrite,
+        }
+        given = [name for name, value in batch_only.items() if value]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise click.UsageError(f"{', '.join(given)} only {verb} with --out-dir DIR")
+        if len(paths) != 2:
+            raise click.UsageError(
+                f"expected INPUT OUTPUT, got {len(paths)} path(s); to render several files or a folder, "
+                "give them with --out-dir DIR"
+            )
+        for what, path in zip(("INPUT", "OUTPUT"), paths, strict=True):
+            if os.path.isdir(path):
+                raise click.UsageError(f"{what}: {path} is a folder; render folders with --out-dir DIR")
+        _render_one(
+            context, *paths, chain_name, effect, assignments, preset, no_tail, subtype, ceiling_dbfs, progress
+        )
+        return
+    if not paths:
+        raise click.UsageError("give the files or folders to render into --out-dir")
+    _render_many(
+        context,
+        [Path(p) for p in paths],
+        out_dir,
+        chain_name,
+        effect,
+        assignments,
+        preset,
+        no_tail=no_tail,
+        output=RenderOptions(format_name, subtype, ceiling_dbfs),
+        progress=progress,
+        recursive=recursive,
+        jobs=jobs or context.settings.render_workers,
+        overwrite=overwrite,
+    )
+
+
+def _render_chain(
+    context: Context,
+    chain_name: str | None,
+    effect: str | None,
+    assignments: tuple[str, ...],
+    preset: str | None,
+) -> tuple[Runtime, ResolvedChain, Callable[[str, str], Path]]:
+    """The chain ``render`` was asked for, checked, with the lookup of its asset files."""
+    from fxhost.audio.files import probe
     from fxhost.catalog.chains import ChainSpec, EffectRef
-    from fxhost.engine.offline import render_file
 
     if (chain_name is None) == (effect is None):
         raise click.UsageError("give exactly one of --chain NAME or --effect NAME")
@@ -377,6 +470,27 @@ def render(
             probe(find_asset(ref, where))
         except AudioFormatError as error:
             raise FieldError(where, str(error)) from None
+    return runtime, chain, find_asset
+
+
+def _render_one(
+    context: Context,
+    input_path: str,
+    output_path: str,
+    chain_name: str | None,
+    effect: str | None,
+    assignments: tuple[str, ...],
+    preset: str | None,
+    no_tail: bool,
+    subtype: str | None,
+    ceiling_dbfs: float | None,
+    progress: bool | None,
+) -> None:
+    from fxhost.audio.files import load_audio, probe
+    from fxhost.audio.formats import RenderOutput, format_of_path
+    from fxhost.engine.offline import render_file
+
+    runtime, chain, find_asset = _render_chain(context, chain_name, effect, assignments, preset)
     if not os.path.exists(input_path):
         raise FileNotFoundError(f"{input_path}: no such file")
 
@@ -396,26 +510,196 @@ def render(
                 assets=lambda ref, where: load_audio(find_asset(ref, where)),
             )
     except AudioFormatError as error:
-        option = {"subtype": "--subtype", "ceiling_dbfs": "--ceiling-dbfs"}.get(error.field or "")
+        option = _output_option(error)
         if option is None:
             raise
         raise FieldError(option, str(error).removeprefix(f"{error.field}: ")) from None
-    seconds_out = result.output_frames / result.input.sample_rate
-    peak = "-inf" if result.peak_dbfs is None else f"{result.peak_dbfs:.2f}"
-    click.echo(
-        f"{output_path}: {result.output_frames} frames ({seconds_out:.2f} s, "
-        f"tail {result.tail_frames} frames), "
-        f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}, "
-        f"peak {peak} dBFS, {result.clipped_samples} clipped samples",
-        err=True,
-    )
+    click.echo(_result_line(output_path, result), err=True)
     if result.clipped_samples:
+        peak = _peak(result)
         what = "over full scale (kept in the float file)" if result.subtype in FLOAT_SUBTYPES else "clipped"
         click.echo(
             f"fxhost: warning: {result.clipped_samples} samples {what}, peak {peak} dBFS; "
             "lower the level or pass --ceiling-dbfs -1",
             err=True,
         )
+
+
+def _output_option(error: AudioFormatError) -> str | None:
+    """The option of ``render`` that an output error is about, if one is."""
+    return {"subtype": "--subtype", "ceiling_dbfs": "--ceiling-dbfs", "format": "--format"}.get(
+        error.field or ""
+    )
+
+
+def _peak(result: RenderResult) -> str:
+    return "-inf" if result.peak_dbfs is None else f"{result.peak_dbfs:.2f}"
+
+
+def _result_line(output_path: str | os.PathLike, result: RenderResult) -> str:
+    """What ``render`` says of each output: its length, format, peak and clipped samples."""
+    seconds_out = result.output_frames / result.input.sample_rate
+    return (
+        f"{os.fspath(output_path)}: {result.output_frames} frames ({seconds_out:.2f} s, "
+        f"tail {result.tail_frames} frames), "
+        f"{result.input.sample_rate} Hz, {result.input.channels} ch, {result.format}/{result.subtype}, "
+        f"peak {_peak(result)} dBFS, {result.clipped_samples} clipped samples"
+    )
+
+
+class RenderOptions(NamedTuple):
+    """The output options of ``render`` (with --out-dir, --format may be None: each input's)."""
+
+    format: str | None
+    subtype: str | None
+    ceiling_dbfs: float | None
+
+
+def _render_many(
+    context: Context,
+    inputs: list[Path],
+    out_dir: Path,
+    chain_name: str | None,
+    effect: str | None,
+    assignments: tuple[str, ...],
+    preset: str | None,
+    *,
+    no_tail: bool,
+    output: RenderOptions,
+    progress: bool | None,
+    recursive: bool,
+    jobs: int,
+    overwrite: bool,
+) -> None:
+    """``render --out-dir``: every input file into ``out_dir``, ``jobs`` at once, each
+    failing alone; a line per file, a summary, exit status 1 if any failed."""
+    import asyncio
+    import time
+
+    from fxhost.audio.files import probe
+    from fxhost.audio.formats import (
+        RenderOutput,
+        check_ceiling,
+        format_name_of,
+        output_format_named,
+    )
+    from fxhost.engine.batch import BatchFile, FileOutcome, find_inputs, render_batch
+
+    began = time.perf_counter()
+    runtime, chain, find_asset = _render_chain(context, chain_name, effect, assignments, preset)
+    try:  # what can be checked before any file is read
+        fixed = output_format_named(output.format) if output.format is not None else None
+        if fixed is not None and output.subtype is not None and output.subtype.upper() not in fixed.subtypes:
+            raise AudioFormatError(
+                f"subtype: {output.subtype!r} is not available for {fixed.name}; "
+                f"use one of {', '.join(fixed.subtypes)}",
+                "subtype",
+            )
+        check_ceiling(output.ceiling_dbfs)
+    except AudioFormatError as error:
+        raise FieldError(_output_option(error) or "--format", str(error).split(": ", 1)[-1]) from None
+
+    failed: list[tuple[str, str]] = []  # (input, why), in the order found
+    files: list[BatchFile] = []
+    targets: dict[Path, str] = {}
+    sources = {p.resolve() for p in inputs if p.is_file()}
+    seconds: dict[Path, float] = {}
+    for source, relative in find_inputs(inputs, recursive=recursive, skip=out_dir):
+        label = os.fspath(source)
+        try:  # each input's format, for its output's name, and its length, for the bar
+            info = probe(source, display_name=label)
+        except USER_ERRORS as error:
+            failed.append((label, _one_line(error)))
+            continue
+        spec = fixed or output_format_named(format_name_of(info.format, info.subtype) or "wav")
+        target = out_dir / relative.with_suffix(spec.extension)
+        if target in targets:
+            raise click.UsageError(f"{targets[target]} and {label} would both be written to {target}")
+        if target.resolve() in sources or target.resolve() == source.resolve():
+            raise click.UsageError(f"{label} would be replaced by its own output; choose another --out-dir")
+        targets[target] = label
+        rendered = RenderOutput(format=spec.name, subtype=output.subtype, ceiling_dbfs=output.ceiling_dbfs)
+        files.append(BatchFile(source, target, rendered, label))
+        seconds[source] = info.duration
+    if not files and not failed:
+        raise click.UsageError(f"no audio files in {', '.join(map(str, inputs))}")
+    exist = [f.target for f in files if f.target.exists()]
+    if exist and not overwrite:
+        if len(exist) > 1:
+            which = f"{exist[0]} and {len(exist) - 1} more exist already; pass --overwrite to replace them"
+        else:
+            which = f"{exist[0]} exists already; pass --overwrite to replace it"
+        raise click.ClickException(f"{which}, or choose another --out-dir")
+    for label, why in failed:
+        click.echo(f"fxhost: {label}: {why.removeprefix(f'{label}: ')}", err=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    assets = None
+    refs = list(chain.asset_refs())
+    if refs:  # a loader that pickles, for the workers: ref -> (file, name)
+        from fxhost.store.chains import AssetFiles
+
+        found = {ref: find_asset(ref, where) for ref, where in refs}
+        assets = AssetFiles({ref: (str(file), file.name) for ref, file in found.items()})
+    total = sum(seconds.values())
+    show = sys.stderr.isatty() if progress is None else progress
+    clipped = 0
+
+    def report(outcome: FileOutcome) -> None:
+        nonlocal clipped
+        file = outcome.file
+        if outcome.error is not None:
+            why = _one_line(outcome.error)
+            failed.append((file.label, why))
+            click.echo(f"fxhost: {file.label}: {why.removeprefix(f'{file.label}: ')}", err=True)
+        else:
+            assert outcome.result is not None
+            clipped += outcome.result.clipped_samples > 0
+            click.echo(_result_line(file.target, outcome.result), err=True)
+
+    # The workers say "render workers ready" at INFO: news for a server's log, not here.
+    logging.getLogger("fxhost.engine.workers").setLevel(logging.WARNING)
+    with progress_bar(show and bool(files), f"rendering {len(files)} files") as update:
+        fractions: dict[Path, float] = {}
+
+        def advanced(file: BatchFile, fraction: float) -> None:
+            fractions[file.source] = fraction
+            if update is not None:
+                update(sum(seconds[s] * f for s, f in fractions.items()), total)
+
+        def finished(outcome: FileOutcome) -> None:
+            advanced(outcome.file, 1.0)
+            report(outcome)
+
+        outcomes = asyncio.run(
+            render_batch(
+                files,
+                chain.steps,
+                workers=jobs,
+                time_limit=runtime.settings.render_timeout_seconds,
+                tail=not no_tail,
+                max_tail_seconds=runtime.settings.max_tail_seconds,
+                assets=assets,
+                progress=advanced,
+                finished=finished,
+            )
+        )
+    done = sum(1 for outcome in outcomes if outcome.error is None)
+    if clipped:
+        click.echo(
+            f"fxhost: warning: {clipped} output(s) have clipped samples (see above); "
+            "lower the level or pass --ceiling-dbfs -1",
+            err=True,
+        )
+    names = ", ".join(label for label, _ in failed[:FAILED_NAMED])
+    more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+    click.echo(
+        f"fxhost: {done} done, {len(failed)} failed, in {time.perf_counter() - began:.2f} s"
+        + (f"; failed: {names}{more}" if failed else ""),
+        err=True,
+    )
+    if failed:
+        sys.exit(1)
 
 
 def where_chains_are(runtime: Runtime) -> str:
@@ -443,7 +727,7 @@ def asset_files(*folders: Path) -> Callable[[str, str], Path]:
 
 
 @contextlib.contextmanager
-def progress_bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
+def progress_bar(show: bool, label: str = "rendering") -> Iterator[Callable[[float, float], None] | None]:
     """A rich progress bar on stderr, or nothing (rich is imported only when shown:
     it costs a noticeable part of a short render's start-up)."""
     if not show:
@@ -453,7 +737,7 @@ def progress_bar(show: bool) -> Iterator[Callable[[int, int], None] | None]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
-        TextColumn("rendering"),
+        TextColumn(label),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeRemainingColumn(),

@@ -176,6 +176,12 @@ _READ_ONLY_MEDIA_TYPES = {
     "WMA": "audio/x-ms-wma",
 }
 
+#: The extensions of what fxhost reads (PyAV) but no output format writes.
+READ_ONLY_EXTENSIONS = (".m4a", ".mp4", ".aac", ".mka", ".webm", ".wma")
+#: What a folder's audio files are called (``fxhost render --out-dir`` picks them by
+#: name, then reads each by content): the extensions of every format fxhost reads.
+AUDIO_EXTENSIONS = frozenset({*FORMAT_BY_EXTENSION, *READ_ONLY_EXTENSIONS})
+
 
 def format_name_of(fmt: str, subtype: str | None = None) -> str | None:
     """The output format that writes what :class:`AudioInfo` calls ``fmt`` (and

@@ -3,7 +3,8 @@
 A thread stuck in an effect cannot be stopped; a process can. Tasks run in a pebble
 ``ProcessPool``: a task past the time limit has its worker killed and replaced, and the
 server and the other tasks carry on. Workers are forked from a forkserver (a clean,
-single-threaded process with the engine imported), never from the threaded server.
+single-threaded process with the engine imported), never from the threaded server; a
+command-line batch, which is no server, may fork them from itself (``start_method``).
 
 The workers start with the server, in the background (a thread waits for the
 forkserver to import the engine and the effects' modules: 0.4 s on the idle development
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from pebble import ProcessExpired, ProcessPool
@@ -67,12 +68,24 @@ class _Watch:
 class WorkerPool:
     """Processes that run offline tasks, each within ``time_limit`` seconds."""
 
-    def __init__(self, workers: int, time_limit: float, *, preload: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        workers: int,
+        time_limit: float,
+        *,
+        preload: tuple[str, ...] = (),
+        start_method: Literal["forkserver", "fork"] = "forkserver",
+    ):
         self.workers = workers
         self.time_limit = time_limit
         #: Modules the workers' forkserver imports once, so each task starts warm (the
         #: module of the task functions, and what it imports).
         self.preload = ("fxhost.engine.workers", *preload)
+        #: "fork" forks the workers from this process, warm with whatever it has imported:
+        #: only for a process with no threads of its own at work (``fxhost render
+        #: --out-dir``), where it saves the forkserver's start (a new interpreter importing
+        #: the engine and the effects again: 0.5 s of CPU before the first file).
+        self.start_method = start_method
         self._pool: ProcessPool | None = None
         self._reader: Connection | None = None
         self._writer: Connection | None = None
@@ -90,8 +103,9 @@ class WorkerPool:
 
     def start(self) -> None:
         """Start the workers, in the background. Call on the event loop."""
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(self.preload))
+        context = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            context.set_forkserver_preload(list(self.preload))
         # The writing end stays open here too: every replacement worker is handed it.
         self._reader, self._writer = context.Pipe(duplex=False)
         self._pool = ProcessPool(
@@ -103,14 +117,19 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         loop.add_reader(self._reader.fileno(), self._on_message)
         started: asyncio.Future[Future] = loop.create_future()
-        self._starting = True
-        # A daemon thread, not the loop's executor: a server that stops while this runs
-        # waits for it only so long (the forkserver, and with it the workers, die with it).
-        args = (loop, self._pool, started)
-        self._starter = threading.Thread(
-            target=self._start_workers, args=args, name="pool-start", daemon=True
-        )
-        self._starter.start()
+        if self.start_method == "fork":
+            # Forking takes milliseconds: here, from this thread, which outlives the
+            # workers as it must (a worker dies with the thread that forked it, below).
+            _settle(started, _schedule_first(self._pool))
+        else:
+            self._starting = True
+            # A daemon thread, not the loop's executor: a server that stops while this runs
+            # waits for it only so long (the forkserver, and with it the workers, die with it).
+            args = (loop, self._pool, started)
+            self._starter = threading.Thread(
+                target=self._start_workers, args=args, name="pool-start", daemon=True
+            )
+            self._starter.start()
         self._warming = asyncio.create_task(self._warm(started))
 
     def _start_workers(
@@ -118,10 +137,7 @@ class WorkerPool:
     ) -> None:
         """In a thread: pebble starts its workers on the first ``schedule``, which blocks
         until the forkserver has imported the preloaded modules (seconds)."""
-        try:
-            outcome: Future | BaseException = pool.schedule(os.getpid)
-        except Exception as error:
-            outcome = error
+        outcome = _schedule_first(pool)
         with self._lock:
             self._starting = False
             closing = self._closing
@@ -241,6 +257,9 @@ def _init_worker(channel: Connection, path: list[str]) -> None:
     # Effect classes travel by reference: import them from where the server found them
     # (plugins.toml's paths included).
     sys.path[:] = path
+    # Forked from a command line, a worker would inherit what it redirected them to (a
+    # progress display, whose thread is gone here): write to the real ones.
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     # multiprocessing hands every child the write end of the forkserver's liveness pipe.
     # A worker never starts processes of its own, and holding it would keep the
     # forkserver (and with it, through PDEATHSIG, the worker) alive after the server dies.
@@ -251,12 +270,22 @@ def _init_worker(channel: Connection, path: list[str]) -> None:
         multiprocessing.forkserver._forkserver._forkserver_alive_fd = None
     if sys.platform == "linux":
         # Die with the forkserver, which dies with the server: a worker stuck in an
-        # effect must not outlive a server that was killed.
+        # effect must not outlive a server that was killed. (Linux sends it when the
+        # *thread* that forked the worker ends: the forkserver's only one, or, forked from
+        # a command line, its main thread or pebble's, which outlive the pool.)
         with contextlib.suppress(Exception):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             if os.getppid() == 1:
                 os._exit(1)
     _send("", "started", os.getpid())
+
+
+def _schedule_first(pool: ProcessPool) -> Future | BaseException:
+    """Pebble starts its workers on the first ``schedule``: a task that returns a pid."""
+    try:
+        return pool.schedule(os.getpid)
+    except Exception as error:
+        return error
 
 
 def _settle(future: asyncio.Future, outcome: object) -> None:
