@@ -1,17 +1,20 @@
 """Benchmark: instructions per live block, the fxhost app against the bare handler of
 bench/streaming.py, counted by callgrind (the same count however busy the machine is).
 
-    uv run python bench/live_instructions.py [--blocks 300,1300] [--functions 30]
+    uv run python bench/live_instructions.py [--blocks 1000] [--functions 30]
 
 Both ASGI apps are driven in-process, without sockets: a ``/ws/process`` session (start,
 then 256-frame stereo f32le blocks through the reverb) whose ``receive`` hands over the
 next message and whose ``send`` drops the reply. uvicorn's WebSocket protocol and the
 kernel's loopback, which both servers pay alike per block, are left out: this is what the
-app adds. Each app runs under ``valgrind --tool=callgrind`` twice, with two block counts
-(all four at once); the difference of the totals over the difference of the counts is
-the cost of one block, start-up cancelled out. The deadline's watchdog thread is stopped
-first (it wakes 10 times a second of wall time, which under valgrind would count with the
-blocks). Several minutes: Python runs about 50 times slower under callgrind.
+app adds. One process runs under ``valgrind --tool=callgrind``: it starts both apps,
+drives a session of each, warming up, then ``--blocks`` blocks, calling ``os.getppid()``
+as the first of those is asked for and as the session ends; callgrind is told to dump
+its counts before that call (``--dump-before=os_getppid``), so one dump holds exactly the
+blocks' instructions, start-up and warm-up apart, by function. The deadline's watchdog
+thread is stopped first (it wakes 10 times a second of wall time, which under valgrind
+would count with the blocks). Minutes: Python runs about 50 times slower under callgrind,
+and start-up is most of it.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ REPO = HERE.parent
 WARMUP = 200
 
 
-async def drive(app, n: int) -> None:
-    """One /ws/process session of WARMUP + ``n`` blocks, then a disconnect."""
+async def drive(app, n: int, mark=None) -> None:
+    """One /ws/process session of WARMUP + ``n`` blocks, then a disconnect; ``mark()``
+    called when the first of the ``n`` blocks is asked for, and when the disconnect is."""
     import streaming
 
     scope = {
@@ -61,6 +65,8 @@ async def drive(app, n: int) -> None:
         if received <= 2:
             return opening[received - 1]
         k = received - 3
+        if mark is not None and k in (WARMUP, n + WARMUP):
+            mark()
         if k < n + WARMUP:
             return blocks[k % len(blocks)]
         return {"type": "websocket.disconnect", "code": 1000}
@@ -75,8 +81,9 @@ async def drive(app, n: int) -> None:
         raise RuntimeError(f"{sent} blocks came back of {n + WARMUP}")
 
 
-def run_one(which: str, n: int) -> None:
-    """In this process (under valgrind): both apps made, ``which`` driven ``n`` blocks."""
+def run_phases(n: int) -> None:
+    """In this process (under valgrind): both apps started and warmed up, then ``n`` blocks
+    through fxhost and ``n`` through the bare handler, a dump before each phase and after."""
     sys.path.insert(0, str(HERE))
     import streaming
     import uvloop
@@ -84,17 +91,20 @@ def run_one(which: str, n: int) -> None:
 
     async def main() -> None:
         fx = create_app()
-        app = fx if which == "fxhost" else streaming.bare_app()
+        bare = streaming.bare_app()
         async with fx.router.lifespan_context(fx):
             fx.state.services.streams.runner.stop()
-            await drive(app, n)
+            # Dumps: .1 start-up and fxhost's warm-up, .2 fxhost's n blocks, .3 the bare
+            # handler's session start and warm-up, .4 its n blocks.
+            await drive(fx, n, mark=os.getppid)
+            await drive(bare, n, mark=os.getppid)
 
     uvloop.run(main())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", default="300,1300", help="the two block counts")
+    parser.add_argument("--blocks", type=int, default=1000, help="blocks per app")
     parser.add_argument(
         "--functions",
         type=int,
@@ -102,63 +112,45 @@ def main() -> None:
         metavar="K",
         help="also list the K native functions whose self instructions per block differ most",
     )
-    parser.add_argument("--run", nargs=2, metavar=("APP", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--keep", metavar="DIR", help="keep callgrind's files in DIR")
+    parser.add_argument("--run", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.run:
-        run_one(args.run[0], int(args.run[1]))
+    if args.run is not None:
+        run_phases(args.run)
         return
-    low, high = (int(x) for x in args.blocks.split(","))
+    n = args.blocks
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            tmp = args.keep
+            Path(tmp).mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "PYTHONHASHSEED": "0",
             "FXHOST_UPLOADS_DIR": f"{tmp}/uploads",
             "FXHOST_RENDERS_DIR": f"{tmp}/renders",
             "FXHOST_PLUGINS_CONFIG": str(REPO / "plugins.toml"),
+            "FXHOST_DATABASE_URL": f"sqlite://{tmp}/fxhost.db",
             "FXHOST_LOG_LEVEL": "warning",
         }
-        procs = {}
-        for which in ("fxhost", "bare"):
-            for n in (low, high):
-                out = f"{tmp}/callgrind.{which}.{n}"
-                # A database each: four apps migrating one SQLite file at once collide.
-                env["FXHOST_DATABASE_URL"] = f"sqlite://{tmp}/fxhost-{which}-{n}.db"
-                procs[which, n] = (
-                    subprocess.Popen(
-                        [
-                            "valgrind",
-                            "--tool=callgrind",
-                            f"--callgrind-out-file={out}",
-                            sys.executable,
-                            __file__,
-                            "--run",
-                            which,
-                            str(n),
-                        ],
-                        env=dict(env),
-                        stdout=subprocess.DEVNULL,
-                        # A file, not a pipe: four children writing while one is waited on
-                        # would fill a pipe and stop.
-                        stderr=open(f"{out}.log", "wb"),  # noqa: SIM115
-                    ),
-                    out,
-                )
-        totals = {}
-        for key, (proc, out) in procs.items():
-            proc.wait()
-            if proc.returncode:
-                raise SystemExit(f"{key} failed:\n{Path(f'{out}.log').read_text()[-3000:]}")
-            totals[key] = int(re.search(r"^summary: (\d+)", Path(out).read_text(), re.M).group(1))
-        if args.functions:
-            per_fn = {
-                w: {
-                    f: (c - functions(procs[w, low][1]).get(f, 0)) / (high - low)
-                    for f, c in functions(procs[w, high][1]).items()
-                }
-                for w in ("fxhost", "bare")
-            }
-    per_block = {w: (totals[w, high] - totals[w, low]) / (high - low) for w in ("fxhost", "bare")}
-    print(f"instructions per 256-frame block, in-process ASGI app (callgrind, {low} and {high} blocks):")
+        out = f"{tmp}/callgrind"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            "--dump-before=os_getppid",
+            sys.executable,
+            __file__,
+            "--run",
+            str(n),
+        ]
+        with open(f"{out}.log", "wb") as log:
+            done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        if done.returncode:
+            raise SystemExit(f"the callgrind run failed:\n{Path(f'{out}.log').read_text()[-3000:]}")
+        phases = {"fxhost": f"{out}.2", "bare": f"{out}.4"}
+        per_block = {w: summary(f) / n for w, f in phases.items()}
+        per_fn = {w: {k: v / n for k, v in functions(f).items()} for w, f in phases.items()}
+    print(f"instructions per 256-frame block, in-process ASGI app (callgrind, {n} blocks each):")
     for w, v in per_block.items():
         print(f"  {w:<8}{v:>12,.0f}")
     print(
@@ -169,13 +161,19 @@ def main() -> None:
         names = set(per_fn["fxhost"]) | set(per_fn["bare"])
         delta = {f: per_fn["fxhost"].get(f, 0) - per_fn["bare"].get(f, 0) for f in names}
         print(
-            f"native functions, self instructions per block (the interpreter's own are "
+            "native functions, self instructions per block (the interpreter's own are "
             f"Python code running), the {args.functions} largest differences:"
         )
         print(f"  {'fxhost':>9} {'bare':>9} {'diff':>9}  function")
         for f in sorted(delta, key=lambda f: -abs(delta[f]))[: args.functions]:
             fx, bare = per_fn["fxhost"].get(f, 0), per_fn["bare"].get(f, 0)
             print(f"  {fx:>9,.0f} {bare:>9,.0f} {delta[f]:>+9,.0f}  {f}")
+
+
+def summary(out: str) -> int:
+    """The total instructions in a callgrind dump."""
+    text = Path(out).read_text()
+    return int(re.search(r"^(?:summary|totals): (\d+)", text, re.M).group(1))
 
 
 def functions(out: str) -> dict[str, int]:

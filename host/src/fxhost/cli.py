@@ -636,11 +636,9 @@ def _render_many(
 
     assets = None
     refs = list(chain.asset_refs())
-    if refs:  # a loader that pickles, for the workers: ref -> (file, name)
-        from fxhost.store.chains import AssetFiles
-
-        found = {ref: find_asset(ref, where) for ref, where in refs}
-        assets = AssetFiles({ref: (str(file), file.name) for ref, file in found.items()})
+    if refs:  # a loader that pickles, for the workers: ref -> its file
+        found = {ref: str(find_asset(ref, where)) for ref, where in refs}
+        assets = functools.partial(_load_asset_file, found)
     total = sum(seconds.values())
     show = sys.stderr.isatty() if progress is None else progress
     clipped = 0
@@ -700,6 +698,16 @@ def _render_many(
     )
     if failed:
         sys.exit(1)
+
+
+def _load_asset_file(files: dict[str, str], ref: str, path: str) -> Any:
+    """A batch render's asset parameter (a file path, found before the render) decoded in
+    a worker process: a module function, so that the loader pickles."""
+    from fxhost.audio.files import load_audio
+
+    if ref not in files:
+        raise FieldError(path, f"no audio file {ref!r}")
+    return load_audio(files[ref])
 
 
 def where_chains_are(runtime: Runtime) -> str:
