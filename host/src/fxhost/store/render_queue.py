@@ -168,7 +168,7 @@ class QueuedRenderService(RenderService):
         await enqueue(self.app, row.id, self.plugins, None)
 
     async def _stop(self, row: Render) -> None:
-        job_id = await Render.filter(id=row.id).values_list("job_id", flat=True).first()
+        job_id = await Render.filter(id=row.id).first().values_list("job_id", flat=True)
         if job_id is not None:
             # A waiting job is cancelled; a running one is asked to abort, which its node
             # hears at once (LISTEN/NOTIFY) and answers by killing the render's process.
