@@ -479,8 +479,10 @@ class RenderService:
         jobs = list(self.jobs.values())
         queued = [job.id for job in jobs if job.status == "queued"]
         if queued:
-            waiting = set(await Render.filter(id__in=queued, status="queued").values_list("id", flat=True))
-            for render_id in set(queued) - waiting:
+            # Asked by status, not by absence: a render claimed meanwhile is running, not gone.
+            for render_id in await Render.filter(id__in=queued, status="cancelled").values_list(
+                "id", flat=True
+            ):
                 self.stop_job(render_id)
         for job in jobs:
             if job.status == "running":
