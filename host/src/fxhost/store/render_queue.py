@@ -64,8 +64,11 @@ SWEEP_SECONDS = 2.0
 #: A row is left this long after it was made before the sweep takes it for one without a
 #: job (its API process queues the job a moment after it makes the row).
 UNQUEUED_GRACE_SECONDS = 10.0
-#: How often a node asks for aborted jobs besides listening for them.
-ABORT_POLL_SECONDS = 1.0
+#: How often a node asks for new and for aborted jobs besides listening for them: the
+#: longest a job waits when a notification is missed (one sent before the node listened,
+#: or lost with a connection). procrastinate's 5 s default showed as a 5 s p99 in
+#: bench/queue.py.
+POLL_SECONDS = 1.0
 #: Job states after which a job will not run again.
 ENDED_JOB = ("succeeded", "failed", "cancelled", "aborted")
 
@@ -225,7 +228,8 @@ class RenderNode(RenderService):
                 concurrency=self.concurrency,
                 update_heartbeat_interval=self.heartbeat_seconds,
                 stalled_worker_timeout=self.dead_seconds,
-                abort_job_polling_interval=ABORT_POLL_SECONDS,
+                fetch_job_polling_interval=POLL_SECONDS,
+                abort_job_polling_interval=POLL_SECONDS,
                 shutdown_graceful_timeout=0,
                 delete_jobs="successful",
             )
