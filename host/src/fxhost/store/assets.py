@@ -301,16 +301,20 @@ class AssetIndex:
 
 
 class AssetStore:
-    def __init__(self, storage: Storage, cache: LRUCache, max_upload_bytes: int):
+    def __init__(self, storage: Storage, cache: LRUCache, max_upload_bytes: int, *, lists: bool = True):
         self.storage = storage
         self.cache = cache
         self.max_upload_bytes = max_upload_bytes
+        #: False for a render node, which lists no assets: it keeps no index (one that
+        #: is never read would only grow) and leaves sweeping to the servers.
+        self.lists = lists
         self.index = AssetIndex()
 
     async def start(self) -> None:
         await self.storage.start()
-        await self.sweep()
-        await self.index.load()
+        if self.lists:
+            await self.sweep()
+            await self.index.load()
 
     # -- files ----------------------------------------------------------------------
 
@@ -397,7 +401,8 @@ class AssetStore:
             if commit_with is not None:
                 await commit_with(asset_id)
         summary = summary_of(row)
-        self.index.put(tenant, summary)
+        if self.lists:
+            self.index.put(tenant, summary)
         return summary
 
     async def delete(self, asset_id: str, tenant: str) -> bool:
