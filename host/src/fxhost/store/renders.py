@@ -167,6 +167,10 @@ class Job:
     task: asyncio.Task | None = None
     #: Set before ``task`` is cancelled because the render was cancelled.
     cancelled: bool = False
+    #: Set once the run writes its own end (its result and ``done``, or ``failed``): the
+    #: row then stops being ``running`` by the run's own hand, which the persist loop
+    #: must not take for a cancel (that write is fenced by ``attempts`` itself).
+    ending: bool = False
 
 
 class RenderCancelled(Exception):
@@ -432,6 +436,7 @@ class RenderService:
                     progress=progress,
                     assets=chain.assets,
                 )
+            job.ending = True
             await self.keep_output(row, asset, temp, size, sha256, rendered)
             status, outcome = "done", "done"
             job.progress = 1.0
@@ -457,6 +462,7 @@ class RenderService:
                 # deleted before the render opened it (once open, a deleted file still reads to the end)
                 error = f"the asset {asset.id} was deleted before the render could read it"
         finally:
+            job.ending = True
             self.outcomes[outcome] += 1
             self.durations.observe(time.perf_counter() - began)
             temp.unlink(missing_ok=True)
@@ -494,7 +500,9 @@ class RenderService:
                 kept = await Render.filter(id=job.id, status="running", attempts=job.attempts).update(
                     progress=job.progress, heartbeat=_now()
                 )
-                if not kept:
+                # Not kept while the run ends itself: its own done (or failed) came first.
+                # Stopped then, it would be cut short after its commit.
+                if not kept and not job.ending:
                     self.stop_job(job.id)
 
     async def view(self, render_id: str, tenant: str) -> RenderView | None:
