@@ -1,6 +1,8 @@
 """A render farm on this machine, as an operator runs one: one ``fxhost serve`` API process
-and ``fxhost worker`` render nodes, separate processes with separate working folders,
-sharing a fresh PostgreSQL database and (for now) the uploads and renders folders.
+and ``fxhost worker`` render nodes, separate processes with separate working folders
+(each its own uploads, renders and scratch folders, its own copy of plugins.toml),
+sharing only a fresh PostgreSQL database and an S3 bucket (moto's server): nothing on
+disk, as machines that share no file system.
 
 Heartbeats are short (0.5 s, a node dead after 2 s) so that a killed node's render moves
 on quickly; everything else is as deployed."""
@@ -9,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import numpy as np
 from procenv import child_env
 from restkit import FXHOST, REPO, Server, descendants, encode, fresh_postgres, start_server
+from s3kit import MotoS3
 from waiting import wait_until
 
 SR = 48000
@@ -57,80 +61,100 @@ class Node:
         self.proc.send_signal(signal.SIGKILL)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                import os
-
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def stop(self) -> None:
+        self.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+def own_folders(root: Path, plugins_toml: str | None) -> dict[str, str]:
+    """A process's settings for the folders it keeps to itself, under ``root``."""
+    root.mkdir(parents=True)
+    env = {
+        "FXHOST_UPLOADS_DIR": str(root / "uploads"),
+        "FXHOST_RENDERS_DIR": str(root / "renders"),
+        "FXHOST_SCRATCH_DIR": str(root / "scratch"),
+    }
+    if plugins_toml is not None:
+        (root / "plugins.toml").write_text(plugins_toml)
+        env["FXHOST_PLUGINS_CONFIG"] = str(root / "plugins.toml")
+    return env
 
 
 @dataclass
 class Farm:
     database: str
-    shared: Path
+    top: Path
     api: Server
-    nodes: list[Node]
+    #: The settings every process shares: database, queue, storage, heartbeats.
     env: dict[str, str]
+    plugins_toml: str | None
+    #: The render nodes running now (:meth:`stop_nodes` stops them).
+    nodes: list[Node] = field(default_factory=list)
+
+    def start_nodes(self, *names: str, **env: str) -> list[Node]:
+        """Start render nodes (together: they start in parallel) and wait until each is
+        ready: its pool's workers started and procrastinate's worker listening."""
+        started = []
+        for name in names:
+            root = self.top / name
+            own = own_folders(root, self.plugins_toml)
+            log = root / "node.log"
+            full = child_env({**self.env, **own, "FXHOST_LOG_LEVEL": "info", **env})
+            proc = subprocess.Popen(
+                [FXHOST, "worker"], cwd=root, env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT
+            )
+            started.append(Node(root, proc, log))
+        self.nodes += started
+        for node in started:
+            wait_until(
+                lambda node=node: (
+                    node.proc.poll() is not None
+                    or ("render workers ready" in node.text() and "Starting worker" in node.text())
+                ),
+                60,
+                interval=0.1,
+                what=f"render node {node.root.name} ready",
+            )
+            assert node.proc.poll() is None, node.text()[-3000:]
+        return started
 
     def start_node(self, name: str, **env: str) -> Node:
-        root = self.shared.parent / name
-        root.mkdir()
-        log = root / "node.log"
-        full = child_env({**self.env, "FXHOST_LOG_LEVEL": "info", **env})
-        proc = subprocess.Popen(
-            [FXHOST, "worker"], cwd=root, env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT
-        )
-        node = Node(root, proc, log)
-        # Ready: the pool's workers have started and procrastinate's worker listens.
-        wait_until(
-            lambda: (
-                proc.poll() is not None
-                or ("render workers ready" in node.text() and "Starting worker" in node.text())
-            ),
-            60,
-            interval=0.1,
-            what=f"render node {name} ready",
-        )
-        assert proc.poll() is None, node.text()[-3000:]
-        self.nodes.append(node)
-        return node
+        return self.start_nodes(name, **env)[0]
 
-    def stop(self) -> None:
+    def stop_nodes(self) -> None:
+        for node in self.nodes:
+            node.terminate()  # all at once: each hands its running renders back
         for node in self.nodes:
             node.stop()
+        self.nodes.clear()
+
+    def stop(self) -> None:
+        self.stop_nodes()
         self.api.stop()
 
 
-def start_farm(tmp_path: Path, *, nodes: int, plugins_toml: str | None = None, **env: str) -> Farm:
-    """A fresh database, the API process, then ``nodes`` render nodes."""
-    shared = tmp_path / "shared"
-    shared.mkdir()
+def start_farm(tmp_path: Path, s3: MotoS3, *, plugins_toml: str | None = None, **env: str) -> Farm:
+    """A fresh database and bucket and the API process; no render node yet."""
     common = {
         "FXHOST_DATABASE_URL": fresh_postgres(),
         "FXHOST_RENDER_QUEUE": "postgres",
-        "FXHOST_UPLOADS_DIR": str(shared / "uploads"),
-        "FXHOST_RENDERS_DIR": str(shared / "renders"),
+        **{name: value for name, value in s3.env(tmp_path).items() if name != "FXHOST_SCRATCH_DIR"},
         **HEARTBEAT,
         **env,
     }
-    if plugins_toml is not None:
-        (shared / "plugins.toml").write_text(plugins_toml)
-        common["FXHOST_PLUGINS_CONFIG"] = str(shared / "plugins.toml")
-    farm = Farm(common["FXHOST_DATABASE_URL"], shared, start_server(tmp_path / "api", common), [], common)
-    try:
-        for n in range(nodes):
-            farm.start_node(f"node{n}")
-    except BaseException:
-        farm.stop()
-        raise
-    return farm
+    api_root = tmp_path / "api"
+    api = start_server(api_root, {**common, **own_folders(api_root, plugins_toml)})
+    return Farm(common["FXHOST_DATABASE_URL"], tmp_path, api, common, plugins_toml)
 
 
 def query(database: str, sql: str, *args) -> list[dict]:

@@ -1,10 +1,15 @@
 """The postgres render queue as a farm: one API process and ``fxhost worker`` render nodes,
-each its own process with its own working folder, on a fresh PostgreSQL database.
+each its own process with its own working folders, sharing only a fresh PostgreSQL
+database and an S3 bucket (moto's server; :mod:`queuekit`). The API process, its
+database and bucket serve the whole module (an API start is the dearest part); each
+test starts the render nodes it needs and stops them, and looks only at its own renders.
 
 - renders spread over both nodes, every output equal sample for sample to the same render
   made in this process with the engine; progress reaches a client of the API process;
-- a node killed with SIGKILL mid-render: the job runs again on the other (attempts 2), or
-  fails saying why once the attempts are spent;
+  the nodes fetched their inputs from the bucket and uploaded the results to it, leaving
+  nothing in their own folders;
+- a node killed with SIGKILL mid-render: the job runs again on another (attempts 2);
+  killed again once the attempts are spent, it fails saying why;
 - cancel of a queued and of a running render: ``cancelled`` at once, the node stops it
   and carries on with the next;
 - a node with another plugin set refuses, naming the difference;
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,6 +33,7 @@ from queuekit import (
     BROKEN_TOML,
     DELAY,
     SR,
+    Farm,
     finished,
     node_id,
     noise,
@@ -38,7 +45,8 @@ from queuekit import (
     upload,
     view,
 )
-from restkit import PG_URL, decode
+from restkit import PG_URL, REPO, decode
+from s3kit import objects
 from waiting import wait_until
 
 pytestmark = [
@@ -49,6 +57,21 @@ pytestmark = [
 ]
 
 RENDERS = 20
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory, moto_s3):
+    """The API process (with the broken effects, for a slow render), no node yet."""
+    farm = start_farm(tmp_path_factory.mktemp("farm"), moto_s3, plugins_toml=BROKEN_TOML)
+    yield farm
+    farm.stop()
+
+
+@pytest.fixture
+def nodeless(farm):
+    """The farm, its render nodes stopped after the test."""
+    yield farm
+    farm.stop_nodes()
 
 
 class _Step:
@@ -69,9 +92,17 @@ def result_audio(client: httpx.Client, body: dict) -> np.ndarray:
     return audio
 
 
-def test_renders_spread_over_two_nodes_and_match_a_local_render(tmp_path):
-    farm = start_farm(tmp_path, nodes=2)
-    try:
+@pytest.fixture(scope="class")
+def two(farm):
+    """Two render nodes with the server's plugins, for TestTwoNodes (which leaves them running)."""
+    farm.start_nodes("pair-a", "pair-b")
+    yield farm
+    farm.stop_nodes()
+
+
+class TestTwoNodes:
+    def test_renders_spread_over_two_nodes_and_match_a_local_render(self, two: Farm, moto_s3):
+        farm = two
         with farm.api.client() as client:
             inputs = [noise(0.5, seed) for seed in range(RENDERS)]
             assets = [upload(client, audio, f"n{seed}.wav") for seed, audio in enumerate(inputs)]
@@ -92,130 +123,21 @@ def test_renders_spread_over_two_nodes_and_match_a_local_render(tmp_path):
             print(f"{RENDERS} renders on 2 nodes in {wall:.2f} s")
             # One job each, finished (procrastinate deletes the jobs that succeeded).
             jobs = query(
-                farm.database, "SELECT count(*) AS n FROM procrastinate_jobs WHERE status <> 'succeeded'"
+                farm.database,
+                "SELECT count(*) AS n FROM procrastinate_jobs WHERE status <> 'succeeded' AND lock = ANY($1)",
+                ids,
             )
             assert jobs == [{"n": 0}]
-    finally:
-        farm.stop()
+        # The results are objects in the bucket; the nodes kept nothing of their own: the
+        # inputs fetched to scratch and the rendered files were removed once uploaded.
+        stored = objects(moto_s3.client(), farm.env, "renders")
+        assert {b["result"]["id"] for b in bodies} <= set(stored), sorted(stored)
+        for node in farm.nodes:
+            left = sorted(p.relative_to(node.root) for p in node.root.rglob("*") if p.is_file())
+            assert left == [Path("node.log"), Path("plugins.toml")], left
 
-
-def test_a_node_killed_mid_render_hands_the_render_to_another(tmp_path):
-    farm = start_farm(tmp_path, nodes=1, plugins_toml=BROKEN_TOML)
-    try:
-        first = farm.nodes[0]
-        with farm.api.client() as client:
-            audio = noise(1.0, 7)
-            asset = upload(client, audio, "slow.wav")
-            render_id = submit(client, asset, [slow(0.4)], tail=False)
-            assert running(client, render_id)["node"] == node_id(first)
-            first.kill()
-            second = farm.start_node("node-b")
-            body = finished(client, render_id)
-            assert body["status"] == "done", body
-            assert body["node"] == node_id(second) and body["attempts"] == 2, body
-            np.testing.assert_array_equal(result_audio(client, body), audio)
-    finally:
-        farm.stop()
-
-
-def test_a_render_fails_saying_why_once_its_attempts_are_spent(tmp_path):
-    farm = start_farm(tmp_path, nodes=1, plugins_toml=BROKEN_TOML, FXHOST_RENDER_ATTEMPTS="1")
-    try:
-        first = farm.nodes[0]
-        with farm.api.client() as client:
-            asset = upload(client, noise(1.0, 8), "slow.wav")
-            render_id = submit(client, asset, [slow(0.4)], tail=False)
-            running(client, render_id)
-            first.kill()
-            farm.start_node("node-b")
-            body = finished(client, render_id)
-            assert body["status"] == "failed" and body["attempts"] == 1, body
-            assert "gave up after 1 attempt" in body["error"] and node_id(first) in body["error"], body
-            assert body["result"] is None
-    finally:
-        farm.stop()
-
-
-def test_cancel_stops_a_queued_and_a_running_render_and_the_node_carries_on(tmp_path):
-    farm = start_farm(tmp_path, nodes=1, plugins_toml=BROKEN_TOML, FXHOST_RENDER_WORKERS="1")
-    try:
-        node = farm.nodes[0]
-        with farm.api.client() as client:
-            long = upload(client, noise(4.0, 1), "long.wav")
-            short = upload(client, noise(0.5, 2), "short.wav")
-            assets_before = {a["id"] for a in client.get("/api/assets").json()["items"]}
-            busy = submit(client, long, [slow(1.0)], tail=False)
-            running(client, busy)
-            waiting = submit(client, short, [DELAY])  # the node's one slot is taken: queued
-            assert view(client, waiting)["status"] == "queued"
-
-            r = client.post(f"/api/renders/{waiting}/cancel")
-            assert r.status_code == 200, r.text
-            assert r.json()["status"] == "cancelled" and r.json()["node"] is None
-
-            with client.stream("GET", f"/api/renders/{busy}/events") as events:
-                r = client.post(f"/api/renders/{busy}/cancel")
-                cancelled_at = time.monotonic()
-                assert r.status_code == 200, r.text
-                assert r.json()["status"] == "cancelled", r.json()
-                last = None
-                for line in events.iter_lines():
-                    if line.startswith("event:"):
-                        last = line.split(": ", 1)[1]
-                    if line.startswith("data:") and last == "cancelled":
-                        assert json.loads(line[5:])["status"] == "cancelled"
-                        break
-            assert last == "cancelled"
-
-            # The node stopped it (its worker process killed) and takes the next render.
-            after = submit(client, short, [DELAY])
-            body = finished(client, after)
-            freed = time.monotonic() - cancelled_at
-            assert body["status"] == "done" and body["node"] == node_id(node), body
-            print(f"the next render was done {freed:.2f} s after the cancel")
-            assert "render workers ready" in node.text()
-            # Neither cancelled render left a result, and neither row was overwritten.
-            assert view(client, busy)["status"] == "cancelled" and view(client, busy)["result"] is None
-            assert view(client, waiting)["status"] == "cancelled"
-            assets = {a["id"] for a in client.get("/api/assets").json()["items"]}
-            assert assets - assets_before == {body["result"]["id"]}
-            # The cancelled render's job was aborted by the node, the waiting one's cancelled.
-            statuses = {
-                row["lock"]: row["status"]
-                for row in query(farm.database, "SELECT lock, status::text FROM procrastinate_jobs")
-            }
-            assert statuses.get(busy) == "aborted" and statuses.get(waiting) == "cancelled", statuses
-            # Bad input: an unknown render, a finished one.
-            for bad, status in ((f"{'0' * 32}", 404), ("nope", 404), (after, 409), (busy, 409)):
-                r = client.post(f"/api/renders/{bad}/cancel")
-                assert r.status_code == status, r.text
-                assert r.headers["content-type"] == "application/problem+json"
-                assert r.json()["status"] == status
-            assert "is done" in client.post(f"/api/renders/{after}/cancel").json()["detail"]
-    finally:
-        farm.stop()
-
-
-def test_a_node_with_another_plugin_set_refuses(tmp_path):
-    farm = start_farm(tmp_path, nodes=0, plugins_toml=BROKEN_TOML)
-    try:
-        # This node loads the repository's plugins.toml: no broken_effects module.
-        from restkit import REPO
-
-        farm.start_node("other", FXHOST_PLUGINS_CONFIG=str(REPO / "plugins.toml"))
-        with farm.api.client() as client:
-            asset = upload(client, noise(0.5, 3), "a.wav")
-            body = finished(client, submit(client, asset, [DELAY]))
-            assert body["status"] == "failed", body
-            assert "plugins differ" in body["error"] and "broken_effects" in body["error"], body
-            assert "missing" in body["error"] and body["result"] is None
-    finally:
-        farm.stop()
-
-
-def test_a_render_left_without_a_job_is_queued_by_the_sweep_once(tmp_path):
-    farm = start_farm(tmp_path, nodes=1)
-    try:
+    def test_a_render_left_without_a_job_is_queued_by_the_sweep_once(self, two: Farm):
+        farm = two
         with farm.api.client() as client:
             audio = noise(0.5, 4)
             asset = upload(client, audio, "a.wav")
@@ -239,7 +161,105 @@ def test_a_render_left_without_a_job_is_queued_by_the_sweep_once(tmp_path):
             jobs = query(farm.database, "SELECT id FROM procrastinate_jobs WHERE lock = $1", orphan)
             row = query(farm.database, "SELECT job_id FROM renders WHERE id = $1", orphan)
             assert len(jobs) <= 1 and row[0]["job_id"] is not None
-            # Queueing again what is waiting finds the waiting job: never two.
-            wait_until(lambda: "no live job" in farm.nodes[0].text(), what="the sweep's log line")
-    finally:
-        farm.stop()
+            wait_until(
+                lambda: any("no live job" in node.text() for node in farm.nodes), what="the sweep's log line"
+            )
+
+
+def test_a_node_with_another_plugin_set_refuses(nodeless: Farm):
+    farm = nodeless
+    # This node loads the repository's plugins.toml: no broken_effects module.
+    farm.start_node("other", FXHOST_PLUGINS_CONFIG=str(REPO / "plugins.toml"))
+    with farm.api.client() as client:
+        asset = upload(client, noise(0.5, 3), "a.wav")
+        body = finished(client, submit(client, asset, [DELAY]))
+        assert body["status"] == "failed", body
+        assert "plugins differ" in body["error"] and "broken_effects" in body["error"], body
+        assert "missing" in body["error"] and body["result"] is None
+
+
+def test_a_node_killed_mid_render_hands_it_on_until_its_attempts_are_spent(nodeless: Farm):
+    farm = nodeless
+    first = farm.start_node("kill-a")
+    with farm.api.client() as client:
+        audio = noise(1.0, 7)
+        asset = upload(client, audio, "slow.wav")
+        render_id = submit(client, asset, [slow(0.4)], tail=False)
+        assert running(client, render_id)["node"] == node_id(first)
+        first.kill()
+        second = farm.start_node("kill-b")
+        body = finished(client, render_id)
+        assert body["status"] == "done", body
+        assert body["node"] == node_id(second) and body["attempts"] == 2, body
+        np.testing.assert_array_equal(result_audio(client, body), audio)
+
+        # Killed again where a node allows one attempt: the render fails, saying why.
+        render_id = submit(client, asset, [slow(0.4)], tail=False)
+        assert running(client, render_id)["node"] == node_id(second)
+        second.kill()
+        farm.start_node("kill-c", FXHOST_RENDER_ATTEMPTS="1")
+        body = finished(client, render_id)
+        assert body["status"] == "failed" and body["attempts"] == 1, body
+        assert "gave up after 1 attempt" in body["error"] and node_id(second) in body["error"], body
+        assert body["result"] is None
+
+
+def test_cancel_stops_a_queued_and_a_running_render_and_the_node_carries_on(nodeless: Farm):
+    farm = nodeless
+    node = farm.start_node("cancel", FXHOST_RENDER_WORKERS="1")
+    with farm.api.client() as client:
+        long = upload(client, noise(4.0, 1), "long.wav")
+        short = upload(client, noise(0.5, 2), "short.wav")
+        assets_before = {a["id"] for a in client.get("/api/assets", params={"limit": 1000}).json()["items"]}
+        busy = submit(client, long, [slow(1.0)], tail=False)
+        running(client, busy)
+        waiting = submit(client, short, [DELAY])  # the node's one slot is taken: queued
+        assert view(client, waiting)["status"] == "queued"
+
+        r = client.post(f"/api/renders/{waiting}/cancel")
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "cancelled" and r.json()["node"] is None
+
+        with client.stream("GET", f"/api/renders/{busy}/events") as events:
+            r = client.post(f"/api/renders/{busy}/cancel")
+            cancelled_at = time.monotonic()
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == "cancelled", r.json()
+            last = None
+            for line in events.iter_lines():
+                if line.startswith("event:"):
+                    last = line.split(": ", 1)[1]
+                if line.startswith("data:") and last == "cancelled":
+                    assert json.loads(line[5:])["status"] == "cancelled"
+                    break
+        assert last == "cancelled"
+
+        # The node stopped it (its worker process killed) and takes the next render.
+        after = submit(client, short, [DELAY])
+        body = finished(client, after)
+        freed = time.monotonic() - cancelled_at
+        assert body["status"] == "done" and body["node"] == node_id(node), body
+        print(f"the next render was done {freed:.2f} s after the cancel")
+        assert "render workers ready" in node.text()
+        # Neither cancelled render left a result, and neither row was overwritten.
+        assert view(client, busy)["status"] == "cancelled" and view(client, busy)["result"] is None
+        assert view(client, waiting)["status"] == "cancelled"
+        assets = {a["id"] for a in client.get("/api/assets", params={"limit": 1000}).json()["items"]}
+        assert assets - assets_before == {body["result"]["id"]}
+        # The cancelled render's job was aborted by the node, the waiting one's cancelled.
+        statuses = {
+            row["lock"]: row["status"]
+            for row in query(
+                farm.database,
+                "SELECT lock, status::text FROM procrastinate_jobs WHERE lock = ANY($1)",
+                [busy, waiting],
+            )
+        }
+        assert statuses.get(busy) == "aborted" and statuses.get(waiting) == "cancelled", statuses
+        # Bad input: an unknown render, a finished one.
+        for bad, status in ((f"{'0' * 32}", 404), ("nope", 404), (after, 409), (busy, 409)):
+            r = client.post(f"/api/renders/{bad}/cancel")
+            assert r.status_code == status, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["status"] == status
+        assert "is done" in client.post(f"/api/renders/{after}/cancel").json()["detail"]
