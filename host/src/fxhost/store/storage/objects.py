@@ -20,6 +20,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fxhost.store.owners import owner_alive, owner_id
@@ -91,6 +92,16 @@ class ScratchBudget:
                 self._changed.notify_all()
 
 
+@dataclass(frozen=True)
+class StorageCheck:
+    """What a health check found: usable or not, why, and the free bytes where this
+    process writes files (the folders, or the scratch folder of an object store)."""
+
+    ok: bool
+    detail: str
+    free_bytes: int
+
+
 class Storage(ABC):
     """Objects under keys. The blocking methods (``*_blocking``, :meth:`open_read`'s
     iterator) are for worker threads; the others are safe on the event loop."""
@@ -153,6 +164,10 @@ class Storage(ABC):
         """A URL a client may GET the object from directly, when the storage gives them
         out and is configured to; else None."""
         return None
+
+    @abstractmethod
+    async def check(self) -> StorageCheck:
+        """Whether the storage can be used now (``/api/audio/health``); never raises."""
 
     @abstractmethod
     async def exists(self, key: str) -> bool: ...
