@@ -140,7 +140,16 @@ class Storage(ABC):
     async def fetch(self, key: str) -> AsyncIterator[Path]:
         """:meth:`fetch_blocking` from the event loop (the copy is made in a thread)."""
         manager = self.fetch_blocking(key)
-        path = await asyncio.to_thread(manager.__enter__)
+        entering = asyncio.ensure_future(asyncio.to_thread(manager.__enter__))
+        try:
+            path = await asyncio.shield(entering)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the copy is made anyway. Wait for it and remove
+            # it, else it stays, and holds its share of the scratch budget, for good.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(entering)
+                await asyncio.to_thread(manager.__exit__, None, None, None)
+            raise
         try:
             yield path
         except BaseException as error:
