@@ -23,7 +23,7 @@ def test_audio_health(client):
 
 def test_statistics_and_buffers(client):
     stats = client.get("/api/audio/statistics").json()
-    assert set(stats["renders"]) == {"queued", "running", "done", "failed"}
+    assert set(stats["renders"]) == {"queued", "running", "done", "failed", "cancelled"}
     assert stats["assets"]["count"] >= 0 and stats["uptime_seconds"] > 0
     assert client.get("/api/audio/buffers").json() == []
 

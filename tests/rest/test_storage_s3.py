@@ -388,7 +388,15 @@ def test_a_store_that_refuses_a_put_answers_503_and_keeps_nothing(moto_s3, s3, t
     try:
         with srv.client() as client:
             data = encode(tone(0.2), SR, "WAV")
+            health = client.get("/api/audio/health")
+            assert health.status_code == 200 and health.json()["storage"]["ok"], health.text
+            assert bucket in health.json()["storage"]["detail"] and health.json()["storage"]["free_bytes"] > 0
             s3.delete_bucket(Bucket=bucket)  # gone while the server runs
+            # The readiness check says so, naming the bucket.
+            health = client.get("/api/audio/health")
+            assert health.status_code == 503 and health.json()["status"] == "degraded", health.text
+            storage = health.json()["storage"]
+            assert not storage["ok"] and "does not exist" in storage["detail"] and bucket in storage["detail"]
             refused = client.post("/api/assets", params={"name": "x.wav"}, content=data)
             assert refused.status_code == 503, refused.text
             assert refused.headers["content-type"] == "application/problem+json"

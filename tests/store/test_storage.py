@@ -62,6 +62,44 @@ def test_put_fetch_read_delete(storage, tmp_path):
     asyncio.run(scenario())
 
 
+def test_a_fetch_cancelled_while_copying_leaves_no_scratch_copy(moto_s3, tmp_path):
+    """A render cancelled while its input is fetched: the copy, which its thread finishes
+    anyway, is removed, and its bytes no longer count against the scratch budget."""
+    options = S3Options(
+        bucket=moto_s3.new_bucket(),
+        endpoint_url=moto_s3.endpoint,
+        region=REGION,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        scratch_dir=tmp_path / "scratch",
+    )
+    storage = S3Storage(options)
+    big = tmp_path / "big.wav"
+    big.write_bytes(b"\x01" * (48 << 20))
+
+    async def scenario() -> None:
+        await storage.start()
+        await storage.put(big, "uploads/big")
+        held = asyncio.Event()
+
+        async def render() -> None:
+            async with storage.fetch("uploads/big"):
+                held.set()
+                await asyncio.Event().wait()
+
+        task = asyncio.create_task(render())
+        # Cancelled as soon as the copy has begun to arrive.
+        while not any(options.scratch_dir.iterdir()) and not held.is_set():
+            await asyncio.sleep(0.005)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert list(options.scratch_dir.iterdir()) == []
+        assert storage.budget.held == 0
+
+    asyncio.run(scenario())
+
+
 def test_a_failure_while_recording_removes_the_object(storage, tmp_path):
     async def scenario() -> None:
         await storage.start()

@@ -1,4 +1,4 @@
-"""The ``fxhost`` command line: serve, render, plugins, chains, validate, keys.
+"""The ``fxhost`` command line: serve, worker, render, plugins, chains, validate, keys.
 
 Errors are one line on stderr and a non-zero exit, never a traceback
 (set ``FXHOST_DEBUG=1`` to see one).
@@ -135,6 +135,36 @@ def _check_storage(settings: Settings) -> None:
         asyncio.run(storage_of(settings).start())
     except StorageUnavailable as error:
         raise click.ClickException(f"{env_name(error.setting)}: {error}") from None
+
+
+@cli.command()
+@click.option("--workers", type=int, help="Renders run at once (default: $FXHOST_RENDER_WORKERS or 2).")
+@pass_context
+def worker(context: Context, workers: int | None) -> None:
+    """Start a render node: run renders queued by the servers (FXHOST_RENDER_QUEUE=postgres).
+
+    It needs the servers' database, plugins and storage: the same FXHOST_STORAGE_URL (an
+    object store needs no folder shared with them; local folders must be the servers')."""
+    import asyncio
+
+    from fxhost.services import run_render_node
+    from fxhost.store.db import migrate_database
+
+    settings = context.settings
+    if settings.render_queue != "postgres":
+        raise click.ClickException(
+            f"{env_name('render_queue')} is {settings.render_queue!r}: a render node takes renders from "
+            f"the postgres render queue; set {env_name('render_queue')}=postgres and a PostgreSQL "
+            f"{env_name('database_url')}, as for the servers"
+        )
+    if workers is not None:
+        settings = msgspec.structs.replace(settings, render_workers=workers)
+    runtime = context.runtime  # a bad plugins.toml stops here, in one line
+    for plugin in runtime.registry.failed:
+        click.echo(f"fxhost: plugin {plugin.name!r} failed: {plugin.error}", err=True)
+    asyncio.run(migrate_database(settings.database_url))
+    _check_storage(settings)
+    asyncio.run(run_render_node(settings, runtime))
 
 
 #: prometheus_client's multiprocess mode: every process that imports it with this set

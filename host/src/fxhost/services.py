@@ -25,6 +25,7 @@ from fxhost.store.fanout import Fanout
 from fxhost.store.keys import Authenticator
 from fxhost.store.links import LinkSigner, link_secret
 from fxhost.store.registry import InternalSigner, Registry, internal_secret
+from fxhost.store.render_queue import QueuedRenderService, RenderNode, apply_queue_schema, plugin_set
 from fxhost.store.renders import RenderService
 from fxhost.store.storage.objects import Storage
 from fxhost.store.storage.options import S3Options
@@ -74,13 +75,19 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     await store.start()
     log.info("assets and renders are kept in %s", store.storage.description)
     chains = ChainStore(runtime.chains, runtime.registry.classes, store)
-    renders = RenderService(
-        store,
-        chains,
-        workers=settings.render_workers,
-        max_tail_seconds=settings.max_tail_seconds,
-        time_limit=settings.render_timeout_seconds,
-    )
+    pool = {
+        "workers": settings.render_workers,
+        "max_tail_seconds": settings.max_tail_seconds,
+        "time_limit": settings.render_timeout_seconds,
+    }
+    renders: RenderService
+    if settings.render_queue == "postgres":
+        await apply_queue_schema(settings.database_url)
+        renders = QueuedRenderService(
+            store, chains, database_url=settings.database_url, plugins=plugin_set(runtime.registry), **pool
+        )
+    else:
+        renders = RenderService(store, chains, **pool)
     await renders.start()
     fanout = None
     if settings.redis_url:
@@ -182,6 +189,33 @@ async def stop_services(services: Services) -> None:
     await services.renders.stop()
     services.jobs.close()
     await close_database()
+
+
+async def run_render_node(settings: Settings, runtime: Runtime) -> None:
+    """``fxhost worker``: a render node of the postgres render queue, until SIGINT or
+    SIGTERM. It shares the database and the storage with the servers: with an object
+    store, inputs are fetched to its own scratch folder and results uploaded."""
+    await open_database(settings.database_url)
+    try:
+        await apply_queue_schema(settings.database_url)
+        cache: LRUCache = LRUCache(settings.cache_bytes)
+        store = AssetStore(storage_of(settings), cache, settings.max_upload_bytes, lists=False)
+        await store.start()
+        node = RenderNode(
+            store,
+            ChainStore(runtime.chains, runtime.registry.classes, store),
+            database_url=settings.database_url,
+            plugins=plugin_set(runtime.registry),
+            attempts=settings.render_attempts,
+            heartbeat_seconds=settings.cluster_heartbeat_seconds,
+            dead_seconds=settings.cluster_dead_seconds,
+            workers=settings.render_workers,
+            max_tail_seconds=settings.max_tail_seconds,
+            time_limit=settings.render_timeout_seconds,
+        )
+        await node.serve()
+    finally:
+        await close_database()
 
 
 async def _forget_stream(services: Services, stream_id: str) -> None:

@@ -72,6 +72,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Longest a render or /api/process may run; past it the worker process is killed and
     #: the render fails, naming the effect that hung.
     render_timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    #: Where renders run: ``local``, in this server's own worker processes; ``postgres``,
+    #: queued in the PostgreSQL database (``database_url`` must be one) for ``fxhost worker``
+    #: render nodes, the server only queueing them.
+    render_queue: Literal["local", "postgres"] = "local"
+    #: Times a queued render is started (a node that dies mid-render hands it on) before it
+    #: is marked failed.
+    render_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     #: Whole-file jobs on assets (analysis, waveform, spectrogram, transcoding) this process
     #: runs at once, each reading the file block by block in a thread; more wait in line.
     analysis_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
@@ -158,7 +165,23 @@ def load_settings(env: dict[str, str] | None = None, dotenv_path: str | os.PathL
             fields[field] = value
     try:
         # Environment values are strings: strict=False lets msgspec parse numbers.
-        return convert(fields, Settings, strict=False)
+        settings = convert(fields, Settings, strict=False)
     except FieldError as error:
         root = error.path.split(".", 1)[0].split("[", 1)[0]
         raise FieldError(env_name(root), error.message) from None
+    if settings.render_queue == "postgres" and not is_postgres(settings.database_url):
+        scheme = settings.database_url.split("://", 1)[0]
+        raise FieldError(
+            env_name("render_queue"),
+            f"the postgres render queue needs a PostgreSQL {env_name('database_url')} "
+            f"(postgres://user@host:5432/db), not {scheme}://",
+        )
+    return settings
+
+
+#: URL schemes of PostgreSQL in ``database_url`` (tortoise-orm's names).
+POSTGRES_SCHEMES = ("postgres", "postgresql", "asyncpg", "psycopg")
+
+
+def is_postgres(database_url: str) -> bool:
+    return database_url.split("://", 1)[0] in POSTGRES_SCHEMES

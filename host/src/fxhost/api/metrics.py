@@ -128,7 +128,7 @@ class Metrics:
         )
         self.renders = counter(
             "fxhost_renders",
-            "Renders that ended, by outcome: done, failed, timeout, interrupted.",
+            "Renders that ended, by outcome: done, failed, timeout, interrupted, cancelled.",
             ("outcome",),
         )
         self.render_seconds = PromHistogram(

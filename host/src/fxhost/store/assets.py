@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -26,7 +27,7 @@ import numpy as np
 from tortoise.functions import Count, Sum
 from tortoise.transactions import in_transaction
 
-from fxhost.audio.files import open_input, probe
+from fxhost.audio.files import AudioInfo, open_input, probe
 from fxhost.engine.clock import Timestamp
 from fxhost.store.avl import AVLTree
 from fxhost.store.cache import LRUCache
@@ -301,16 +302,20 @@ class AssetIndex:
 
 
 class AssetStore:
-    def __init__(self, storage: Storage, cache: LRUCache, max_upload_bytes: int):
+    def __init__(self, storage: Storage, cache: LRUCache, max_upload_bytes: int, *, lists: bool = True):
         self.storage = storage
         self.cache = cache
         self.max_upload_bytes = max_upload_bytes
+        #: False for a render node, which lists no assets: it keeps no index (one that
+        #: is never read would only grow) and leaves sweeping to the servers.
+        self.lists = lists
         self.index = AssetIndex()
 
     async def start(self) -> None:
         await self.storage.start()
-        await self.sweep()
-        await self.index.load()
+        if self.lists:
+            await self.sweep()
+            await self.index.load()
 
     # -- files ----------------------------------------------------------------------
 
@@ -377,6 +382,47 @@ class AssetStore:
             temp.unlink(missing_ok=True)
             raise
         asset_id = secrets.token_hex(16)
+        placing = asyncio.ensure_future(
+            self._place(
+                temp,
+                asset_id,
+                name,
+                info,
+                tenant=tenant,
+                kind=kind,
+                size=size,
+                sha256=sha256,
+                commit_with=commit_with,
+            )
+        )
+        try:
+            row = await asyncio.shield(placing)
+        except asyncio.CancelledError:
+            # Cancelled while the object was stored or its row committed: let that end
+            # (both kept, or neither), then stop. Cut short just after the commit, the
+            # placing would remove the object of a row that is in.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(placing)
+            raise
+        summary = summary_of(row)
+        if self.lists:
+            self.index.put(tenant, summary)
+        return summary
+
+    async def _place(
+        self,
+        temp: Path,
+        asset_id: str,
+        name: str,
+        info: AudioInfo,
+        *,
+        tenant: str,
+        kind: str,
+        size: int,
+        sha256: str,
+        commit_with: Callable[[str], Awaitable[object]] | None,
+    ) -> Asset:
+        """Store ``temp`` as the asset's object, then commit its row (and ``commit_with``)."""
         async with self.storage.placed(temp, key_of(kind, asset_id)), in_transaction():
             row = await Asset.create(
                 id=asset_id,
@@ -396,9 +442,7 @@ class AssetStore:
             await AssetEvent.create(asset_id=asset_id, op="add")
             if commit_with is not None:
                 await commit_with(asset_id)
-        summary = summary_of(row)
-        self.index.put(tenant, summary)
-        return summary
+        return row
 
     async def delete(self, asset_id: str, tenant: str) -> bool:
         row = await self.get(asset_id, tenant)

@@ -1,9 +1,11 @@
 """Offline renders of assets through chains, in worker processes, never on the event loop.
 
 A render is a database row (status, progress, result) and, while it runs, a job in
-the process that accepted it. Progress is kept in memory for server-sent events and
-written to the row twice a second with a heartbeat, so that any process can report
-it and a render whose process died is recognised and marked failed.
+the process that runs it: the one that accepted it (the ``local`` render queue), or an
+``fxhost worker`` render node (the ``postgres`` queue, :mod:`fxhost.store.render_queue`).
+Progress is kept in memory for server-sent events and written to the row twice a second
+with a heartbeat, so that any process can report it, a render whose process died is
+recognised, and a render cancelled through another process is seen and stopped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,13 +42,16 @@ from fxhost.store.owners import owner_alive, owner_id
 
 log = logging.getLogger(__name__)
 
-RenderStatus = Literal["queued", "running", "done", "failed"]
+RenderStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 #: How a render ended, for metrics: done; failed (an error, an effect's fault); timeout
-#: (past the time limit); interrupted (the server stopped, or its process died).
-RenderOutcome = Literal["done", "failed", "timeout", "interrupted"]
+#: (past the time limit); interrupted (the server stopped, or its process died);
+#: cancelled (by a client).
+RenderOutcome = Literal["done", "failed", "timeout", "interrupted", "cancelled"]
 #: Upper bounds (seconds) of the buckets of render durations.
 RENDER_SECONDS_BOUNDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-FINISHED = ("done", "failed")
+FINISHED = ("done", "failed", "cancelled")
+#: Statuses of a render that has not ended.
+ACTIVE = ("queued", "running")
 #: How often progress and heartbeats are written to the database.
 PERSIST_SECONDS = 0.5
 #: A running render whose heartbeat is older than this belongs to a dead process.
@@ -78,6 +84,21 @@ class RenderView(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = None
     error: str | None = None
+    node: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The process (`host:pid`) that ran the render last: the server's own, or an "
+            "`fxhost worker` render node's. Null while it has not started."
+        ),
+    ] = None
+    attempts: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            description="How many times a process started the render: more than 1 when a render node "
+            "died mid-render and another ran it again (at most FXHOST_RENDER_ATTEMPTS).",
+        ),
+    ] = 0
     created: Timestamp
     started: Timestamp | None = None
     finished: Timestamp | None = None
@@ -133,13 +154,52 @@ def seal(path: Path) -> tuple[int, str]:
 
 @dataclass
 class Job:
+    """A render this process is about to run or is running."""
+
     id: str
     progress: float = 0.0
     status: RenderStatus = "queued"
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The fencing token of the run: the row's ``attempts`` when this process claimed it.
+    #: A write that finds another number lost the row (cancelled, or run again elsewhere).
+    attempts: int = 0
+    #: The task that runs it, cancelled when the render is.
+    task: asyncio.Task | None = None
+    #: Set before ``task`` is cancelled because the render was cancelled.
+    cancelled: bool = False
+    #: Set once the run writes its own end (its result and ``done``, or ``failed``): the
+    #: row then stops being ``running`` by the run's own hand, which the persist loop
+    #: must not take for a cancel (that write is fenced by ``attempts`` itself).
+    ending: bool = False
+
+
+class RenderCancelled(Exception):
+    """The render's row stopped being this run's (cancelled) before its result was kept."""
+
+
+class NoSuchRender(LookupError):
+    pass
+
+
+class RenderFinished(Exception):
+    """The render has ended already: there is nothing to cancel."""
+
+
+#: The owner of rows the postgres render queue runs: its sweep recovers them, not
+#: :meth:`RenderService.fail_orphans`.
+QUEUE_OWNER = "render-queue"
 
 
 class RenderService:
+    """Renders accepted by this process and, in the ``local`` render queue, run in its
+    own worker pool. The ``postgres`` queue (:mod:`fxhost.store.render_queue`) overrides
+    how a render is handed on (:meth:`_dispatch`) and stopped (:meth:`_stop`); every
+    render, wherever it runs, goes through :meth:`execute`."""
+
+    #: What an interrupted run leaves in the row: (status, error). A render node hands
+    #: it back to the queue instead.
+    interrupted: tuple[RenderStatus, str | None] = ("failed", "interrupted: the server stopped")
+
     def __init__(
         self,
         store: AssetStore,
@@ -202,18 +262,20 @@ class RenderService:
             raise
 
     async def fail_orphans(self) -> int:
-        """Mark failed the renders left queued or running by a process that is gone."""
+        """Mark failed the renders left queued or running by a process that is gone
+        (renders of the postgres queue are its sweep's: they run again)."""
         stale_before = datetime.now(UTC) - timedelta(seconds=STALE_SECONDS)
         failed = 0
-        for row in await Render.filter(status__in=["queued", "running"]):
+        for row in await Render.filter(status__in=ACTIVE).exclude(owner=QUEUE_OWNER):
             alive = owner_alive(row.owner)
             if row.owner == self.owner and row.id in self.jobs:
                 continue
             stale = row.heartbeat is None or row.heartbeat < stale_before
             if alive is False or (alive is None and stale) or (row.owner == self.owner):
-                row.status, row.error, row.finished = "failed", "interrupted: the server restarted", _now()
-                await row.save(update_fields=["status", "error", "finished"])
-                failed += 1
+                changed = await Render.filter(id=row.id, status__in=ACTIVE).update(
+                    status="failed", error="interrupted: the server restarted", finished=_now()
+                )
+                failed += changed
         if failed:
             log.warning("marked %d interrupted render(s) failed", failed)
             self.outcomes["interrupted"] += failed
@@ -236,107 +298,212 @@ class RenderService:
             chain={"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
             output=msgspec.to_builtins(output),
             tail=tail,
-            owner=self.owner,
+            owner=self.owner_of_new(),
             heartbeat=_now(),
         )
-        job = self.jobs[row.id] = Job(row.id)
-        task = asyncio.create_task(self._run(row, asset, resolved, output, job))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        await self._dispatch(row, asset, resolved, output)
         return row
 
+    def owner_of_new(self) -> str:
+        """The ``owner`` of a render this process accepts."""
+        return self.owner
+
+    async def _dispatch(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput) -> None:
+        """Hand an accepted render on to be run: here, in this process's pool."""
+        job = self.jobs[row.id] = Job(row.id)
+        task = job.task = asyncio.create_task(self._run(row, asset, chain, output, job))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def cancel(self, render_id: str, tenant: str) -> RenderView:
+        """Cancel a queued or running render: its row says ``cancelled`` at once, and
+        whoever runs it stops (:meth:`_stop`). NoSuchRender, or RenderFinished when it
+        has ended already (done, failed or cancelled)."""
+        row = await Render.get_or_none(id=render_id, tenant=tenant) if is_id(render_id) else None
+        if row is None:
+            raise NoSuchRender(render_id)
+        changed = await Render.filter(id=render_id, status__in=ACTIVE).update(
+            status="cancelled", error="cancelled by request", finished=_now()
+        )
+        if not changed:
+            status = (await Render.get(id=render_id)).status
+            raise RenderFinished(
+                f"render {render_id} is {status}: only a queued or running render can be cancelled"
+            )
+        await self._stop(row)
+        view = await self.view(render_id, tenant)
+        assert view is not None
+        return view
+
+    async def _stop(self, row: Render) -> None:
+        """Stop a cancelled render if it runs here (a render another process of the same
+        server runs is seen cancelled by that process's persist loop, within a second)."""
+        self.stop_job(row.id)
+
+    def stop_job(self, render_id: str) -> None:
+        job = self.jobs.get(render_id)
+        if job is not None and job.task is not None and not job.cancelled:
+            job.cancelled = True
+            job.task.cancel()
+
     async def _run(self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job):
-        temp = self.store.temp_path("render")
-        outcome: RenderOutcome = "failed"
-        began: float | None = None
+        """A render of the local queue: wait for a slot, claim the row, execute it."""
         try:
             async with self.slots:
-                began = time.perf_counter()
-                job.status = "running"
-                row.status, row.started = "running", _now()
-                await row.save(update_fields=["status", "started"])
+                claimed = await Render.filter(id=row.id, status="queued").update(
+                    status="running", started=_now(), node=self.owner, attempts=1, heartbeat=_now()
+                )
+                if not claimed:  # cancelled while it waited
+                    self.outcomes["cancelled"] += 1
+                    return
+                row.status, row.node, row.attempts = "running", self.owner, 1
+                await self.execute(row, asset, chain, output, job)
+        except asyncio.CancelledError:
+            if not job.cancelled:
+                raise
+            if job.status == "queued":  # cancelled in line; execute counts the others
+                self.outcomes["cancelled"] += 1
+        finally:
+            job.changed.set()
+            self.jobs.pop(row.id, None)
+
+    def input_file(self, asset: Asset) -> AbstractAsyncContextManager[Path]:
+        """The render's input as a local file while the context lasts: the stored file
+        itself, or (an object store) a copy fetched to this process's scratch folder and
+        removed after, so that a render node needs no folder shared with the servers."""
+        return self.store.fetch(asset)
+
+    async def keep_output(
+        self, row: Render, asset: Asset, temp: Path, size: int, sha256: str, rendered: RenderResult
+    ) -> AssetSummary:
+        """Keep the rendered file ``temp`` as the render's result asset, and mark the render
+        done in the same transaction: a crash leaves both or neither (an object store
+        uploads it before the row is written, in parts when it is large). RenderCancelled,
+        keeping nothing, when the row is no longer this run's."""
+        spec = output_format_named(msgspec.convert(row.output, RenderOutput).format)
+        label = row.chain.get("name") or "render"  # in the source's folder:
+        name = clean_name(f"{stem_of(asset.name)}-{label}{spec.extension}")
+
+        async def done(asset_id: str) -> None:
+            kept = await Render.filter(id=row.id, status="running", attempts=row.attempts).update(
+                status="done",
+                progress=1.0,
+                result_asset_id=asset_id,
+                peak_dbfs=rendered.peak_dbfs,
+                clipped_samples=rendered.clipped_samples,
+                finished=_now(),
+            )
+            if not kept:
+                raise RenderCancelled(row.id)
+
+        return await self.store.add(
+            temp, name, tenant=row.tenant, kind="render", size=size, sha256=sha256, commit_with=done
+        )
+
+    async def execute(
+        self, row: Render, asset: Asset, chain: ResolvedChain, output: RenderOutput, job: Job
+    ) -> RenderOutcome:
+        """Run a render whose row this process has claimed (status ``running``, its
+        ``attempts`` this run's): in the worker pool, with progress, its result kept and
+        ``done`` committed together. Every write is fenced by ``attempts``, so a run that
+        lost its row (cancelled, or run again elsewhere) changes nothing."""
+        temp = self.store.temp_path("render")
+        outcome: RenderOutcome = "failed"
+        began = time.perf_counter()
+        job.attempts, job.status = row.attempts, "running"
+        job.changed.set()
+        if job.task is None:
+            job.task = asyncio.current_task()
+        self.jobs[row.id] = job
+        status: RenderStatus = "failed"
+        error: str | None = None
+        try:
+
+            def progress(fraction: float) -> None:
+                job.progress = fraction  # called on the loop, from the workers' reports
                 job.changed.set()
 
-                def progress(fraction: float) -> None:
-                    job.progress = fraction  # called on the loop, from the workers' reports
-                    job.changed.set()
-
-                # The input as a local file: the stored one, or a scratch copy of an object.
-                async with self.store.fetch(asset) as source:
-                    size, sha256, rendered = await self.pool.run(
-                        render_and_seal,
-                        source,
-                        asset.name,
-                        chain.steps,
-                        temp,
-                        output,
-                        tail=row.tail,
-                        max_tail_seconds=self.max_tail_seconds,
-                        progress=progress,
-                        assets=chain.assets,
-                    )
-                spec = output_format_named(output.format)
-                label = row.chain.get("name") or "render"  # in the source's folder:
-                name = clean_name(f"{stem_of(asset.name)}-{label}{spec.extension}")
-                # Done in the result's own transaction: a crash leaves both or neither.
-                done = Render.filter(id=row.id).update
-                result = await self.store.add(
+            async with self.input_file(asset) as source:
+                size, sha256, rendered = await self.pool.run(
+                    render_and_seal,
+                    source,
+                    asset.name,
+                    chain.steps,
                     temp,
-                    name,
-                    tenant=row.tenant,
-                    kind="render",
-                    size=size,
-                    sha256=sha256,
-                    commit_with=lambda asset_id: done(
-                        status="done",
-                        progress=1.0,
-                        result_asset_id=asset_id,
-                        peak_dbfs=rendered.peak_dbfs,
-                        clipped_samples=rendered.clipped_samples,
-                        finished=_now(),
-                    ),
+                    output,
+                    tail=row.tail,
+                    max_tail_seconds=self.max_tail_seconds,
+                    progress=progress,
+                    assets=chain.assets,
                 )
-                row.status, row.progress, row.result_asset_id = "done", 1.0, result.id
-                row.peak_dbfs, row.clipped_samples = rendered.peak_dbfs, rendered.clipped_samples
-                outcome = "done"
-        except asyncio.CancelledError:
-            row.status, row.error = "failed", "interrupted: the server stopped"
-            outcome = "interrupted"
-            raise
-        except Exception as error:
-            if isinstance(error, EffectFault):
-                self.faults.add(error)
-                outcome = "timeout" if isinstance(error, EffectTimeout) else "failed"
-            expected = isinstance(error, ValueError | EffectFault)
-            log.warning("render %s failed: %s", row.id, error, exc_info=not expected)
-            row.status, row.error = "failed", _one_line(error)
-            if isinstance(error, FileNotFoundError) and not await self.store.storage.exists(
+            job.ending = True
+            await self.keep_output(row, asset, temp, size, sha256, rendered)
+            status, outcome = "done", "done"
+            job.progress = 1.0
+        except (asyncio.CancelledError, RenderCancelled) as stopped:
+            if job.cancelled or await _cancelled(row.id):
+                job.cancelled = True
+                status, outcome = "cancelled", "cancelled"
+            else:
+                status, error = self.interrupted
+                outcome = "interrupted"
+            if isinstance(stopped, asyncio.CancelledError):
+                raise
+        except Exception as failure:
+            if isinstance(failure, EffectFault):
+                self.faults.add(failure)
+                outcome = "timeout" if isinstance(failure, EffectTimeout) else "failed"
+            expected = isinstance(failure, ValueError | EffectFault)
+            log.warning("render %s failed: %s", row.id, failure, exc_info=not expected)
+            error = _one_line(failure)
+            if isinstance(failure, FileNotFoundError) and not await self.store.storage.exists(
                 self.store.key_of(asset)
             ):
                 # deleted before the render opened it (once open, a deleted file still reads to the end)
-                row.error = f"the asset {asset.id} was deleted before the render could read it"
+                error = f"the asset {asset.id} was deleted before the render could read it"
         finally:
+            job.ending = True
             self.outcomes[outcome] += 1
-            if began is not None:
-                self.durations.observe(time.perf_counter() - began)
+            self.durations.observe(time.perf_counter() - began)
             temp.unlink(missing_ok=True)
-            row.finished = _now()
-            job.status = row.status  # type: ignore[assignment]
-            job.progress = row.progress if row.status == "done" else job.progress
-            with contextlib.suppress(Exception):
-                await row.save(update_fields=["status", "progress", "result_asset_id", "error", "finished"])
+            job.status = status
+            if status in ("failed", "queued"):
+                # Only while the row is still this run's: a cancel or a later run wins.
+                finished = _now() if status == "failed" else None
+                with contextlib.suppress(Exception):
+                    await Render.filter(id=row.id, status="running", attempts=row.attempts).update(
+                        status=status, error=error, finished=finished, progress=job.progress
+                    )
             job.changed.set()
             self.jobs.pop(row.id, None)
+        return outcome
 
     async def _persist_loop(self) -> None:
         while True:
             await asyncio.sleep(PERSIST_SECONDS)
-            for job in list(self.jobs.values()):
-                if job.status == "running":
-                    with contextlib.suppress(Exception):
-                        await Render.filter(id=job.id, status="running").update(
-                            progress=job.progress, heartbeat=_now()
-                        )
+            with contextlib.suppress(Exception):
+                await self.persist()
+
+    async def persist(self) -> None:
+        """Write running renders' progress and heartbeat; stop those whose row another
+        process cancelled (found by the write, fenced by ``attempts``, changing nothing)."""
+        jobs = list(self.jobs.values())
+        queued = [job.id for job in jobs if job.status == "queued"]
+        if queued:
+            # Asked by status, not by absence: a render claimed meanwhile is running, not gone.
+            for render_id in await Render.filter(id__in=queued, status="cancelled").values_list(
+                "id", flat=True
+            ):
+                self.stop_job(render_id)
+        for job in jobs:
+            if job.status == "running":
+                kept = await Render.filter(id=job.id, status="running", attempts=job.attempts).update(
+                    progress=job.progress, heartbeat=_now()
+                )
+                # Not kept while the run ends itself: its own done (or failed) came first.
+                # Stopped then, it would be cut short after its commit.
+                if not kept and not job.ending:
+                    self.stop_job(job.id)
 
     async def view(self, render_id: str, tenant: str) -> RenderView | None:
         """The tenant's render; another tenant's is as absent as one that never was."""
@@ -361,6 +528,8 @@ class RenderService:
             peak_dbfs=row.peak_dbfs,
             clipped_samples=row.clipped_samples,
             error=row.error,
+            node=row.node,
+            attempts=row.attempts,
             created=row.created,
             started=row.started,
             finished=row.finished,
@@ -392,7 +561,7 @@ class RenderService:
                 await asyncio.sleep(poll_seconds)
 
     async def counts(self, tenant: str) -> dict[str, int]:
-        counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        counts = dict.fromkeys(("queued", "running", "done", "failed", "cancelled"), 0)
         rows = (
             await Render.filter(tenant=tenant)
             .annotate(n=Count("id"))
@@ -401,6 +570,10 @@ class RenderService:
         )
         counts.update({row["status"]: row["n"] for row in rows})
         return counts
+
+
+async def _cancelled(render_id: str) -> bool:
+    return await Render.filter(id=render_id, status="cancelled").exists()
 
 
 def _now() -> datetime:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Literal
 
 import msgspec
@@ -86,7 +84,8 @@ async def audio_health(request: Request) -> Response:
         database = CheckResult(ok=True, detail="reachable")
     except Exception as error:  # report, never raise: this is the health check
         database = CheckResult(ok=False, detail=type(error).__name__)
-    storage = _storage_health(svc.store.folders.values())
+    check = await svc.store.storage.check()
+    storage = StorageHealth(ok=check.ok, detail=check.detail, free_bytes=check.free_bytes)
     ok = database.ok and storage.ok
     body = AudioHealth(
         status="ok" if ok else "degraded",
@@ -96,13 +95,6 @@ async def audio_health(request: Request) -> Response:
         cache=svc.cache.stats,
     )
     return JSONResponse(body, status_code=200 if ok else 503)
-
-
-def _storage_health(folders) -> StorageHealth:
-    problems = [f.name for f in folders if not (f.is_dir() and os.access(f, os.W_OK))]
-    free = min(shutil.disk_usage(f).free for f in folders if f.is_dir()) if not problems else 0
-    detail = "writable" if not problems else f"not writable: {', '.join(problems)}"
-    return StorageHealth(ok=not problems, detail=detail, free_bytes=free)
 
 
 async def statistics(request: Request) -> Response:

@@ -1,5 +1,7 @@
 """Renders: ``POST /api/renders`` answers 202 at once; the render runs in the worker
-pool; its status, progress and result are polled or streamed as server-sent events."""
+pool (or on a render node, with the postgres render queue); its status, progress and
+result are polled or streamed as server-sent events; ``POST /api/renders/{id}/cancel``
+stops it."""
 
 from __future__ import annotations
 
@@ -11,14 +13,14 @@ from starlette.responses import Response, StreamingResponse
 
 from fxhost.api.auth import tenant_of
 from fxhost.api.links import LINK_REFUSED, LINK_SECURITY
-from fxhost.api.openapi.declare import Link, Operation, Resp
+from fxhost.api.openapi.declare import Link, Operation, Resp, problem_resp
 from fxhost.api.openapi.decode import decode_json_body
-from fxhost.api.openapi.problems import not_found
+from fxhost.api.openapi.problems import ProblemException, not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
 from fxhost.api.vocabulary import ChainRef, InputChainSteps, RenderId
 from fxhost.audio.formats import RenderOutput
-from fxhost.store.renders import RenderView
+from fxhost.store.renders import FINISHED, NoSuchRender, RenderFinished, RenderView
 
 TAGS = ["renders"]
 
@@ -59,7 +61,7 @@ async def render_events(request: Request) -> Response:
 
     async def events():
         async for view in svc.renders.watch(render_id, tenant):
-            kind = view.status if view.status in ("done", "failed") else "progress"
+            kind = view.status if view.status in FINISHED else "progress"
             yield f"event: {kind}\ndata: {msgspec.json.encode(view).decode()}\n\n"
 
     return StreamingResponse(
@@ -67,6 +69,17 @@ async def render_events(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def cancel_render(request: Request) -> Response:
+    render_id = request.path_params["id"]
+    try:
+        view = await services(request).renders.cancel(render_id, tenant_of(request))
+    except NoSuchRender:
+        raise not_found(f"no render with id {render_id!r}") from None
+    except RenderFinished as error:
+        raise ProblemException(409, str(error)) from None
+    return JSONResponse(view)
 
 
 ROUTES = [
@@ -83,7 +96,9 @@ ROUTES = [
             "output": {"format": "flac", "subtype": "PCM_24"},
         },
         responses={202: RenderView},
-        links=[Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events")],
+        links=[
+            Link(op, {"id": "$response.body#/id"}) for op in ("get_render", "render_events", "cancel_render")
+        ],
     ),
     Operation(
         "GET",
@@ -98,7 +113,7 @@ ROUTES = [
         "GET",
         "/api/renders/{id}/events",
         render_events,
-        summary="The render's progress as server-sent events, until it is done or failed.",
+        summary="The render's progress as server-sent events, until it is done, failed or cancelled.",
         tags=TAGS,
         security=LINK_SECURITY,
         path_types={"id": RenderId},
@@ -107,10 +122,23 @@ ROUTES = [
             200: Resp(
                 type=RenderView,
                 media_type="text/event-stream",
-                events=("progress", "done", "failed"),
-                description="`progress` events, "
-                "then one `done` or `failed` event; each `data` is the RenderView as JSON.",
+                events=("progress", *FINISHED),
+                description="`progress` events, then one `done`, `failed` or `cancelled` event; "
+                "each `data` is the RenderView as JSON.",
             ),
+        },
+    ),
+    Operation(
+        "POST",
+        "/api/renders/{id}/cancel",
+        cancel_render,
+        summary="Cancel a queued or running render: it is `cancelled` at once, and stopped wherever it "
+        "runs (its worker process is killed) within a second. Nothing of it is kept.",
+        tags=TAGS,
+        path_types={"id": RenderId},
+        responses={
+            200: RenderView,
+            409: problem_resp("The render has ended already (done, failed or cancelled)."),
         },
     ),
 ]

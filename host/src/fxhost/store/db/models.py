@@ -86,7 +86,7 @@ class Render(Model):
     tenant = fields.CharField(
         max_length=TENANT_MAX, default=OPEN_TENANT, db_default=OPEN_TENANT, db_index=True
     )
-    status = fields.CharField(max_length=16, db_index=True)  # queued | running | done | failed
+    status = fields.CharField(max_length=16, db_index=True)  # queued | running | done | failed | cancelled
     progress = fields.FloatField(default=0.0)
     asset_id = fields.CharField(max_length=32)
     chain = fields.JSONField()  # {"name": ..., "steps": [...]}: what was rendered, in full
@@ -103,6 +103,11 @@ class Render(Model):
     created = fields.DatetimeField(auto_now_add=True)
     started = fields.DatetimeField(null=True)
     finished = fields.DatetimeField(null=True)
+    # The process (host:pid) that ran it last, how many times one started it, and (in the
+    # postgres render queue) the id of its one procrastinate job.
+    node = fields.CharField(max_length=128, null=True)
+    attempts = fields.IntField(default=0, db_default=0)
+    job_id = fields.BigIntField(null=True)
 
     class Meta:
         table = "renders"

@@ -25,6 +25,7 @@ from fxhost.store.storage.objects import (
     HasRow,
     KnownKeys,
     Storage,
+    StorageCheck,
     owner_gone,
     temp_name,
 )
@@ -52,6 +53,15 @@ class LocalStorage(Storage):
     async def start(self) -> None:
         for folder in self.folders.values():
             folder.mkdir(parents=True, exist_ok=True)
+
+    async def check(self) -> StorageCheck:
+        folders = self.folders.values()
+        problems = [f.name for f in folders if not (f.is_dir() and os.access(f, os.W_OK))]
+        if problems:
+            return StorageCheck(ok=False, detail=f"not writable: {', '.join(problems)}", free_bytes=0)
+        return StorageCheck(
+            ok=True, detail="writable", free_bytes=min(shutil.disk_usage(f).free for f in folders)
+        )
 
     def file_of(self, key: str) -> Path:
         folder, _, name = key.partition("/")

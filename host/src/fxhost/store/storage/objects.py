@@ -20,6 +20,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fxhost.store.owners import owner_alive, owner_id
@@ -91,6 +92,16 @@ class ScratchBudget:
                 self._changed.notify_all()
 
 
+@dataclass(frozen=True)
+class StorageCheck:
+    """What a health check found: usable or not, why, and the free bytes where this
+    process writes files (the folders, or the scratch folder of an object store)."""
+
+    ok: bool
+    detail: str
+    free_bytes: int
+
+
 class Storage(ABC):
     """Objects under keys. The blocking methods (``*_blocking``, :meth:`open_read`'s
     iterator) are for worker threads; the others are safe on the event loop."""
@@ -129,7 +140,16 @@ class Storage(ABC):
     async def fetch(self, key: str) -> AsyncIterator[Path]:
         """:meth:`fetch_blocking` from the event loop (the copy is made in a thread)."""
         manager = self.fetch_blocking(key)
-        path = await asyncio.to_thread(manager.__enter__)
+        entering = asyncio.ensure_future(asyncio.to_thread(manager.__enter__))
+        try:
+            path = await asyncio.shield(entering)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: the copy is made anyway. Wait for it and remove
+            # it, else it stays, and holds its share of the scratch budget, for good.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(entering)
+                await asyncio.to_thread(manager.__exit__, None, None, None)
+            raise
         try:
             yield path
         except BaseException as error:
@@ -153,6 +173,10 @@ class Storage(ABC):
         """A URL a client may GET the object from directly, when the storage gives them
         out and is configured to; else None."""
         return None
+
+    @abstractmethod
+    async def check(self) -> StorageCheck:
+        """Whether the storage can be used now (``/api/audio/health``); never raises."""
 
     @abstractmethod
     async def exists(self, key: str) -> bool: ...

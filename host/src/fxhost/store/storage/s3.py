@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from fxhost.store.storage.objects import (
     KnownKeys,
     ScratchBudget,
     Storage,
+    StorageCheck,
     StorageError,
     StorageUnavailable,
     owner_gone,
@@ -129,6 +131,17 @@ class S3Storage(Storage):
             raise StorageUnavailable(
                 "storage_url", f"the bucket {self.bucket!r} at {where}: {error}"
             ) from None
+
+    async def check(self) -> StorageCheck:
+        try:
+            await asyncio.to_thread(self._check)
+        except Exception as error:  # report, never raise: this is the health check
+            return StorageCheck(ok=False, detail=str(error) or type(error).__name__, free_bytes=0)
+        try:
+            free = shutil.disk_usage(self.scratch).free
+        except OSError as error:
+            return StorageCheck(ok=False, detail=f"scratch folder: {error.strerror}", free_bytes=0)
+        return StorageCheck(ok=True, detail=f"bucket {self.bucket!r} reachable", free_bytes=free)
 
     # -- writing --------------------------------------------------------------------
 
