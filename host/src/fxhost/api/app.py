@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute
 
 from fxhost.api.auth import RequireApiKey
 from fxhost.api.cluster import Forwarder, InternalListener, RequireInternal
-from fxhost.api.errors import HANDLERS
+from fxhost.api.errors import HANDLERS, CrashGuard
 from fxhost.api.metrics import HttpMetrics, Metrics
 from fxhost.api.openapi.declare import Api
 from fxhost.api.openapi.pages import docs_routes
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # metrics' timing next, so that refusals are counted too.
     guarded = () if settings.metrics_open else ("/metrics",)
     middleware = [
+        Middleware(CrashGuard),
         Middleware(HttpMetrics, metrics=collected),
         Middleware(GZipMiddleware, minimum_size=1024),
         Middleware(RequireApiKey, also=guarded),

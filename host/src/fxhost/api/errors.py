@@ -11,6 +11,7 @@ from fxhost_sdk import FieldError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fxhost.api.openapi.problems import FieldProblem, ProblemException, problem_response, status_title
 from fxhost.audio.formats import AudioFormatError
@@ -100,6 +101,35 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     detail = "The server failed to handle this request; the error is logged."
     return _answer(request, ProblemException(500, detail))
+
+
+class CrashGuard:
+    """Pure ASGI middleware around the app's others (CORS aside): an exception no handler took
+    becomes one logged traceback and a 500 problem, and the request ends there. Starlette's
+    outermost layer would also answer it, but then re-raise it to the server, which logs
+    it a second time and drops the connection, so that a client could get a reset in
+    place of the 500. One whose response had started is the server's to end: re-raised."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:
+                raise
+            response = await on_crash(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def _default_detail(request: Request, status: int) -> str:
