@@ -75,8 +75,8 @@ def fresh_postgres() -> str:
     """A new, empty PostgreSQL database for one test server, dropped when the run ends.
 
     Each server gets its own database, named after this run's process, so runs that share
-    the machine's PostgreSQL (two CI jobs, a developer's inner loop beside CI) never drop
-    each other's tables."""
+    the machine's PostgreSQL (two CI jobs, a developer's inner loop beside CI, the xdist
+    workers of one run) never drop each other's tables."""
     name = f"fxhost_test_{os.getpid()}_{len(_databases)}_{secrets.token_hex(3)}"
     _admin(f'CREATE DATABASE "{name}"')
     if not _databases:
