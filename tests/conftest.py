@@ -15,6 +15,7 @@ process), every Redis test a key prefix of its own, every test its own ``tmp_pat
 taken as given."""
 
 import os
+import sys
 
 import pytest
 from hypothesis import settings
@@ -53,3 +54,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (not any(item.get_closest_marker("slow") for item in scope), -len(scope))
 
     items[:] = [item for scope in sorted(modules.values(), key=weight) for item in scope]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The PostgreSQL databases the tests made are dropped here, before an xdist worker is
+    told to go (restkit.drop_databases)."""
+    restkit = sys.modules.get("restkit")
+    if restkit is not None:
+        restkit.drop_databases()
