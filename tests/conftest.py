@@ -41,17 +41,17 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist, the scopes a worker takes are handed out in collection order: the modules
-    with slow tests (minutes each, multi-process) first, so that neither worker starts one
-    while the other is finishing, then the others, those with the most tests first. Within a
-    module, the order is the file's. A single process keeps the file order throughout."""
+    with the most slow tests (minutes each, multi-process) first, so that neither worker
+    starts one while the other is finishing, then the others, those with the most tests
+    first. Within a module, the order is the file's. A single process keeps the file order."""
     if not hasattr(config, "workerinput"):
         return
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.rsplit("::", 1)[0], []).append(item)
 
-    def weight(scope: list[pytest.Item]) -> tuple[bool, int]:
-        return (not any(item.get_closest_marker("slow") for item in scope), -len(scope))
+    def weight(scope: list[pytest.Item]) -> tuple[int, int]:
+        return (-sum(1 for item in scope if item.get_closest_marker("slow")), -len(scope))
 
     items[:] = [item for scope in sorted(modules.values(), key=weight) for item in scope]
 
