@@ -4,9 +4,18 @@ Hypothesis: the property tests and state machines run the same examples on every
 (``derandomize``), with no per-example deadline (this machine is shared: a slow example
 is not a bug; a hang is caught by pytest's timeout), and a failure prints the blob that
 reproduces it (``@reproduce_failure``). ``HYPOTHESIS_PROFILE=dev`` draws random examples
-instead, remembered in .hypothesis/, to explore beyond the fixed ones."""
+instead, remembered in .hypothesis/, to explore beyond the fixed ones.
+
+Both cores: ``uv run pytest`` runs the tests in one pytest-xdist worker per core, a whole
+test module (or test class) to a worker at a time (``--dist loadscope``), so that a module's
+server fixture starts once. Nothing the tests share needs more: every server gets a free
+port and a fresh PostgreSQL database (``restkit.fresh_postgres``, named after the worker's
+process), every Redis test a key prefix of its own, every test its own ``tmp_path``. ``-n
+0`` or ``-p no:xdist`` runs everything in one process; ``-n 3`` (and any ``--dist``) are
+taken as given."""
 
 import os
+import sys
 
 import pytest
 from hypothesis import settings
@@ -24,3 +33,42 @@ def moto_s3():
     server = MotoS3().start()
     yield server
     server.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Workers on every core unless the command line says otherwise (here rather than in
+    addopts, where ``-n`` would make ``-p no:xdist`` an error)."""
+    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
+        return
+    if config.option.numprocesses is None:
+        config.option.numprocesses = "auto"
+    if config.option.dist == "no":  # xdist turns it back to "no" for -n 0
+        config.option.dist = "loadscope"
+        # The order is ours (pytest_collection_modifyitems below), not the tests' count.
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the scopes a worker takes are handed out in collection order: the modules
+    with the most slow tests (minutes each, multi-process) first, so that neither worker
+    starts one while the other is finishing, then the others, those with the most tests
+    first. Within a module, the order is the file's. A single process keeps the file order."""
+    if not hasattr(config, "workerinput"):
+        return
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.rsplit("::", 1)[0], []).append(item)
+
+    def weight(scope: list[pytest.Item]) -> tuple[int, int]:
+        return (-sum(1 for item in scope if item.get_closest_marker("slow")), -len(scope))
+
+    items[:] = [item for scope in sorted(modules.values(), key=weight) for item in scope]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The PostgreSQL databases the tests made are dropped here, before an xdist worker is
+    told to go (restkit.drop_databases)."""
+    restkit = sys.modules.get("restkit")
+    if restkit is not None:
+        restkit.drop_databases()

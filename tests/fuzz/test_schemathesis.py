@@ -35,7 +35,10 @@ import httpx
 import pytest
 from restkit import PG_URL, fresh_postgres, start_server
 
-pytestmark = pytest.mark.slow
+# Sixteen schemathesis runs a server: minutes. The suite's 5-minute limit per test (a hang
+# guard) is too short for them on a loaded machine, where they overran it in two runs of
+# the suite; each run has its own limit (run_schemathesis).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = Path(__file__).with_name("schemathesis.toml")

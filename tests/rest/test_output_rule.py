@@ -60,7 +60,18 @@ def subtype_of(data: bytes) -> tuple[str, str]:
     return info.format, info.subtype
 
 
+#: What ``fxhost render`` wrote, per (kind, format, subtype): the command line uses no server,
+#: so it runs once per case, not once per server backend.
+_cli_written: dict[tuple[str, str, str | None], tuple[str, str]] = {}
+
+
 def via_cli(tmp_path, kind: str, fmt: str, subtype: str | None) -> tuple[str, str]:
+    if (kind, fmt, subtype) not in _cli_written:
+        _cli_written[kind, fmt, subtype] = _render_with_cli(tmp_path, kind, fmt, subtype)
+    return _cli_written[kind, fmt, subtype]
+
+
+def _render_with_cli(tmp_path, kind: str, fmt: str, subtype: str | None) -> tuple[str, str]:
     src = tmp_path / f"in{INPUTS[kind][2]}"
     src.write_bytes(source_bytes(kind))
     out = tmp_path / f"out{EXTENSIONS[fmt]}"

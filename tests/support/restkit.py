@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
+import itertools
 import os
 import secrets
 import signal
@@ -84,10 +85,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: The databases this process made and has not dropped yet.
 _databases: list[str] = []
+_made = itertools.count()
 
 
-def _admin(sql: str) -> None:
+def _admin(*statements: str, keep_going: bool = False) -> None:
+    """Run statements on the ``test`` database; with ``keep_going``, one that fails is
+    reported on stderr and the next ones still run."""
     import asyncio
 
     import asyncpg
@@ -95,7 +100,13 @@ def _admin(sql: str) -> None:
     async def run() -> None:
         conn = await asyncpg.connect(PG_URL.replace("postgres://", "postgresql://", 1))
         try:
-            await conn.execute(sql)
+            for sql in statements:
+                try:
+                    await conn.execute(sql)
+                except Exception as exc:
+                    if not keep_going:
+                        raise
+                    print(f"{sql}: {exc}", file=sys.stderr)
         finally:
             await conn.close()
 
@@ -106,22 +117,25 @@ def fresh_postgres() -> str:
     """A new, empty PostgreSQL database for one test server, dropped when the run ends.
 
     Each server gets its own database, named after this run's process, so runs that share
-    the machine's PostgreSQL (two CI jobs, a developer's inner loop beside CI) never drop
-    each other's tables."""
-    name = f"fxhost_test_{os.getpid()}_{len(_databases)}_{secrets.token_hex(3)}"
+    the machine's PostgreSQL (two CI jobs, a developer's inner loop beside CI, the xdist
+    workers of one run) never drop each other's tables."""
+    name = f"fxhost_test_{os.getpid()}_{next(_made)}_{secrets.token_hex(3)}"
     _admin(f'CREATE DATABASE "{name}"')
-    if not _databases:
-        atexit.register(_drop_databases)
     _databases.append(name)
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
-def _drop_databases() -> None:
-    for name in _databases:
+@atexit.register
+def drop_databases() -> None:
+    """Drop the databases this process made, over one connection. tests/conftest.py calls
+    it as the test session ends: an xdist worker is killed 10 s after its session (execnet),
+    which on a loaded machine left the last few to an exit handler that never finished."""
+    names, _databases[:] = list(_databases), []
+    if names:
         try:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception as exc:
-            print(f"could not drop test database {name}: {exc}", file=sys.stderr)
+            _admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names), keep_going=True)
+        except Exception as exc:  # the server went away: say what is left behind
+            print(f"could not drop test databases {names}: {exc}", file=sys.stderr)
 
 
 @dataclass
