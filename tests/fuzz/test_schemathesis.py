@@ -53,20 +53,11 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 #: from the schemas alone, the same with a key or without, and takes most of a run's time).
 ALL_PHASES = "examples,coverage,fuzzing,stateful"
 KEYED_PHASES = "examples,fuzzing,stateful"
-SETUPS = [
-    pytest.param(("sqlite", None, ALL_PHASES), id="sqlite-open"),
-    pytest.param(("sqlite", API_KEY, KEYED_PHASES), id="sqlite-keyed"),
-    pytest.param(
-        ("postgres", API_KEY, KEYED_PHASES),
-        id="postgres-keyed",
-        marks=pytest.mark.skipif(not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set"),
-    ),
-]
 
 
-@pytest.fixture(scope="module", params=SETUPS)
+@pytest.fixture(scope="class")
 def server(request, tmp_path_factory):
-    backend, key, phases = request.param
+    backend, key, phases = request.cls.SETUP
     # The fuzzer creates streams with rings as large as the document allows: bound what
     # they can hold, and reap the idle ones, as an operator facing the internet would.
     env = {
@@ -179,30 +170,50 @@ def check_run(result: subprocess.CompletedProcess, report: dict, expected: set[s
     assert result.returncode == 0, output
 
 
-def test_every_operation_conforms_to_the_document(server, tmp_path):
-    headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
-    document = httpx.get(f"{server.base}/openapi.json", headers=headers, timeout=30).json()
-    expected = operations_in(document)
+class _Fuzzed:
+    """One server set-up, fuzzed: a class each (not a parametrized module fixture), so that
+    xdist hands the set-ups to different workers (the suite's longest tests)."""
 
-    run, seconds = Run(), 0.0
-    # One run of the phases, then more stateful runs: a stateful run stops after some
-    # twenty scenarios, whatever max-examples says; each seed walks other links.
-    for seed, phases in [(SEED, server.phases)] + [(SEED + i, "stateful") for i in range(1, STATEFUL_RUNS)]:
-        result, report, events = run_schemathesis(server.base, tmp_path, headers, phases, seed)
-        check_run(result, report, expected, stateful=phases == "stateful")
-        assert server.proc.poll() is None, "the server died under the fuzzer"
-        run.add(read_run(events))
-        seconds += report["running_time"]
+    SETUP: tuple[str, str | None, str]
 
-    # ... and reached: every operation accepted a request, every declared link was followed.
-    declared = links_in(document)
-    figures = (
-        f"{len(expected & set(+run.accepted))}/{len(expected)} operations with accepted requests; "
-        f"links followed {len(declared & run.links_followed)}/{len(declared)}; "
-        f"{sum(run.sent.values())} requests in {seconds:.0f} s"
-    )
-    print(f"\nschemathesis ({server.base}): {figures}")
-    never = sorted(expected - set(+run.accepted))
-    assert not never, f"no request accepted by {never} ({figures})"
-    assert declared, "the document declares no links"
-    assert sorted(declared - run.links_followed) == [], figures
+    def test_every_operation_conforms_to_the_document(self, server, tmp_path):
+        headers = {"Authorization": f"Bearer {server.key}"} if server.key else {}
+        document = httpx.get(f"{server.base}/openapi.json", headers=headers, timeout=30).json()
+        expected = operations_in(document)
+
+        run, seconds = Run(), 0.0
+        # One run of the phases, then more stateful runs: a stateful run stops after some
+        # twenty scenarios, whatever max-examples says; each seed walks other links.
+        runs = [(SEED, server.phases)] + [(SEED + i, "stateful") for i in range(1, STATEFUL_RUNS)]
+        for seed, phases in runs:
+            result, report, events = run_schemathesis(server.base, tmp_path, headers, phases, seed)
+            check_run(result, report, expected, stateful=phases == "stateful")
+            assert server.proc.poll() is None, "the server died under the fuzzer"
+            run.add(read_run(events))
+            seconds += report["running_time"]
+
+        # ... and reached: every operation accepted a request, every declared link was followed.
+        declared = links_in(document)
+        figures = (
+            f"{len(expected & set(+run.accepted))}/{len(expected)} operations with accepted requests; "
+            f"links followed {len(declared & run.links_followed)}/{len(declared)}; "
+            f"{sum(run.sent.values())} requests in {seconds:.0f} s"
+        )
+        print(f"\nschemathesis ({server.base}): {figures}")
+        never = sorted(expected - set(+run.accepted))
+        assert not never, f"no request accepted by {never} ({figures})"
+        assert declared, "the document declares no links"
+        assert sorted(declared - run.links_followed) == [], figures
+
+
+class TestSqliteOpen(_Fuzzed):
+    SETUP = ("sqlite", None, ALL_PHASES)
+
+
+class TestSqliteKeyed(_Fuzzed):
+    SETUP = ("sqlite", API_KEY, KEYED_PHASES)
+
+
+@pytest.mark.skipif(not PG_URL, reason="FXHOST_TEST_DATABASE_URL is not set")
+class TestPostgresKeyed(_Fuzzed):
+    SETUP = ("postgres", API_KEY, KEYED_PHASES)
