@@ -67,7 +67,7 @@ UNQUEUED_GRACE_SECONDS = 10.0
 #: How often a node asks for new and for aborted jobs besides listening for them: the
 #: longest a job waits when a notification is missed (one sent before the node listened,
 #: or lost with a connection). procrastinate's 5 s default showed as a 5 s p99 in
-#: bench/queue.py.
+#: bench/render_queue.py.
 POLL_SECONDS = 1.0
 #: Job states after which a job will not run again.
 ENDED_JOB = ("succeeded", "failed", "cancelled", "aborted")

@@ -8,7 +8,7 @@ process each, on a fresh PostgreSQL database per run:
 - **throughput**: ``--files`` short files (2 s stereo 48 kHz) submitted at once through
   the reverb; from the first submit to the last ``done``, in renders per second.
 
-    FXHOST_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test uv run python bench/queue.py
+    FXHOST_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test uv run python bench/render_queue.py
 
 The nodes share the machine's CPUs with the API and PostgreSQL: the CPU count printed is
 the limit on what a second node can add.
