@@ -11,8 +11,8 @@ test module (or test class) to a worker at a time (``--dist loadscope``), so tha
 server fixture starts once. Nothing the tests share needs more: every server gets a free
 port and a fresh PostgreSQL database (``restkit.fresh_postgres``, named after the worker's
 process), every Redis test a key prefix of its own, every test its own ``tmp_path``. ``-n
-0`` or ``-p no:xdist`` runs everything in one process; ``-n 3`` (and any ``--dist``) are
-taken as given."""
+0`` runs everything in one process; ``-n 3`` (and any ``--dist``) are taken as given
+(the defaults are in pyproject.toml's addopts)."""
 
 import os
 import sys
@@ -33,20 +33,6 @@ def moto_s3():
     server = MotoS3().start()
     yield server
     server.stop()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config) -> None:
-    """Workers on every core unless the command line says otherwise (here rather than in
-    addopts, where ``-n`` would make ``-p no:xdist`` an error)."""
-    if not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput"):
-        return
-    if config.option.numprocesses is None:
-        config.option.numprocesses = "auto"
-    if config.option.dist == "no":  # xdist turns it back to "no" for -n 0
-        config.option.dist = "loadscope"
-        # The order is ours (pytest_collection_modifyitems below), not the tests' count.
-        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
