@@ -6,7 +6,6 @@ did not sign; a node that stops cleanly leaves the registry."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -20,6 +19,7 @@ import numpy as np
 import pedalboard
 import pytest
 from restkit import PG_URL, Server, fresh_postgres, kill_tree, start_server
+from restkit import pg_query as query
 from waiting import wait_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from wskit import deinterleave, interleave, open_ws
@@ -39,20 +39,6 @@ LOST = 4410
 def noise(seconds: float, channels: int = 2, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (0.3 * rng.standard_normal((channels, int(seconds * SR)))).astype(np.float32)
-
-
-def query(database: str, sql: str, *args) -> list[dict]:
-    """Rows of the servers' database, as the test sees them (asyncpg, no fxhost code)."""
-    import asyncpg
-
-    async def run() -> list[dict]:
-        conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def create(server: Server, headers: dict[str, str] | None = None, **body) -> dict:

@@ -9,7 +9,6 @@ on quickly; everything else is as deployed."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -22,6 +21,7 @@ import httpx
 import numpy as np
 from procenv import child_env
 from restkit import FXHOST, REPO, Server, descendants, encode, fresh_postgres, start_server
+from restkit import pg_query as query  # noqa: F401 - the tests read the farm's database with it
 from s3kit import MotoS3
 from waiting import wait_until
 
@@ -155,20 +155,6 @@ def start_farm(tmp_path: Path, s3: MotoS3, *, plugins_toml: str | None = None, *
     api_root = tmp_path / "api"
     api = start_server(api_root, {**common, **own_folders(api_root, plugins_toml)})
     return Farm(common["FXHOST_DATABASE_URL"], tmp_path, api, common, plugins_toml)
-
-
-def query(database: str, sql: str, *args) -> list[dict]:
-    """Rows of the farm's database, as the test sees them (asyncpg, no fxhost code)."""
-    import asyncpg
-
-    async def run() -> list[dict]:
-        conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
-        try:
-            return [dict(row) for row in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def noise(seconds: float, seed: int, channels: int = 2) -> np.ndarray:

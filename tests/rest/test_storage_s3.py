@@ -24,6 +24,7 @@ from restkit import (
     free_port,
     fresh_postgres,
     kill_tree,
+    pg_execute,
     start_server,
     stored_names,
     tone,
@@ -231,21 +232,6 @@ needs_postgres = pytest.mark.skipif(
 )
 
 
-def _sql(database_url: str, sql: str) -> None:
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(database_url.replace("postgres://", "postgresql://", 1))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 def _storage_env(mode: str, moto_s3, root) -> dict[str, str]:
     return moto_s3.env(root) if mode == "s3" else {}
 
@@ -262,7 +248,7 @@ def test_a_failed_row_insert_leaves_no_object(moto_s3, tmp_path, mode):
             data = encode(tone(0.3), SR, "WAV")
             first = upload(client, "first.wav", data)
             before = stored_names(srv)
-            _sql(
+            pg_execute(
                 database,
                 "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected'; END $$ "
                 "LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON assets "
@@ -278,7 +264,7 @@ def test_a_failed_row_insert_leaves_no_object(moto_s3, tmp_path, mode):
             assert "Exception in ASGI application" not in log, log
             assert stored_names(srv) == before
             assert [a["id"] for a in client.get("/api/assets").json()["items"]] == [first["id"]]
-            _sql(database, "DROP TRIGGER refuse ON assets")
+            pg_execute(database, "DROP TRIGGER refuse ON assets")
             upload(client, "second.wav", data)
     finally:
         srv.stop()
@@ -297,7 +283,7 @@ def test_sigkill_between_object_and_row_leaves_an_orphan_the_sweep_removes(moto_
     with srv.client() as client:
         acknowledged = upload(client, "acknowledged.wav", data)
     before = stored_names(srv)
-    _sql(
+    pg_execute(
         database,
         "CREATE FUNCTION stall() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(600); RETURN NEW; END $$ "
         "LANGUAGE plpgsql; CREATE TRIGGER stall BEFORE INSERT ON assets "
@@ -318,12 +304,12 @@ def test_sigkill_between_object_and_row_leaves_an_orphan_the_sweep_removes(moto_
         )
         kill_tree(srv)
     finally:
-        _sql(
+        pg_execute(
             database,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
-        _sql(database, "DROP TRIGGER stall ON assets")
+        pg_execute(database, "DROP TRIGGER stall ON assets")
     assert orphan <= stored_names(srv)  # the crash left it behind
     # the sweep goes by claims (local) or by age (S3): a grace of 1 s, long past by now
     srv = start_server(tmp_path, {**env, "FXHOST_S3_SWEEP_GRACE_SECONDS": "1"}, fresh=False)

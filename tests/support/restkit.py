@@ -4,6 +4,7 @@ made with numpy and soundfile."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import io
@@ -111,6 +112,28 @@ def _admin(*statements: str, keep_going: bool = False) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+def pg_query(database: str, sql: str, *args) -> list[dict]:
+    """Rows of a test server's PostgreSQL database, as the test sees them (asyncpg, no
+    fxhost code)."""
+    return asyncio.run(_pg(database, lambda conn: conn.fetch(sql, *args)))
+
+
+def pg_execute(database: str, sql: str) -> None:
+    """Statements (several, separated by semicolons) run in a test server's database."""
+    asyncio.run(_pg(database, lambda conn: conn.execute(sql)))
+
+
+async def _pg(database: str, work) -> list[dict]:
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgres://", "postgresql://", 1))
+    try:
+        result = await work(conn)
+        return [dict(row) for row in result] if isinstance(result, list) else []
+    finally:
+        await conn.close()
 
 
 def fresh_postgres() -> str:
