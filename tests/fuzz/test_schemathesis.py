@@ -51,6 +51,14 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
 #: Every phase with no keys; with a key, all but the coverage phase (which derives its cases
 #: from the schemas alone, the same with a key or without, and takes most of a run's time).
+#: Operations whose success needs a moment the fuzzer cannot arrange, and the test that
+#: shows it instead; they are fuzzed and their answers checked like any other's.
+TIMING_BOUND = {
+    # Only a queued or running render can be cancelled: the fuzzer's renders (of tiny files)
+    # end within milliseconds, so its few cancels of a real render (the link from the
+    # create) found it ended (409) in one set-up of three. tests/queue cancels both kinds.
+    "POST /api/renders/{id}/cancel": "tests/queue/test_cancel_local.py",
+}
 ALL_PHASES = "examples,coverage,fuzzing,stateful"
 KEYED_PHASES = "examples,fuzzing,stateful"
 
@@ -200,7 +208,7 @@ class _Fuzzed:
             f"{sum(run.sent.values())} requests in {seconds:.0f} s"
         )
         print(f"\nschemathesis ({server.base}): {figures}")
-        never = sorted(expected - set(+run.accepted))
+        never = sorted(expected - set(+run.accepted) - TIMING_BOUND.keys())
         assert not never, f"no request accepted by {never} ({figures})"
         assert declared, "the document declares no links"
         assert sorted(declared - run.links_followed) == [], figures

@@ -33,7 +33,7 @@ from fxhost.api import protocol
 from fxhost.api.sessions import ProtocolError, audio_of
 from fxhost.audio.files import AudioInfo, open_input
 from fxhost.audio.formats import AudioFormatError
-from fxhost.audio.pcm import SAMPLE_BYTES
+from fxhost.audio.pcm import SAMPLE_BYTES, Pcm
 from fxhost_sdk import FieldError
 from hypothesis import strategies as st
 
@@ -162,7 +162,7 @@ def check_ws_text(text: str) -> None:
 def decode_ws_frame(data: bytes, channels: int, fmt: str, max_bytes: int = MAX_FRAME_BYTES) -> np.ndarray:
     """A binary frame as /ws/process and /ws/streams/{id}/input read it: whole frames of
     finite float32 audio. Raises :class:`ProtocolError` when refused."""
-    block = audio_of(data, channels, fmt, max_bytes)
+    block = audio_of(data, Pcm(channels, fmt), max_bytes)
     width = SAMPLE_BYTES[fmt]
     assert len(data) <= max_bytes
     assert block.dtype == np.float32 and block.shape == (channels, len(data) // (width * channels))
