@@ -109,17 +109,7 @@ def test_the_bucket_holds_each_upload_and_render_as_received_and_loses_it_on_del
     audio, rate = decode(flac.content)
     assert rate == SR and np.abs(audio - decode(data)[0]).max() == 0
 
-    render = client.post(
-        "/api/renders",
-        json={
-            "asset": asset["id"],
-            "chain": [{"effect": "invert"}],
-            "tail": False,
-            "output": {"subtype": "FLOAT"},
-        },
-    )
-    done = wait_render(client, render.json()["id"])
-    assert done["status"] == "done", done
+    done = render_inverted(client, asset["id"])
     result = done["result"]
     rendered = s3.get_object(Bucket=bucket, Key=f"{prefix}renders/{result['id']}")["Body"].read()
     assert hashlib.sha256(rendered).hexdigest() == result["sha256"]
@@ -130,6 +120,23 @@ def test_the_bucket_holds_each_upload_and_render_as_received_and_loses_it_on_del
     assert client.delete(f"/api/assets/{asset['id']}").status_code == 204
     assert asset["id"] not in objects(s3, server.env)
     assert client.get(f"/api/assets/{asset['id']}/audio").status_code == 404
+
+
+def render_inverted(client, asset_id: str) -> dict:
+    """The asset rendered through an invert (exact: its samples negated) as float samples,
+    waited for: the render's resource, done."""
+    render = client.post(
+        "/api/renders",
+        json={
+            "asset": asset_id,
+            "chain": [{"effect": "invert"}],
+            "tail": False,
+            "output": {"subtype": "FLOAT"},
+        },
+    )
+    done = wait_render(client, render.json()["id"])
+    assert done["status"] == "done", done
+    return done
 
 
 def test_a_large_file_goes_up_in_parts_and_comes_back_whole(server, client, s3):
@@ -145,17 +152,7 @@ def test_a_large_file_goes_up_in_parts_and_comes_back_whole(server, client, s3):
     assert middle.status_code == 206 and middle.content == data[9_000_000:9_001_000]
 
     # the render of it: fetched whole to scratch, its 35 MB result uploaded in parts too
-    render = client.post(
-        "/api/renders",
-        json={
-            "asset": asset["id"],
-            "chain": [{"effect": "invert"}],
-            "tail": False,
-            "output": {"subtype": "FLOAT"},
-        },
-    )
-    done = wait_render(client, render.json()["id"])
-    assert done["status"] == "done", done
+    done = render_inverted(client, asset["id"])
     assert "-" in objects(s3, server.env, "renders")[done["result"]["id"]]["ETag"]
     out, _ = decode(client.get(f"/api/assets/{done['result']['id']}/audio").content)
     np.testing.assert_array_equal(out, -decode(data)[0])
