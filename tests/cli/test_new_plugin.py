@@ -6,8 +6,8 @@ the two other ways of the guide's table (``plugins.toml`` paths; ``uv pip instal
 which ``uv sync`` undoes) as the guide says they behave.
 
 The end-to-end test runs uv on a copy of this checkout (a host's project as a user has
-it) with ``UV_OFFLINE=1``: every package comes from uv's cache, which the workspace's own
-``uv sync`` filled, and is hard-linked, so a whole host environment takes about a second.
+it), offline where uv's cache has the packages (tests/support/uvkit.py): they are
+hard-linked from the cache, so a whole host environment takes about a second.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 from clitools import REPO, run_fxhost
-from procenv import child_env
+from fxhost_sdk import FieldError
+from uvkit import run
 
 
 def scaffold(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -91,35 +92,60 @@ def test_sdk_option_takes_a_folder_or_a_wheel(tmp_path):
 # -- what it refuses ------------------------------------------------------------------
 
 
+BAD = [
+    (["Acme"], "NAME: 'Acme' is not a plugin name"),
+    (["acme echo"], "is not a plugin name"),
+    (["1acme"], "is not a plugin name"),
+    (["acme--echo"], "is not a plugin name"),
+    (["acme-"], "is not a plugin name"),
+    (["../escape"], "is not a plugin name"),
+    (["a" * 65], "at most 64 characters"),
+    (["class"], "'class' is a Python keyword"),
+    (["numpy"], "a module named 'numpy' is already installed"),
+    (["fxhost-sdk"], "a module named 'fxhost_sdk' is already installed"),
+    (["taken"], "already exists"),
+    (["acme-echo", "missing-folder"], "--sdk: missing-folder: expected the sdk folder"),
+    (["acme-echo", "host"], "expected the sdk folder of an fxhost checkout"),
+]
+
+
+@pytest.fixture
+def crowded(tmp_path: Path) -> Path:
+    """A folder with a plugin folder ``taken`` and a folder ``host`` that is no SDK."""
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "host").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(("args", "says"), BAD)
+def test_a_bad_name_or_sdk_is_refused_naming_it_and_leaves_nothing(crowded, monkeypatch, args, says):
+    from fxhost.scaffold import new_plugin
+
+    monkeypatch.chdir(crowded)
+    before = sorted(crowded.rglob("*"))
+    name, *sdk = args
+    with pytest.raises(FieldError) as error:
+        new_plugin(name, crowded, *sdk)
+    assert says in str(error.value)
+    assert sorted(crowded.rglob("*")) == before
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["Acme"], "'Acme' is not a plugin name"),
-        (["acme echo"], "is not a plugin name"),
-        (["1acme"], "is not a plugin name"),
-        (["acme--echo"], "is not a plugin name"),
-        (["acme-"], "is not a plugin name"),
-        (["../escape"], "is not a plugin name"),
-        (["a" * 65], "at most 64 characters"),
-        (["class"], "'class' is a Python keyword"),
-        (["numpy"], "a module named 'numpy' is already installed"),
-        (["fxhost-sdk"], "a module named 'fxhost_sdk' is already installed"),
+        (["Acme"], "fxhost: NAME: 'Acme' is not a plugin name"),
         (["taken"], "already exists"),
-        (["acme-echo", "--sdk", "missing-folder"], "--sdk: missing-folder: expected the sdk folder"),
-        (["acme-echo", "--sdk", "host"], "expected the sdk folder of an fxhost checkout"),
-        (["acme-echo", "--dir", "nowhere"], "--dir:"),
+        (["acme-echo", "--sdk", "host"], "fxhost: --sdk: host: expected the sdk folder"),
+        (["acme-echo", "--dir", "nowhere"], "fxhost: --dir:"),
     ],
 )
-def test_a_bad_name_or_place_is_one_line_and_leaves_nothing(tmp_path, args, says):
-    (tmp_path / "taken").mkdir()
-    (tmp_path / "host").mkdir()
-    before = sorted(tmp_path.rglob("*"))
-    result = scaffold(*args, cwd=tmp_path)
+def test_the_command_says_it_in_one_line_and_exits_1(crowded, args, says):
+    before = sorted(crowded.rglob("*"))
+    result = scaffold(*args, cwd=crowded)
     assert result.returncode == 1
-    assert result.stderr.startswith("fxhost: ") and says in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in result.stderr
-    assert sorted(tmp_path.rglob("*")) == before
+    assert says in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert sorted(crowded.rglob("*")) == before
 
 
 def test_a_failure_half_way_leaves_nothing(tmp_path, monkeypatch):
@@ -143,23 +169,6 @@ def test_a_failure_half_way_leaves_nothing(tmp_path, monkeypatch):
 
 
 # -- end to end -----------------------------------------------------------------------
-
-
-def uv_env() -> dict[str, str]:
-    """The environment of a uv command a user types: not inside this test run's venv, no
-    coverage hooks of this run, packages from uv's cache only."""
-    env = child_env({"UV_OFFLINE": "1", "UV_NO_PROGRESS": "1"})
-    for name in [n for n in env if n.startswith(("COV_CORE_", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"))]:
-        del env[name]
-    return env
-
-
-def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(c) for c in command], cwd=cwd, env=uv_env(), capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 def copy_checkout(target: Path) -> None:
