@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -74,6 +75,18 @@ def test_the_generated_code_imports_only_the_sdk(tmp_path):
         if line.startswith(("import ", "from "))
     }
     assert imports == {"__future__", "math", "typing", "fxhost_sdk", "numpy", "rule_check"}
+    # and it is clean by this project's own lint rules and format
+    ruff = Path(sys.executable).parent / "ruff"
+    folder = tmp_path / "rule-check"
+    select = "--select=E,F,W,I,B,UP,SIM,RUF"
+    lint = subprocess.run(
+        [ruff, "check", "--isolated", select, "--line-length=110", "."], cwd=folder, capture_output=True
+    )
+    assert lint.returncode == 0, lint.stdout.decode()
+    form = subprocess.run(
+        [ruff, "format", "--isolated", "--line-length=110", "--check", "."], cwd=folder, capture_output=True
+    )
+    assert form.returncode == 0, form.stdout.decode()
 
 
 def test_sdk_option_takes_a_folder_or_a_wheel(tmp_path):
