@@ -242,7 +242,7 @@ def test_from_an_empty_folder_to_a_listed_plugin(tmp_path):
     # `uv pip install -e` alone: listed until the next `uv sync` removes it
     run("uv", "remove", "acme-echo", cwd=host)
     assert "acme-echo" not in listed(host)
-    run("uv", "pip", "install", "--python", host / ".venv", "--no-deps", "-e", plugin, cwd=host)
+    run("uv", "pip", "install", "--python", host / ".venv", "-e", plugin, cwd=host)
     assert listed(host)["acme-echo"]["status"] == "loaded"
     run("uv", "sync", cwd=host)
     assert "acme-echo" not in listed(host)
