@@ -161,6 +161,22 @@ def test_the_command_says_it_in_one_line_and_exits_1(crowded, args, says):
     assert sorted(crowded.rglob("*")) == before
 
 
+def test_outside_a_checkout_it_asks_for_sdk(tmp_path, monkeypatch):
+    """An fxhost installed from wheels has no SDK source to point at: --sdk is required."""
+    import fxhost_sdk
+    from fxhost.scaffold import new_plugin
+
+    installed = tmp_path / "lib" / "python3.11" / "site-packages" / "fxhost_sdk" / "__init__.py"
+    installed.parent.mkdir(parents=True)
+    monkeypatch.setattr(fxhost_sdk, "__file__", str(installed))
+    with pytest.raises(FieldError) as error:
+        new_plugin("acme-echo", tmp_path)
+    assert error.value.path == "--sdk"
+    assert "not run from a checkout" in error.value.message
+    assert not (tmp_path / "acme-echo").exists()
+    assert new_plugin("acme-echo", tmp_path, REPO / "sdk") == tmp_path / "acme-echo"
+
+
 def test_a_failure_half_way_leaves_nothing(tmp_path, monkeypatch):
     """The folder appears whole or not at all (written under a hidden name, renamed)."""
     from fxhost import scaffold as module
