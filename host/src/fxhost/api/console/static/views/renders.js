@@ -72,7 +72,9 @@ export async function render(main, [renderId], query) {
     if (["done", "failed", "cancelled"].includes(view.status)) return;
     const events = new EventSource(await openableUrl("events", id));
     sources.push(events);
+    const bar = current.querySelector("progress");
     const onEvent = (e) => {
+      bar.dataset.events = String(Number(bar.dataset.events || 0) + 1);
       const v = JSON.parse(e.data);
       show(v);
       if (e.type !== "progress") events.close();
