@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +186,10 @@ def test_the_reverb_page_has_a_slider_per_parameter_with_the_schema_ranges(tab, 
     sync_api.expect(tab.locator("#ab-dry")).to_have_attribute("aria-pressed", "true")
     tab.keyboard.press("b")
     sync_api.expect(tab.locator("#ab-wet")).to_have_attribute("aria-pressed", "true")
+    room = tab.locator("input[type=number][data-param=room_size]")
+    room.fill("2")
+    room.press("Enter")  # the server's 422 names the query parameter: shown on its field
+    sync_api.expect(tab.locator('[data-path="room_size"] .field-error')).to_have_text("Expected float <= 1.0")
     tab.select_option("#preset", "hall")
     hall = api.get("/api/effects/reverb").json()["presets"]["hall"]
     sync_api.expect(tab.locator("input[type=number][data-param=room_size]")).to_have_value(
@@ -267,6 +273,47 @@ def test_moving_wet_level_in_a_live_session_changes_the_output_level(tab):
     sync_api.expect(tab.locator("#live-status")).to_have_text("Stopped.")
 
 
+def test_listening_to_a_shared_stream(tab, api):
+    """A stream through `hall` fed over REST in real time: the page's listener (a
+    WebSocket with the auth message, into the AudioWorklet) meters what pedalboard's
+    reverb makes of that input."""
+    stream = api.post("/api/streams", json={"chain": "hall", "sample_rate": RATE, "channels": 2}).json()
+    tab.goto("/live")
+    item = tab.locator("#stream-list li", has_text=stream["id"][:8])
+    item.get_by_role("button", name="Listen").click()
+    sync_api.expect(tab.locator("#stream-status")).to_contain_text("Listening")
+    signal = np.tile(mic_signal(), 3)  # 6 s
+    block = RATE // 10
+    stop = threading.Event()
+
+    def produce() -> None:
+        start = time.monotonic()
+        for n, at in enumerate(range(0, signal.shape[1], block)):
+            if stop.is_set():
+                return
+            pcm = np.ascontiguousarray(signal[:, at : at + block].T).tobytes()
+            api.post(f"/api/streams/{stream['id']}/input", content=pcm).raise_for_status()
+            time.sleep(max(0.0, start + (n + 1) * block / RATE - time.monotonic()))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        tab.wait_for_timeout(3000)
+        readings = []
+        for _ in range(5):
+            readings.append(float(tab.locator("#stream-meter").get_attribute("data-db")))
+            tab.wait_for_timeout(300)
+    finally:
+        stop.set()
+        producer.join()
+    hall = api.get("/api/chains/hall").json()["steps"][0]["params"]
+    hall.pop("freeze_mode")
+    out = pedalboard.Reverb(**hall)(signal, RATE)[:, RATE * 2 :]
+    expected = 20 * np.log10(np.sqrt(np.mean(out**2)))
+    assert np.mean(readings) == pytest.approx(expected, abs=2.0), (readings, expected)
+    api.delete(f"/api/streams/{stream['id']}")
+
+
 def _render_input(path: Path) -> np.ndarray:
     """20 s of a tone in bursts (a reverb's tail shows between them), float WAV."""
     t = np.arange(44100 * 20) / 44100
@@ -285,11 +332,15 @@ def test_upload_render_progress_and_download(tab, api, tmp_path):
     source = tmp_path / "take.wav"
     audio = _render_input(source)
     tab.goto("/assets")
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are words, not audio")
+    tab.set_input_files("#upload-files", str(not_audio))
+    sync_api.expect(tab.locator("#uploads li .error")).to_contain_text("Unsupported Media Type")
     tab.fill("#upload-folder", "console/takes")
     tab.set_input_files("#upload-files", str(source))
     stored = tab.locator("#uploads a.ok")
     sync_api.expect(stored).to_contain_text("stored", timeout=30000)
-    assert tab.locator("#uploads progress").evaluate("el => el.value") == 1
+    assert tab.get_by_role("progressbar", name="Upload of take.wav").evaluate("el => el.value") == 1
     sync_api.expect(tab.locator("#asset-rows")).to_contain_text("console/")
     stored.click()
     sync_api.expect(tab.locator("h1")).to_have_text("console/takes/take.wav")

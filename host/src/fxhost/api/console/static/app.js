@@ -1,6 +1,6 @@
 // The console's router: each view has its own URL (the host serves index.html for all
 // of them), drawn by a module of views/ into <main>.
-import { api, getKey, setKey, explain } from "./api.js";
+import { getKey, setKey, explain } from "./api.js";
 import { clear, h } from "./dom.js";
 
 const VIEWS = {
@@ -98,4 +98,3 @@ document.getElementById("key-form").addEventListener("submit", async (event) => 
 });
 
 route();
-export { api };

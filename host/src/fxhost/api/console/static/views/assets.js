@@ -33,7 +33,7 @@ async function browse(main, prefix) {
     if (reset) { clear(table); cursor = null; }
     const page = await api("api/assets", { query: { prefix, delimiter: "/", limit: 100, cursor } });
     for (const folder of page.prefixes) {
-      table.append(h("tr", {}, h("td", { colspan: 6 }, "📁 ", h("a", { href: `assets?prefix=${encodeURIComponent(folder)}` }, folder.slice(prefix.length)))));
+      table.append(h("tr", {}, h("td", { colspan: 6 }, h("span", { class: "badge" }, "folder"), " ", h("a", { href: `assets?prefix=${encodeURIComponent(folder)}` }, folder.slice(prefix.length)))));
     }
     for (const a of page.items) {
       table.append(h("tr", {},

@@ -1,6 +1,6 @@
 // Effects: the list of every effect, and a page per effect with its controls, presets
 // and a player of dry and processed audio (instant A/B, loop region).
-import { allAssets, api, effects, explain, url, blobUrl } from "../api.js";
+import { allAssets, api, effects, explain } from "../api.js";
 import { audioContext, encodeWav, exampleSound } from "../audio.js";
 import { paramsForm, showFieldErrors } from "../controls.js";
 import { clear, h, fmtDb } from "../dom.js";
@@ -9,6 +9,8 @@ export async function render(main, [name]) {
   if (name) return effectPage(main, name);
   return effectList(main);
 }
+
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 async function effectList(main) {
   document.title = "Effects · fxhost";
@@ -24,8 +26,8 @@ async function effectList(main) {
         h("p", { class: "row" },
           h("span", { class: "badge" }, `${e.plugin} ${e.version}`),
           e.offline_only ? h("span", { class: "badge warn" }, "offline only") : null,
-          h("span", { class: "muted" }, `${Object.keys(e.params_schema.properties || {}).length} parameters`,
-            Object.keys(e.presets || {}).length ? `, ${Object.keys(e.presets).length} presets` : "")))));
+          h("span", { class: "muted" }, count(Object.keys(e.params_schema.properties || {}).length, "parameter"),
+            Object.keys(e.presets || {}).length ? `, ${count(Object.keys(e.presets).length, "preset")}` : "")))));
   };
   filter.addEventListener("input", draw);
   main.append(
@@ -237,7 +239,7 @@ async function effectPage(main, name) {
         status.textContent = `Processed ${sourceLabel} in ${Math.round(performance.now() - started)} ms: ${buffer.duration.toFixed(2)} s with the tail, peak ${fmtDb(peak, "dBFS")}${clipped ? `, ${clipped} clipped samples` : ""}.`;
         status.dataset.ready = "true";
       } catch (error) {
-        const rest = showFieldErrors(main, (error.errors || []).map((e) => ({ ...e, path: e.path })));
+        const rest = showFieldErrors(main, error.errors || []);
         if (!error.errors?.length || rest.length) fail(error);
         else status.textContent = "";
       } finally {
@@ -279,4 +281,3 @@ async function effectPage(main, name) {
     player.dispose();
   };
 }
-export { url, blobUrl };
