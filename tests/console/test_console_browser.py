@@ -412,6 +412,23 @@ def test_a_bad_chain_shows_the_error_on_its_field(tab, api):
     sync_api.expect(tab.locator("#steps input[data-param=room_size]").first).to_be_disabled()
 
 
+def test_operators_see_plugins_health_and_load(tab, api):
+    plugins = api.get("/api/plugins").json()
+    tab.goto("/operators")
+    rows = tab.locator("#plugin-rows tr")
+    sync_api.expect(rows).to_have_count(len(plugins))
+    for plugin in plugins:
+        row = tab.locator("#plugin-rows tr", has_text=plugin["module"])
+        sync_api.expect(row).to_contain_text(plugin["status"])
+        seconds = plugin["load_seconds"]
+        shown = float(row.locator("td").nth(4).inner_text().removesuffix(" ms"))
+        assert shown == pytest.approx(seconds * 1000, abs=0.51), plugin
+    sync_api.expect(tab.locator("#health-status")).to_have_text("ok")
+    sync_api.expect(tab.locator("#load-queue")).to_have_text("0")
+    # the load figures are rates between two scrapes of /metrics
+    sync_api.expect(tab.locator("#load-realtime")).to_contain_text("real time", timeout=6000)
+
+
 VIEWS = {
     "effects": "Effects",
     "effects/reverb": "reverb",

@@ -33,9 +33,10 @@ export async function render(main) {
       h("td", {}, h("span", { class: p.status === "loaded" ? "badge good" : "badge bad" }, p.status)),
       h("td", {}, p.version || "—"),
       h("td", {}, p.source),
+      h("td", { class: "num" }, p.load_seconds == null ? "—" : `${(p.load_seconds * 1000).toFixed(p.load_seconds < 0.1 ? 1 : 0)} ms`),
       h("td", {}, p.effects.length ? p.effects.map((e, i) => [i ? ", " : "", h("a", { href: `effects/${e}` }, e)]) : "—"),
       h("td", { class: p.error || p.rejected.length ? "error" : "" }, p.error || "",
-        p.rejected.map((r) => h("div", {}, typeof r === "string" ? r : `${r.name || r.effect}: ${r.reason || r.error || JSON.stringify(r)}`))))));
+        p.rejected.map((r) => h("div", {}, `effect ${r.name} rejected: ${r.reasons.join("; ")}`))))));
   }
 
   async function refresh() {
@@ -90,7 +91,7 @@ export async function render(main) {
     h("section", { class: "panel", "aria-labelledby": "load-title" }, h("h2", { id: "load-title" }, "Load (from /metrics, every 2 s)"), load),
     h("section", { class: "panel", "aria-labelledby": "plugins-title" }, h("h2", { id: "plugins-title" }, "Plugins"),
       h("div", { class: "table-wrap" }, h("table", {},
-        h("thead", {}, h("tr", {}, ["Plugin", "Status", "Version", "From", "Effects", "Problems"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["Plugin", "Status", "Version", "From", "Load time", "Effects", "Problems"].map((t) => h("th", { scope: "col" }, t)))),
         pluginsBody))),
   );
   await Promise.all([refreshPlugins().catch((e) => { problems.textContent = explain(e); }), refresh()]);
