@@ -32,6 +32,10 @@ async function effectList(main) {
   filter.addEventListener("input", draw);
   main.append(
     h("h1", {}, "Effects"),
+    h("nav", { class: "panel start", "aria-label": "Start here" },
+      h("a", { class: "button primary", href: "live?effect=reverb" }, "Hear the reverb on your voice"),
+      h("a", { class: "button", href: "effects/reverb" }, "Try the reverb on the example sound"),
+      h("a", { class: "button", href: "assets" }, "Upload audio")),
     h("p", { class: "muted" }, `${all.length} effects installed. Open one to hear it on the example sound or on your own audio.`),
     h("div", { class: "field" }, h("label", { for: "effect-filter" }, "Filter"), filter),
     grid,

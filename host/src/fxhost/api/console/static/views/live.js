@@ -60,6 +60,14 @@ export async function render(main, _rest, query) {
     startButton.disabled = true;
     status.className = "muted";
     status.textContent = "Starting…";
+    if (!window.isSecureContext) {
+      // AudioWorklet and the microphone exist only on secure pages
+      status.className = "error";
+      status.textContent = "Live audio needs a secure page: open the console on localhost (127.0.0.1) or over https.";
+      startButton.disabled = false;
+      session = null;
+      return;
+    }
     const ctx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
     const s = { ctx, sentAt: new Map(), rtts: [], frames: 0, stopped: false, timers: [] };
     session = s;
