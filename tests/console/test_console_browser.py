@@ -407,6 +407,23 @@ def test_a_bad_chain_shows_the_error_on_its_field(tab, api):
     assert saved["steps"][0]["params"]["room_size"] == 0.8
     tab.reload()
     sync_api.expect(tab.locator("#builder-title")).to_have_text("console-bad")
+    # reorder: a delay added last, moved first; a step removed; saved with PUT
+    tab.select_option("#add-effect", "delay")
+    tab.click("#add-step")
+    tab.select_option("#add-effect", "gain")
+    tab.click("#add-step")
+    tab.get_by_role("button", name="Move step 2 up").click()
+    # the focus stays on the moved step: at the top, on its other move button
+    sync_api.expect(tab.get_by_role("button", name="Move step 1 down")).to_be_focused()
+    tab.get_by_role("button", name="Remove step 3").click()
+    tab.click("#save-chain")
+    sync_api.expect(tab.locator("#toast")).to_contain_text("Saved chain console-bad")
+    steps = api.get("/api/chains/console-bad").json()["steps"]
+    assert [s["effect"] for s in steps] == ["delay", "reverb"]
+    tab.once("dialog", lambda dialog: dialog.accept())
+    tab.get_by_role("button", name="Delete").click()
+    tab.wait_for_url("**/chains")
+    assert api.get("/api/chains/console-bad").status_code == 404
     tab.goto("/chains/hall")
     sync_api.expect(tab.locator("#save-chain")).to_have_count(0)
     sync_api.expect(tab.locator("#steps input[data-param=room_size]").first).to_be_disabled()

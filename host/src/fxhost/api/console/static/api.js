@@ -46,7 +46,7 @@ async function problemOf(response) {
   }
 }
 
-// Asks for a key (the dialog of app.js) and resolves once one is kept, or rejects.
+// Asks for a key: app.js opens its dialog.
 function needKey(problem) {
   document.dispatchEvent(new CustomEvent("fxhost:need-key", { detail: problem }));
 }
@@ -131,10 +131,6 @@ let effectsPromise = null;
 export function effects() {
   effectsPromise ??= api("api/effects").catch((e) => { effectsPromise = null; throw e; });
   return effectsPromise;
-}
-
-export async function effectByName(name) {
-  return (await effects()).find((e) => e.name === name);
 }
 
 export async function allAssets(limit = 500) {

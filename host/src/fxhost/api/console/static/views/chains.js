@@ -64,7 +64,10 @@ function buildChain(root, chain, all, assets) {
         const j = i + delta;
         [steps[i], steps[j]] = [steps[j], steps[i]];
         drawSteps();
-        stepsEl.querySelector(`[data-key="${step.key}"] button[data-move="${delta}"]`)?.focus();
+        // the focus follows the step; at an end, onto its other move button
+        const card = stepsEl.querySelector(`[data-key="${step.key}"]`);
+        const same = card.querySelector(`button[data-move="${delta}"]`);
+        (same.disabled ? card.querySelector(`button[data-move="${-delta}"]`) : same).focus();
       };
       const fieldset = h("fieldset", { disabled: readOnly, class: "plain" }, form ? form.el : h("p", { class: "error" }, `unknown effect ${step.effect}`));
       return h("li", { class: `step${step.bypass ? " bypassed" : ""}`, dataset: { path, key: String(step.key) } },

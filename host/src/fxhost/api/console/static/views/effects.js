@@ -83,8 +83,9 @@ class Player {
       source.start(at, Math.min(offset, buffer.duration));
       this.sources.push(source);
     }
-    const longest = Math.max(this.dry?.duration || 0, this.wet?.duration || 0);
-    this.sources.forEach((s) => { s.onended = () => { if (this.sources.includes(s) && !this.loop.on && this.position() >= longest - 0.05) this.stop(); }; });
+    // Without a loop, playing ends with the longer sound (the processed one has the tail).
+    const last = this.sources.reduce((a, b) => (b.buffer.duration > a.buffer.duration ? b : a), this.sources[0]);
+    if (last && !last.loop) last.onended = () => this.stop();
     this.startedAt = at;
     this.offset = offset;
     this.playing = true;
