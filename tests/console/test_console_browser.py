@@ -374,6 +374,13 @@ def test_upload_render_progress_and_download(tab, api, tmp_path):
     expected = pedalboard.Reverb(**hall)(audio, 44100)
     assert rate == 44100 and out.shape[0] > audio.shape[1]  # the tail is kept
     np.testing.assert_allclose(out.T[:, : audio.shape[1]], expected, atol=2e-4)
+    tab.goto(f"/assets/{asset_id}")
+    tab.once("dialog", lambda dialog: dialog.accept())
+    tab.get_by_role("button", name="Delete").click()
+    tab.wait_for_url("**/assets?prefix=console%2Ftakes%2F")
+    sync_api.expect(tab.locator("#asset-rows")).to_contain_text("take-hall.wav")  # the render stays
+    sync_api.expect(tab.locator("#asset-rows")).not_to_contain_text("take.wav")
+    assert api.get(f"/api/assets/{asset_id}").status_code == 404
 
 
 def test_a_bad_chain_shows_the_error_on_its_field(tab, api):
