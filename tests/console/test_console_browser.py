@@ -417,6 +417,12 @@ def test_a_bad_chain_shows_the_error_on_its_field(tab, api):
     # reorder: a delay added last, moved first; a step removed; saved with PUT
     tab.select_option("#add-effect", "delay")
     tab.click("#add-step")
+    delay = tab.locator("#steps li").nth(1)
+    delay.get_by_label("Load a preset").select_option("slapback")
+    slapback = api.get("/api/effects/delay").json()["presets"]["slapback"]
+    sync_api.expect(delay.locator("input[type=number][data-param=delay_seconds]")).to_have_value(
+        str(slapback["delay_seconds"])
+    )
     tab.select_option("#add-effect", "gain")
     tab.click("#add-step")
     tab.get_by_role("button", name="Move step 2 up").click()
@@ -427,6 +433,7 @@ def test_a_bad_chain_shows_the_error_on_its_field(tab, api):
     sync_api.expect(tab.locator("#toast")).to_contain_text("Saved chain console-bad")
     steps = api.get("/api/chains/console-bad").json()["steps"]
     assert [s["effect"] for s in steps] == ["delay", "reverb"]
+    assert steps[0]["params"]["delay_seconds"] == slapback["delay_seconds"]
     tab.once("dialog", lambda dialog: dialog.accept())
     tab.get_by_role("button", name="Delete").click()
     tab.wait_for_url("**/chains")

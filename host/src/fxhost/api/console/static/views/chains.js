@@ -69,7 +69,17 @@ function buildChain(root, chain, all, assets) {
         const same = card.querySelector(`button[data-move="${delta}"]`);
         (same.disabled ? card.querySelector(`button[data-move="${-delta}"]`) : same).focus();
       };
-      const fieldset = h("fieldset", { disabled: readOnly, class: "plain" }, form ? form.el : h("p", { class: "error" }, `unknown effect ${step.effect}`));
+      const presets = Object.keys(effect?.presets || {});
+      const presetSelect = presets.length && !readOnly ? h("select", { id: `preset-${step.key}` },
+        h("option", { value: "" }, "choose…"), presets.map((p) => h("option", { value: p }, p))) : null;
+      presetSelect?.addEventListener("change", () => {
+        if (!presetSelect.value) return;
+        form.setValues(effect.presets[presetSelect.value]);
+        step.params = form.values();
+      });
+      const fieldset = h("fieldset", { disabled: readOnly, class: "plain" },
+        presetSelect ? h("div", { class: "row preset-row" }, h("label", { for: `preset-${step.key}` }, "Load a preset"), presetSelect) : null,
+        form ? form.el : h("p", { class: "error" }, `unknown effect ${step.effect}`));
       return h("li", { class: `step${step.bypass ? " bypassed" : ""}`, dataset: { path, key: String(step.key) } },
         h("header", {},
           h("h3", {}, `${i + 1}. `, h("a", { href: `effects/${step.effect}` }, step.effect), step.bypass ? h("span", { class: "badge warn" }, " bypassed") : null),
