@@ -359,6 +359,8 @@ def test_upload_render_progress_and_download(tab, api, tmp_path):
     sync_api.expect(status).to_have_attribute("data-status", "done", timeout=60000)
     sync_api.expect(status).to_contain_text("Done: console/takes/take-hall.wav")
     assert tab.locator("#render-progress").evaluate("el => el.value") == 1
+    sync_api.expect(tab.locator("#render-cancel")).to_be_hidden()
+    sync_api.expect(tab.locator("#render-history li", has_text="take.wav → hall")).to_contain_text("done")
     events = int(tab.locator("#render-progress").get_attribute("data-events"))
     assert events >= 1  # the end came as an event of the stream, not by asking again
     shoot(tab, "renders")

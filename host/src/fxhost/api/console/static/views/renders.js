@@ -45,6 +45,10 @@ export async function render(main, [renderId], query) {
     bar.setAttribute("aria-valuetext", `${Math.round(view.progress * 100)} %`);
     status.dataset.status = view.status;
     const slot = current.querySelector("#render-result");
+    const ended = ["done", "failed", "cancelled"].includes(view.status);
+    const cancel = current.querySelector("#render-cancel");
+    if (cancel) cancel.hidden = ended;
+    if (ended && !status.dataset.listed) { status.dataset.listed = "true"; drawHistory(); }
     if (view.status === "done") {
       status.textContent = `Done: ${view.result.name}, ${fmtSeconds(view.result.duration)}, peak ${fmtDb(view.peak_dbfs, "dBFS")}, ${view.clipped_samples} clipped samples.`;
       const link = h("a", { class: "button primary", id: "render-download", download: view.result.name.split("/").pop() }, "Download");
@@ -65,7 +69,10 @@ export async function render(main, [renderId], query) {
       h("h2", { id: "current-title" }, "Render ", h("code", {}, id.slice(0, 8))),
       h("progress", { max: 1, value: 0, id: "render-progress", "aria-label": "Render progress" }),
       h("p", { id: "render-status", role: "status", "aria-live": "polite" }, "Starting…"),
-      h("div", { id: "render-result" }));
+      h("div", { id: "render-result" }),
+      h("button", { type: "button", id: "render-cancel", onclick: async () => {
+        try { show(await api(`api/renders/${id}/cancel`, { method: "POST" })); } catch (error) { current.querySelector("#render-status").textContent = explain(error); }
+      } }, "Cancel"));
     const view = await api(`api/renders/${id}`);
     remember(id);
     show(view);
@@ -81,22 +88,20 @@ export async function render(main, [renderId], query) {
     };
     for (const type of ["progress", "done", "failed", "cancelled"]) events.addEventListener(type, onEvent);
     events.onerror = () => { if (events.readyState === EventSource.CLOSED) return; events.close(); api(`api/renders/${id}`).then(show).catch(() => {}); };
-    current.append(h("button", { type: "button", onclick: async () => {
-      try { show(await api(`api/renders/${id}/cancel`, { method: "POST" })); } catch (error) { current.querySelector("#render-status").textContent = explain(error); }
-    } }, "Cancel"));
   }
 
   async function drawHistory() {
     const ids = mine();
-    clear(history, ids.length ? null : h("li", { class: "muted" }, "No renders in this session yet."));
+    const items = [];
     for (const id of ids) {
       try {
         const v = await api(`api/renders/${id}`);
-        history.append(h("li", { class: "spread" },
+        items.push(h("li", { class: "spread" },
           h("a", { href: `renders/${id}` }, `${assets.find((a) => a.id === v.asset)?.name || v.asset} → ${v.chain.name || "steps"}`),
           h("span", { class: v.status === "done" ? "badge good" : v.status === "failed" ? "badge bad" : "badge" }, v.status)));
       } catch { /* gone: deleted, or another key's */ }
     }
+    clear(history, items.length ? items : h("li", { class: "muted" }, "No renders in this session yet."));
   }
 
   main.append(
@@ -118,6 +123,6 @@ export async function render(main, [renderId], query) {
       h("section", { class: "panel", "aria-labelledby": "history-title" }, h("h2", { id: "history-title" }, "This session's renders"), history)),
   );
   if (renderId) await follow(renderId).catch((e) => { current.hidden = false; clear(current, h("p", { class: "error", role: "alert" }, explain(e))); });
-  drawHistory();
+  else drawHistory();
   return () => sources.forEach((s) => s.close());
 }
