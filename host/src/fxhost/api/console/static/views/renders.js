@@ -75,6 +75,11 @@ export async function render(main, [renderId], query) {
       } }, "Cancel"));
     const view = await api(`api/renders/${id}`);
     remember(id);
+    // the form shows what this render was made of, ready for another with a change
+    if (view.chain.name) chainSelect.value = view.chain.name;
+    if ([...assetSelect.options].some((o) => o.value === view.asset)) assetSelect.value = view.asset;
+    format.value = view.output.format;
+    tail.checked = view.tail;
     show(view);
     if (["done", "failed", "cancelled"].includes(view.status)) return;
     const events = new EventSource(await openableUrl("events", id));
