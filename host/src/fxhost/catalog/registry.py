@@ -29,6 +29,7 @@ import importlib.metadata
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,6 +75,9 @@ class PluginInfo(msgspec.Struct, kw_only=True):
     #: Names of the effects it provides (registered).
     effects: list[str] = []
     rejected: list[RejectedEffect] = []
+    #: Seconds from the start of its import to its effects checked and registered (or to
+    #: its failure); null when it was not tried (disabled, or its name already taken).
+    load_seconds: float | None = None
 
 
 class EffectView(msgspec.Struct, frozen=True, kw_only=True):
@@ -380,29 +384,33 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             continue
         by_name[candidate.name] = candidate
 
+        started = time.perf_counter()
         try:
-            plugin = candidate.load()
-        except (Exception, SystemExit) as error:
-            fail(_reason("import failed", error))
-            continue
-        owner = pm.get_name(plugin)
-        if owner is not None:
-            fail(f"{candidate.describe()} is the same object as plugin {owner!r}, already loaded")
-            continue
-        try:
-            pm.register(plugin, name=candidate.name)
-        except Exception as error:
-            fail(_reason("invalid plugin", error))
-            continue
+            try:
+                plugin = candidate.load()
+            except (Exception, SystemExit) as error:
+                fail(_reason("import failed", error))
+                continue
+            owner = pm.get_name(plugin)
+            if owner is not None:
+                fail(f"{candidate.describe()} is the same object as plugin {owner!r}, already loaded")
+                continue
+            try:
+                pm.register(plugin, name=candidate.name)
+            except Exception as error:
+                fail(_reason("invalid plugin", error))
+                continue
 
-        classes, reason = _call_hooks(pm, plugin, candidate.name)
-        if reason is not None:
-            pm.unregister(plugin, name=candidate.name)
-            fail(reason)
-            continue
-        _add_effects(info, classes, effects)
-        if not classes:
-            warnings.append(f"plugin {candidate.name!r} provides no effects")
+            classes, reason = _call_hooks(pm, plugin, candidate.name)
+            if reason is not None:
+                pm.unregister(plugin, name=candidate.name)
+                fail(reason)
+                continue
+            _add_effects(info, classes, effects)
+            if not classes:
+                warnings.append(f"plugin {candidate.name!r} provides no effects")
+        finally:
+            info.load_seconds = round(time.perf_counter() - started, 4)
 
     for folder in config.plugins.paths:
         if not os.path.isdir(folder):
