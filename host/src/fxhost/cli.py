@@ -30,7 +30,7 @@ from fxhost.runtime import Runtime, load_config_of, load_runtime
 from fxhost.settings import Settings, env_name, load_settings
 
 if TYPE_CHECKING:
-    from fxhost.catalog.chains import ResolvedChain
+    from fxhost.catalog.chains import Chain, ResolvedChain
     from fxhost.engine.offline import RenderResult
 
 #: Files at least this long (in seconds) get a progress bar when stderr is a terminal.
@@ -296,13 +296,22 @@ def chains(context: Context, as_json: bool) -> None:
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(found)).decode())
         return
-    table = Table(title=f"chains ({context.runtime.config.display_name})")
-    for column in ("chain", "steps", "description"):
+    rate = context.settings.default_sample_rate
+    table = Table(title=f"chains ({context.runtime.config.display_name}; latency at {rate} Hz)")
+    for column in ("chain", "steps", "latency", "description"):
         table.add_column(column)
     for chain in found:
         steps = " -> ".join(step.effect for step in chain.steps)
-        table.add_row(chain.name, steps, chain.description)
+        table.add_row(chain.name, steps, _latency_text(chain), chain.description)
     Console(width=200).print(table)
+
+
+def _latency_text(chain: Chain) -> str:
+    """``0 frames (0 ms)``, with the chain's budget when it has one."""
+    if chain.latency is None:
+        return "?"
+    text = f"{chain.latency.frames} frames ({chain.latency.ms:g} ms)"
+    return text if chain.max_latency_ms is None else f"{text}, max {chain.max_latency_ms:g} ms"
 
 
 def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:

@@ -74,7 +74,9 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     store = AssetStore(storage_of(settings), cache, settings.max_upload_bytes)
     await store.start()
     log.info("assets and renders are kept in %s", store.storage.description)
-    chains = ChainStore(runtime.chains, runtime.registry.classes, store)
+    chains = ChainStore(
+        runtime.chains, runtime.registry.classes, store, sample_rate=settings.default_sample_rate
+    )
     pool = {
         "workers": settings.render_workers,
         "max_tail_seconds": settings.max_tail_seconds,

@@ -28,13 +28,17 @@ raises :class:`fxhost_sdk.FieldError` with the failing path, e.g.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fxhost_sdk import AssetLoader, Effect, FieldError, Params, asset_fields, convert
+import numpy as np
+from fxhost_sdk import AssetLoader, Effect, FieldError, LoadedAudio, Params, asset_fields, convert
+
+from fxhost.engine.compiled import CompiledChain, EffectFault
 
 #: Chain names: lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit.
 #: Use ``fullmatch``: with ``match`` the ``$`` lets a trailing newline through.
@@ -67,6 +71,30 @@ ChainSteps = Annotated[
 ]
 
 
+#: A chain's latency budget, in milliseconds.
+MaxLatency = Annotated[
+    float,
+    msgspec.Meta(
+        gt=0,
+        le=60_000,
+        description="The most latency (ms) the chain's effects may add up to, at the server's default "
+        "sample rate; a chain over it is refused.",
+    ),
+]
+#: The channel count latencies are measured at (an effect's latency rarely depends on it).
+LATENCY_CHANNELS = 2
+
+
+class ChainLatency(msgspec.Struct, frozen=True, kw_only=True):
+    """How late a chain's output is: the sum of its effects' latencies, measured on
+    instances made for ``sample_rate`` (stereo) with the chain's parameters."""
+
+    frames: Annotated[int, msgspec.Meta(ge=0, description="The chain's latency in frames.")]
+    ms: Annotated[float, msgspec.Meta(ge=0, description="The same in milliseconds, at `sample_rate`.")]
+    sample_rate: Annotated[int, msgspec.Meta(description="The sample rate it was measured at.")]
+    steps: Annotated[list[int], msgspec.Meta(description="Each step's latency in frames, in order.")]
+
+
 class Chain(msgspec.Struct, frozen=True, kw_only=True):
     """A named, validated chain. ``steps`` hold every parameter (defaults filled in)."""
 
@@ -74,6 +102,9 @@ class Chain(msgspec.Struct, frozen=True, kw_only=True):
     steps: list[ChainStep]
     description: str = ""
     source: ChainSource = "config"
+    max_latency_ms: MaxLatency | None = None
+    #: Measured at the server's default sample rate (None: not measured).
+    latency: ChainLatency | None = None
 
 
 @dataclass(frozen=True)
@@ -275,13 +306,82 @@ def build_chain(
     description: str = "",
     source: ChainSource = "config",
     path: str = "",
+    max_latency_ms: float | None = None,
+    sample_rate: int | None = None,
 ) -> Chain:
     """Validate a name and its steps into a :class:`Chain` with every parameter filled in
     (what the API does with a chain it saves). FieldErrors are rooted at ``path``:
-    ``{path}.name``, ``{path}.steps[i]...``."""
+    ``{path}.name``, ``{path}.steps[i]...``, ``{path}.max_latency_ms`` for a chain over
+    its latency budget. With ``sample_rate`` its latency is measured at that rate."""
     validate_chain_name(name, _join(path, "name"))
     steps = validate_steps(steps_raw, effects, path)
-    return Chain(name=name, steps=[step.to_step() for step in steps], description=description, source=source)
+    latency = None
+    if sample_rate is not None:
+        latency = chain_latency(steps, sample_rate, path)
+        check_latency_budget(latency, max_latency_ms, steps, path)
+    return Chain(
+        name=name,
+        steps=[step.to_step() for step in steps],
+        description=description,
+        source=source,
+        max_latency_ms=max_latency_ms,
+        latency=latency,
+    )
+
+
+def _stand_in_asset(ref: str, path: str) -> LoadedAudio:
+    """A one-frame impulse for an asset parameter while a latency is measured with no
+    store at hand (``plugins.toml``, ``fxhost check``): an effect's latency depends on
+    its settings, not on the content of an impulse response."""
+    return LoadedAudio(np.ones((1, 1), np.float32), 48000.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_latency(cls: type[Effect], params: Params, sample_rate: int) -> int:
+    # Params structs are frozen and hashable; a pedalboard effect probes its plugin when
+    # made (milliseconds), so a listing that measures the same steps again is a cache hit.
+    compiled = CompiledChain([_Measured(cls, params)], sample_rate, LATENCY_CHANNELS, assets=_stand_in_asset)
+    return compiled.latency
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    cls: type[Effect]
+    params: Params
+
+
+def chain_latency(steps: Sequence[ResolvedStep], sample_rate: int, path: str = "") -> ChainLatency:
+    """The latency of validated ``steps`` at ``sample_rate``: each effect made once (with
+    a stand-in for any asset parameter) and its ``latency`` read. An effect that fails to
+    start is a FieldError at ``{path}.steps[i].effect``."""
+    frames: list[int] = []
+    for i, step in enumerate(steps):
+        try:
+            try:
+                frames.append(_step_latency(step.cls, step.params, sample_rate))
+            except TypeError:  # unhashable params (a list field): measured without the cache
+                frames.append(_step_latency.__wrapped__(step.cls, step.params, sample_rate))
+        except EffectFault as fault:
+            raise FieldError(_join(path, f"steps[{i}].effect"), f"{step.effect}: {fault.problem}") from None
+    total = sum(frames)
+    return ChainLatency(frames=total, ms=round(total * 1000 / sample_rate, 3), sample_rate=sample_rate, steps=frames)
+
+
+def check_latency_budget(
+    latency: ChainLatency, max_latency_ms: float | None, steps: Sequence[ResolvedStep], path: str = ""
+) -> None:
+    """FieldError at ``{path}.max_latency_ms`` when ``latency`` is over the budget, naming
+    the steps that make it up."""
+    if max_latency_ms is None or latency.ms <= max_latency_ms:
+        return
+    parts = ", ".join(
+        f"steps[{i}] {step.effect} {frames}" for i, (step, frames) in enumerate(zip(steps, latency.steps, strict=True)) if frames
+    )
+    raise FieldError(
+        _join(path, "max_latency_ms"),
+        f"the chain's latency is {latency.ms:g} ms ({latency.frames} frames at {latency.sample_rate} Hz: "
+        f"{parts}), over its budget of {max_latency_ms:g} ms",
+    )
 
 
 def _explain_params(error: FieldError, params_path: str, effect: str, cls: type[Effect]) -> FieldError:

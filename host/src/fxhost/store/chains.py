@@ -5,6 +5,7 @@ chain a request names is resolved by :func:`~fxhost.catalog.chains.resolve_chain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,9 @@ from fxhost.catalog.chains import (
     Effects,
     ResolvedChain,
     build_chain,
+    chain_latency,
     resolve_chain,
+    validate_steps,
 )
 from fxhost.store.db.models import SavedChain
 from fxhost.store.storage.objects import Storage
@@ -81,15 +84,35 @@ class ChainStore:
     """Config chains are shared by every tenant; a saved chain belongs to the tenant
     that saved it, and its name is unique within that tenant."""
 
-    def __init__(self, config_chains: dict[str, Chain], effects: Effects, store: AssetStore | None = None):
+    def __init__(
+        self,
+        config_chains: dict[str, Chain],
+        effects: Effects,
+        store: AssetStore | None = None,
+        *,
+        sample_rate: int | None = None,
+    ):
         self.config_chains = config_chains
         self.effects = effects
         self.store = store
+        #: The rate chains' latencies are measured at (the default sample rate).
+        self.sample_rate = sample_rate
 
-    @staticmethod
-    def _from_row(row: SavedChain) -> Chain:
+    def _from_row(self, row: SavedChain) -> Chain:
         steps = [ChainStep(effect=s["effect"], params=s.get("params", {})) for s in row.steps]
-        return Chain(name=row.name, steps=steps, description=row.description, source="api")
+        latency = None
+        if self.sample_rate is not None:
+            # Measured now, not saved: the plugins (and their latencies) may have changed.
+            with contextlib.suppress(FieldError):  # a step the plugins no longer take
+                latency = chain_latency(validate_steps(steps, self.effects), self.sample_rate)
+        return Chain(
+            name=row.name,
+            steps=steps,
+            description=row.description,
+            source="api",
+            max_latency_ms=row.max_latency_ms,
+            latency=latency,
+        )
 
     async def all(self, tenant: str) -> list[Chain]:
         saved = [self._from_row(row) for row in await SavedChain.filter(tenant=tenant).order_by("name")]
@@ -130,25 +153,46 @@ class ChainStore:
             rows[ref] = row
         return dataclasses.replace(resolved, assets=StoredAssets(rows, self.store))
 
-    async def create(self, name: str, steps: Any, description: str, tenant: str) -> Chain:
-        chain = build_chain(name, steps, self.effects, description=description, source="api")
+    def _build(self, name: str, steps: Any, description: str, max_latency_ms: float | None) -> Chain:
+        return build_chain(
+            name,
+            steps,
+            self.effects,
+            description=description,
+            source="api",
+            max_latency_ms=max_latency_ms,
+            sample_rate=self.sample_rate,
+        )
+
+    async def create(
+        self, name: str, steps: Any, description: str, tenant: str, max_latency_ms: float | None = None
+    ) -> Chain:
+        chain = self._build(name, steps, description, max_latency_ms)
         if name in self.config_chains:
             raise ChainConflict(f"chain {name!r} is defined in plugins.toml and cannot be replaced")
         try:
             await SavedChain.create(
-                tenant=tenant, name=name, description=description, steps=_steps_json(chain)
+                tenant=tenant,
+                name=name,
+                description=description,
+                steps=_steps_json(chain),
+                max_latency_ms=max_latency_ms,
             )
         except IntegrityError:
             raise ChainConflict(f"chain {name!r} exists; PUT /api/chains/{name} replaces it") from None
         return chain
 
-    async def put(self, name: str, steps: Any, description: str, tenant: str) -> tuple[Chain, bool]:
+    async def put(
+        self, name: str, steps: Any, description: str, tenant: str, max_latency_ms: float | None = None
+    ) -> tuple[Chain, bool]:
         """Create or replace; returns (chain, created)."""
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; change it there")
-        chain = build_chain(name, steps, self.effects, description=description, source="api")
+        chain = self._build(name, steps, description, max_latency_ms)
         _, created = await SavedChain.update_or_create(
-            tenant=tenant, name=name, defaults={"description": description, "steps": _steps_json(chain)}
+            tenant=tenant,
+            name=name,
+            defaults={"description": description, "steps": _steps_json(chain), "max_latency_ms": max_latency_ms},
         )
         return chain, created
 
