@@ -329,7 +329,7 @@ def build_chain(
     )
 
 
-def _stand_in_asset(ref: str, path: str) -> LoadedAudio:
+def stand_in_asset(ref: str, path: str) -> LoadedAudio:
     """A one-frame impulse for an asset parameter while a latency is measured with no
     store at hand (``plugins.toml``, ``fxhost check``): an effect's latency depends on
     its settings, not on the content of an impulse response."""
@@ -340,7 +340,7 @@ def _stand_in_asset(ref: str, path: str) -> LoadedAudio:
 def _step_latency(cls: type[Effect], params: Params, sample_rate: int) -> int:
     # Params structs are frozen and hashable; a pedalboard effect probes its plugin when
     # made (milliseconds), so a listing that measures the same steps again is a cache hit.
-    compiled = CompiledChain([_Measured(cls, params)], sample_rate, LATENCY_CHANNELS, assets=_stand_in_asset)
+    compiled = CompiledChain([_Measured(cls, params)], sample_rate, LATENCY_CHANNELS, assets=stand_in_asset)
     return compiled.latency
 
 
@@ -364,7 +364,9 @@ def chain_latency(steps: Sequence[ResolvedStep], sample_rate: int, path: str = "
         except EffectFault as fault:
             raise FieldError(_join(path, f"steps[{i}].effect"), f"{step.effect}: {fault.problem}") from None
     total = sum(frames)
-    return ChainLatency(frames=total, ms=round(total * 1000 / sample_rate, 3), sample_rate=sample_rate, steps=frames)
+    return ChainLatency(
+        frames=total, ms=round(total * 1000 / sample_rate, 3), sample_rate=sample_rate, steps=frames
+    )
 
 
 def check_latency_budget(
@@ -375,7 +377,9 @@ def check_latency_budget(
     if max_latency_ms is None or latency.ms <= max_latency_ms:
         return
     parts = ", ".join(
-        f"steps[{i}] {step.effect} {frames}" for i, (step, frames) in enumerate(zip(steps, latency.steps, strict=True)) if frames
+        f"steps[{i}] {step.effect} {frames}"
+        for i, (step, frames) in enumerate(zip(steps, latency.steps, strict=True))
+        if frames
     )
     raise FieldError(
         _join(path, "max_latency_ms"),

@@ -210,13 +210,13 @@ def from_data(data: Any, source: str = "<data>", base_dir: str | os.PathLike[str
             raise ConfigError(source, "empty plugin name", path=path)
         if not isinstance(specifier, str):
             raise ConfigError(
-                source, f"expected a version specifier string, e.g. \">=1.2\", got {specifier!r}", path=path
+                source, f'expected a version specifier string, e.g. ">=1.2", got {specifier!r}', path=path
             )
         try:
             SpecifierSet(specifier)
         except InvalidSpecifier:
             raise ConfigError(
-                source, f"not a PEP 440 version specifier: {specifier!r} (e.g. \">=1.2,<2\")", path=path
+                source, f'not a PEP 440 version specifier: {specifier!r} (e.g. ">=1.2,<2")', path=path
             ) from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     paths = []

@@ -192,7 +192,11 @@ class ChainStore:
         _, created = await SavedChain.update_or_create(
             tenant=tenant,
             name=name,
-            defaults={"description": description, "steps": _steps_json(chain), "max_latency_ms": max_latency_ms},
+            defaults={
+                "description": description,
+                "steps": _steps_json(chain),
+                "max_latency_ms": max_latency_ms,
+            },
         )
         return chain, created
 
