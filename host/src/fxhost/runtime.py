@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fxhost.catalog.chains import Chain, ChainSpec, ResolvedChain, resolve_chain
+from fxhost.catalog.chains import Chain, ChainSpec, EffectOrigin, ResolvedChain, resolve_chain
 from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from fxhost.catalog.lint import check_chains, check_requirements
 from fxhost.catalog.registry import Registry, load_registry
 from fxhost.settings import Settings
 
-__all__ = ["Runtime", "check_chains", "check_requirements", "load_chains", "load_config_of", "load_runtime"]
+__all__ = [
+    "Runtime",
+    "check_chains",
+    "check_requirements",
+    "effect_origins",
+    "load_chains",
+    "load_config_of",
+    "load_runtime",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,15 @@ class Runtime:
         """A chain of ``plugins.toml`` by name, inline steps or one effect, validated
         (:func:`~fxhost.catalog.chains.resolve_chain`)."""
         return resolve_chain(spec, self.chains, self.registry.classes, path)
+
+
+def effect_origins(registry: Registry) -> dict[str, EffectOrigin]:
+    """Each effect's plugin and plugin version (what a render records)."""
+    versions = {info.name: info.version for info in registry.plugins}
+    return {
+        name: EffectOrigin(plugin=info.plugin, plugin_version=versions.get(info.plugin))
+        for name, info in registry.effects.items()
+    }
 
 
 def load_chains(config: Config, registry: Registry, sample_rate: int | None = None) -> dict[str, Chain]:

@@ -394,3 +394,87 @@ def _explain_params(error: FieldError, params_path: str, effect: str, cls: type[
         return error
     names = ", ".join(field.encode_name for field in msgspec.structs.fields(cls.Params))
     return FieldError(error.path, f"unknown parameter of {effect!r} (it has: {names or 'none'})")
+
+
+# -- recorded chains: what a render ran, to reproduce it ------------------------------
+
+
+class EffectOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an effect comes from: its plugin and the plugin's version (None for a
+    module plugin that is not an installed distribution)."""
+
+    plugin: str
+    plugin_version: str | None = None
+
+
+class RecordedStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One step as a render ran it: enough to run it again and to know when it would
+    no longer sound the same."""
+
+    effect: str
+    effect_version: str
+    plugin: str
+    plugin_version: str | None
+    #: Every parameter, defaults included.
+    params: dict[str, Any]
+
+
+class RecordedChain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The resolved chain a render used (its ``recorded`` field). ``POST /api/renders``
+    takes it back as ``chain`` to render the same again; it is refused when an effect's
+    or a plugin's version is no longer the one recorded."""
+
+    #: The chain's name when it was given by name (a note: the steps are what runs).
+    name: str | None = None
+    steps: Annotated[list[RecordedStep], msgspec.Meta(min_length=1, max_length=MAX_STEPS)]
+
+
+def record_chain(chain: ResolvedChain, origins: Mapping[str, EffectOrigin]) -> RecordedChain:
+    """What ``chain`` is, pinned: each step's effect and version, plugin and version, and
+    every parameter. ``origins``: effect name -> where it comes from (the registry's)."""
+    steps = []
+    for step in chain.steps:
+        origin = origins.get(step.effect) or EffectOrigin(plugin="?")
+        steps.append(
+            RecordedStep(
+                effect=step.effect,
+                effect_version=step.cls.version,
+                plugin=origin.plugin,
+                plugin_version=origin.plugin_version,
+                params=msgspec.to_builtins(step.params),
+            )
+        )
+    return RecordedChain(name=chain.name, steps=steps)
+
+
+def replay_steps(
+    recorded: RecordedChain, effects: Effects, origins: Mapping[str, EffectOrigin], path: str = "chain"
+) -> list[ChainStep]:
+    """The steps of a recorded chain, once every effect and plugin is found at the
+    version recorded: FieldError at ``{path}.steps[i].<field>`` naming both versions
+    otherwise (the render would not sound the same)."""
+    for i, step in enumerate(recorded.steps):
+        where = f"{path}.steps[{i}]"
+        cls = effects.get(step.effect)
+        if cls is None:
+            raise FieldError(f"{where}.effect", unknown_effect(step.effect, list(effects)))
+        if cls.version != step.effect_version:
+            raise FieldError(
+                f"{where}.effect_version",
+                f"{step.effect!r} is version {cls.version} here, the render recorded {step.effect_version}: "
+                "it would not sound the same",
+            )
+        origin = origins.get(step.effect) or EffectOrigin(plugin="?")
+        if origin.plugin != step.plugin:
+            raise FieldError(
+                f"{where}.plugin",
+                f"{step.effect!r} comes from plugin {origin.plugin!r} here, "
+                f"the render recorded {step.plugin!r}",
+            )
+        if origin.plugin_version != step.plugin_version:
+            raise FieldError(
+                f"{where}.plugin_version",
+                f"plugin {step.plugin!r} is version {origin.plugin_version} here, the render recorded "
+                f"{step.plugin_version}: it would not sound the same",
+            )
+    return [ChainStep(effect=step.effect, params=step.params) for step in recorded.steps]

@@ -19,10 +19,14 @@ from fxhost.catalog.chains import (
     Chain,
     ChainSpec,
     ChainStep,
+    EffectOrigin,
     Effects,
+    RecordedChain,
     ResolvedChain,
     build_chain,
     chain_latency,
+    record_chain,
+    replay_steps,
     resolve_chain,
     validate_steps,
 )
@@ -91,12 +95,19 @@ class ChainStore:
         store: AssetStore | None = None,
         *,
         sample_rate: int | None = None,
+        origins: dict[str, EffectOrigin] | None = None,
     ):
         self.config_chains = config_chains
         self.effects = effects
         self.store = store
         #: The rate chains' latencies are measured at (the default sample rate).
         self.sample_rate = sample_rate
+        #: Effect name -> its plugin and plugin version, for recorded chains.
+        self.origins = origins or {}
+
+    def record(self, chain: ResolvedChain) -> RecordedChain:
+        """``chain`` pinned to the effect and plugin versions it runs with now."""
+        return record_chain(chain, self.origins)
 
     def _from_row(self, row: SavedChain) -> Chain:
         steps = [ChainStep(effect=s["effect"], params=s.get("params", {})) for s in row.steps]
@@ -127,14 +138,20 @@ class ChainStore:
         return self._from_row(row) if row else None
 
     async def resolve(
-        self, spec: ChainSpec, path: str = "chain", *, tenant: str, live: bool = False
+        self, spec: ChainSpec | RecordedChain, path: str = "chain", *, tenant: str, live: bool = False
     ) -> ResolvedChain:
         """A chain given by name, as inline steps or as one effect, validated, with its
         asset parameters found among the tenant's assets and their audio decoded into the
         cache (so that an effect's load_asset later is a cache hit, even on the event loop).
 
         FieldError at ``path`` (``chain: unknown chain 'x'``, ``chain[1].params...``);
-        ``live`` refuses offline-only effects."""
+        ``live`` refuses offline-only effects. A :class:`RecordedChain` (a render's) is
+        refused at ``path.steps[i]...`` when an effect's or plugin's version changed."""
+        name: str | None = None
+        if isinstance(spec, RecordedChain):
+            name = spec.name
+            spec = replay_steps(spec, self.effects, self.origins, path)
+            path = f"{path}.steps"
         named: dict[str, Chain] = {}
         if isinstance(spec, str):
             chain = await self.get(spec, tenant)
@@ -151,7 +168,9 @@ class ChainStore:
                 raise FieldError(where, f"no asset with id or name {ref!r}")
             await asyncio.to_thread(self.store.decoded, row)
             rows[ref] = row
-        return dataclasses.replace(resolved, assets=StoredAssets(rows, self.store))
+        return dataclasses.replace(
+            resolved, name=resolved.name or name, assets=StoredAssets(rows, self.store)
+        )
 
     def _build(self, name: str, steps: Any, description: str, max_latency_ms: float | None) -> Chain:
         return build_chain(
