@@ -149,6 +149,11 @@ def test_a_key_given_twice_is_named_with_its_line(tmp_path):
             "plugins.require.pedalboard: expected a version specifier string",
         ),
         (
+            '[plugins.require]\npedalboard = ">=0.1"\nfxhost_Pedalboard = "<1"\n',
+            "plugins.require.fxhost_Pedalboard: plugin 'pedalboard' is required already, "
+            "as plugins.require.pedalboard",
+        ),
+        (
             '[chains.x]\nmax_latency_ms = -1\nsteps = [{ effect = "gain" }]\n',
             "chains.x.max_latency_ms: Expected",
         ),

@@ -112,9 +112,16 @@ def check_requirements(config: Config, registry: Registry) -> list[FieldError]:
     each at ``plugins.require.<name>``, naming the plugin, its installed version and the
     required one."""
     errors: list[FieldError] = []
+    named: dict[str, str] = {}  # plugin -> the key that required it first
     for name, specifier in config.plugins.require.items():
         path = f"plugins.require.{name}"
         info = _plugin_for(name, registry)
+        if info is not None and info.name in named:
+            why = f"plugin {info.name!r} is required already, as plugins.require.{named[info.name]}"
+            errors.append(FieldError(path, why))
+            continue
+        if info is not None:
+            named[info.name] = name
         if info is None:
             errors.append(
                 FieldError(path, f"plugin {name!r} {specifier} is required, but it is not installed")
