@@ -192,3 +192,18 @@ def test_serve_refuses_an_unmet_pin_and_a_chain_over_budget(tmp_path):
     )
     assert "plugins.toml: chains.slow.max_latency_ms: the chain's latency is 300 ms" in result.stderr
     assert not (tmp_path / "fxhost.db").exists()
+
+
+def test_chains_lists_each_chains_latency(tmp_path):
+    (tmp_path / "plugins.toml").write_text(
+        '[chains.shifted]\nmax_latency_ms = 400\nsteps = [{ effect = "gain" }, { effect = "pitch_shift" }]\n'
+    )
+    env = {"FXHOST_PLUGINS_CONFIG": "plugins.toml", "FXHOST_DEFAULT_SAMPLE_RATE": "44100"}
+    listed = run_fxhost("chains", "--json", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr
+    [chain] = json.loads(listed.stdout)
+    # Rubber Band holds 0.3 s back, whatever the rate.
+    assert chain["latency"] == {"frames": 13230, "ms": 300.0, "sample_rate": 44100, "steps": [0, 13230]}
+    assert chain["max_latency_ms"] == 400
+    table = run_fxhost("chains", cwd=tmp_path, env=env)
+    assert "13230 frames (300 ms), max 400 ms" in table.stdout and "latency at 44100 Hz" in table.stdout

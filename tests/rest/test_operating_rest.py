@@ -216,3 +216,24 @@ def test_render_cache_reuses_an_identical_render(client):
     fourth = render(client, body)
     assert fourth["cached_from"] is None and fourth["result"]["id"] != first["result"]["id"]
     np.testing.assert_array_equal(audio_of(client, fourth), rendered)
+
+
+def test_render_cache_is_per_api_key(tmp_path):
+    """Another key's identical render is rendered, not reused: a cache hit would hand it
+    the first key's result (and tell it that this audio was rendered before)."""
+    keys = ["key-a-0123456789abcdef", "key-b-0123456789abcdef"]
+    srv = start_server(tmp_path, {"FXHOST_RENDER_CACHE": "true", "FXHOST_API_KEYS": ",".join(keys)})
+    try:
+        audio = 0.4 * tone(0.5, SR, seed=9)
+        views = {}
+        for key in keys:
+            with srv.client(headers={"Authorization": f"Bearer {key}"}) as client:
+                asset = upload(client, audio)
+                body = {"asset": asset["id"], "chain": "hall"}
+                views[key] = (render(client, body), render(client, body))
+        (a1, a2), (b1, b2) = views[keys[0]], views[keys[1]]
+        assert a1["cached_from"] is None and a2["cached_from"] == a1["id"]
+        assert b1["cached_from"] is None and b2["cached_from"] == b1["id"]
+        assert b1["result"]["id"] != a1["result"]["id"]
+    finally:
+        srv.stop()

@@ -18,6 +18,11 @@ A chain passes through these types on its way to sound, each a step further:
 - :class:`~fxhost.engine.live.LiveChain`: a compiled chain driven block by block, with
   its counters.
 
+Beside them: :class:`ChainLatency`, what a chain's effects hold back (measured by
+:func:`chain_latency`, held to a chain's ``max_latency_ms``), and
+:class:`RecordedChain`, a resolved chain pinned to its effect and plugin versions, what a
+render records so that it can be made again (:func:`record_chain`, :func:`replay_steps`).
+
 :func:`resolve_chain` is the one way from "a chain name, its steps, or an effect with
 parameters" to a :class:`ResolvedChain`; the CLI and every route use it. Validation
 knows nothing of TOML or HTTP: it checks steps against a mapping of effect classes and
