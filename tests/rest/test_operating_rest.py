@@ -111,7 +111,8 @@ def test_live_session_states_the_latency_to_expect(server, client):
 
 
 def upload(client, audio, name="src.wav"):
-    response = client.post("/api/assets", params={"name": name}, content=encode(audio, SR, "WAV", "FLOAT"))
+    content = audio if isinstance(audio, bytes) else encode(audio, SR, "WAV", "FLOAT")
+    response = client.post("/api/assets", params={"name": name}, content=content)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -188,7 +189,8 @@ def test_a_recorded_chain_whose_versions_changed_is_refused(client, field, value
 
 
 def test_render_cache_reuses_an_identical_render(client):
-    audio = 0.4 * tone(1.5, SR, seed=7)
+    # The file's bytes, once: a float WAV's PEAK chunk holds the time it was written.
+    audio = encode(0.4 * tone(1.5, SR, seed=7), SR, "WAV", "FLOAT")
     asset = upload(client, audio, "cached.wav")
     body = {"asset": asset["id"], "chain": "room", "output": {"format": "flac"}}
     first = render(client, body)
@@ -198,7 +200,7 @@ def test_render_cache_reuses_an_identical_render(client):
     assert second["cached_from"] == first["id"] and second["result"]["id"] == first["result"]["id"]
     assert second["recorded"] == first["recorded"] and second["peak_dbfs"] == first["peak_dbfs"]
 
-    # The same content uploaded again is the same input: content-addressed.
+    # The same file uploaded again is the same input: content-addressed.
     copy = upload(client, audio, "copy.wav")
     third = render(client, {**body, "asset": copy["id"]})
     assert third["cached_from"] == first["id"]
