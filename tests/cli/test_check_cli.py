@@ -207,3 +207,16 @@ def test_chains_lists_each_chains_latency(tmp_path):
     assert chain["max_latency_ms"] == 400
     table = run_fxhost("chains", cwd=tmp_path, env=env)
     assert "13230 frames (300 ms), max 400 ms" in table.stdout and "latency at 44100 Hz" in table.stdout
+
+
+def test_every_misshapen_chain_is_reported_and_the_others_checked(tmp_path):
+    text = (
+        '[chains.a]\nstepz = [{ effect = "gain" }]\n\n'
+        '[chains.b]\nsteps = [{ effect = "gain", paramz = {} }]\n\n'
+        '[chains.c]\nsteps = [{ effect = "gain", params = { gain_db = 99 } }]\n'
+    )
+    result = check(tmp_path, text)
+    assert result.returncode == 1
+    paths = [line.split(": ")[1] for line in result.stdout.splitlines()]
+    assert paths == ["chains.a.stepz", "chains.b.steps[0].paramz", "chains.c.steps[0].params.gain_db"]
+    assert "unknown field (allowed: steps, description, max_latency_ms)" in result.stdout

@@ -18,8 +18,10 @@ to load, a ``disable`` entry that matches nothing.
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -40,7 +42,7 @@ from fxhost.catalog.chains import (
     validate_chain_name,
     validate_steps,
 )
-from fxhost.catalog.config import Config, ConfigError, load_config
+from fxhost.catalog.config import Config, ConfigError, from_data, load_config
 from fxhost.catalog.registry import PluginInfo, Registry, load_registry
 from fxhost.engine.compiled import CompiledChain, EffectFault
 
@@ -215,17 +217,13 @@ def lint_config(path: str, sample_rate: int) -> Report:
     try:
         config = load_config(path, required=True)
     except ConfigError as error:
-        findings.append(
-            Finding(
-                file=error.source,
-                severity="error",
-                path=error.path,
-                line=error.line,
-                column=error.column,
-                message=error.message,
-            )
-        )
-        return _report(path, findings, reports)
+        if not (error.path or "").startswith("chains."):
+            return _report(path, [_finding(error)], reports)
+        # A chain's shape: read the others without it, so that each is reported.
+        config, shapes = _without_misshapen_chains(path)
+        findings += [_finding(error) for error in shapes]
+        if config is None:
+            return _report(path, findings, reports)
     source = config.display_name
     registry = load_registry(config)
     for info in registry.failed:
@@ -295,6 +293,38 @@ def lint_config(path: str, sample_rate: int) -> Report:
                 source,
             )
     return _report(source, findings, reports)
+
+
+def _finding(error: ConfigError) -> Finding:
+    return Finding(
+        file=error.source,
+        severity="error",
+        path=error.path,
+        line=error.line,
+        column=error.column,
+        message=error.message,
+    )
+
+
+def _without_misshapen_chains(path: str) -> tuple[Config | None, list[ConfigError]]:
+    """The config at ``path`` (readable TOML, its ``chains`` a table) read without the
+    chains whose shape is wrong, and the error of each of those; (None, errors) when the
+    rest is wrong too (its first error last)."""
+    file = Path(path)
+    data = tomllib.loads(file.read_text("utf-8"))
+    errors: list[ConfigError] = []
+    good: dict[str, Any] = {}
+    for name, chain in data.get("chains", {}).items():
+        try:
+            from_data({"chains": {name: chain}}, path, file.parent)
+        except ConfigError as error:
+            errors.append(error)
+        else:
+            good[name] = chain
+    try:
+        return from_data({**data, "chains": good}, path, file.parent), errors
+    except ConfigError as error:
+        return None, [*errors, error]
 
 
 def _report(source: str, findings: list[Finding], chains: dict[str, ChainReport]) -> Report:
