@@ -104,24 +104,45 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
     os.environ[env_name("plugins_config")] = settings.plugins_config
     host = host or settings.host
     made = _metrics_directory(settings, host)
+    options: dict[str, Any] = dict(
+        factory=True,
+        host=host,
+        port=settings.port if port is None else port,
+        workers=workers or settings.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+        # Frames up to 4x the limit reach the app, which answers with an error message
+        # before closing; anything larger uvicorn closes itself (1009).
+        ws_max_size=4 * settings.max_frame_bytes,
+        # PCM barely compresses, and permessage-deflate cost 2.5x the CPU per block.
+        ws_per_message_deflate=False,
+    )
     try:
-        uvicorn.run(
-            "fxhost.api.app:create_app",
-            factory=True,
-            host=host,
-            port=settings.port if port is None else port,
-            workers=workers or settings.workers,
-            log_level=settings.log_level,
-            timeout_graceful_shutdown=10,
-            # Frames up to 4x the limit reach the app, which answers with an error message
-            # before closing; anything larger uvicorn closes itself (1009).
-            ws_max_size=4 * settings.max_frame_bytes,
-            # PCM barely compresses, and permessage-deflate cost 2.5x the CPU per block.
-            ws_per_message_deflate=False,
-        )
+        if options["workers"] > 1:
+            _serve_workers(uvicorn.Config("fxhost.api.app:create_app", **options))
+        else:  # one process: the app itself reloads plugins.toml on SIGHUP
+            uvicorn.run("fxhost.api.app:create_app", **options)
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
+
+
+def _serve_workers(config: Any) -> None:
+    """uvicorn's supervisor of worker processes, but SIGHUP is handed on to each worker,
+    which reads plugins.toml again (uvicorn's own answer to SIGHUP replaces every worker,
+    cutting their live streams)."""
+    import signal
+
+    from uvicorn.supervisors import Multiprocess
+
+    class Supervisor(Multiprocess):
+        def handle_hup(self) -> None:
+            logging.getLogger(__name__).info("SIGHUP: each worker reads the plugins file again")
+            for process in self.processes:
+                if process.pid is not None and process.exitcode is None:
+                    os.kill(process.pid, signal.SIGHUP)
+
+    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def _check_storage(settings: Settings) -> None:

@@ -9,14 +9,21 @@ the plugins: the config knows no effects, the registry no chains.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
 
 from fxhost.catalog.chains import Chain, ChainSpec, EffectOrigin, ResolvedChain, resolve_chain
-from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, config_hash, load_config
 from fxhost.catalog.lint import check_chains, check_requirements
 from fxhost.catalog.registry import Registry, load_registry
+from fxhost.engine.clock import Timestamp
 from fxhost.settings import Settings
 
 __all__ = [
+    "ConfigStatus",
+    "Reload",
+    "ReloadTrigger",
     "Runtime",
     "check_chains",
     "check_requirements",
@@ -38,6 +45,44 @@ class Runtime:
         """A chain of ``plugins.toml`` by name, inline steps or one effect, validated
         (:func:`~fxhost.catalog.chains.resolve_chain`)."""
         return resolve_chain(spec, self.chains, self.registry.classes, path)
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config)
+
+
+#: What made a process read its config again: SIGHUP, or the file changing.
+ReloadTrigger = Literal["signal", "file"]
+
+
+class Reload(msgspec.Struct, kw_only=True):
+    """One reading of the config file by a running server, and what came of it."""
+
+    at: Timestamp
+    trigger: ReloadTrigger
+    #: False: the file was refused and nothing changed (``errors`` say why).
+    ok: bool
+    #: One line per problem, each naming the file and the path (``plugins.toml: chains.x...``).
+    errors: list[str] = []
+    #: What changed: chains, plugins, the live streams that followed their chain.
+    changes: list[str] = []
+    #: What the new file asks that only a restart gives.
+    restart_needed: list[str] = []
+    #: The hash of the config in force after it (the old one's when refused).
+    hash: str
+
+
+class ConfigStatus(msgspec.Struct, kw_only=True):
+    """The config a server process runs, for its health: compare ``hash`` across
+    processes and nodes to see that they run the same."""
+
+    source: str
+    hash: str
+    #: When the config in force was loaded (start-up or the last good reload).
+    loaded_at: Timestamp
+    #: Whether the file is watched (FXHOST_CONFIG_WATCH); SIGHUP always reloads.
+    watching: bool
+    last_reload: Reload | None = None
 
 
 def effect_origins(registry: Registry) -> dict[str, EffectOrigin]:

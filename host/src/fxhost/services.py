@@ -13,9 +13,10 @@ from pathlib import Path
 
 import msgspec
 
+from fxhost.engine import clock
 from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
-from fxhost.runtime import Runtime, effect_origins
+from fxhost.runtime import ConfigStatus, Runtime, effect_origins
 from fxhost.settings import Settings
 from fxhost.store.assets import AssetStore
 from fxhost.store.cache import LRUCache
@@ -57,6 +58,8 @@ class Services:
     internal: InternalSigner
     #: Stream output through Redis to other processes (with the redis_url setting).
     fanout: Fanout | None = None
+    #: The config in force and its last reload (:mod:`fxhost.reload`), set at start-up.
+    config: ConfigStatus | None = None
     #: Open WebSocket connections (limited by the max_connections setting).
     connections: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -138,6 +141,12 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
         fanout,
     )
     streams.on_deleted = functools.partial(_forget_stream, services)
+    services.config = ConfigStatus(
+        source=runtime.config.display_name,
+        hash=runtime.config_hash,
+        loaded_at=clock.now(),
+        watching=settings.config_watch,
+    )
     services._housekeeping = asyncio.create_task(_housekeeping(services))
     return services
 

@@ -123,6 +123,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     cluster_dead_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     #: The plugins and chains file.
     plugins_config: str = "plugins.toml"
+    #: ``fxhost serve`` re-reads the plugins and chains file when it changes (it always
+    #: does on SIGHUP).
+    config_watch: bool = True
+    #: How long a live stream crossfades from its old chain to its new one when its steps
+    #: change (a reloaded plugins.toml, a PATCH), in milliseconds; 0: switch at a block.
+    crossfade_ms: Annotated[float, msgspec.Meta(ge=0, le=2000)] = 50.0
     #: Origins allowed by CORS (``*`` for any); none by default.
     cors_origins: list[str] = []
     #: Static API keys, comma-separated (besides those made by ``fxhost keys create``).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import signal
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 
@@ -41,6 +42,7 @@ from fxhost.api.routes import (
     ws_process,
 )
 from fxhost.api.vocabulary import served_schemas
+from fxhost.reload import Reloader
 from fxhost.runtime import Runtime, load_runtime
 from fxhost.services import Services, join_cluster, leave_cluster, start_services, stop_services
 from fxhost.settings import Settings, load_settings
@@ -102,13 +104,25 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     come from the environment and plugins from the config they name."""
     settings = settings or load_settings()
     runtime = runtime or load_runtime(settings)
+    # A SIGHUP before the lifespan listens for it (a worker starting) must not end the
+    # process: the config it reads next is the newest anyway.
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     collected = Metrics(settings) if settings.metrics else None
+    # Kept and changed in place on a reload: the document is rebuilt from its content.
+    schemas = served_schemas(runtime)
+
+    def reloaded(new: Runtime) -> None:
+        schemas.clear()
+        schemas.update(served_schemas(new))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await start_services(settings, runtime)
         app.state.services = services
+        reloader = Reloader(services, on_reload=reloaded)
+        reloader.start()
         app.state.forwarder = Forwarder(services.internal)
         listener = InternalListener(internal_app(services), settings)
         app.state.metrics = collected
@@ -123,6 +137,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             gc.freeze()
             yield
         finally:
+            await reloader.stop()
             await leave_cluster(services)
             await listener.stop()
             await app.state.forwarder.close()
@@ -153,7 +168,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return Starlette(
         routes=[
             *API.routes(),
-            *docs_routes(API, secured=_keys_required, schemas=served_schemas(runtime)),
+            *docs_routes(API, secured=_keys_required, schemas=schemas),
             *console_routes(),
         ],
         middleware=middleware,

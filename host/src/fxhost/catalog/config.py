@@ -32,6 +32,7 @@ nothing disabled, no chains). A file named explicitly must exist.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -262,3 +263,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, required: bool | 
     except UnicodeDecodeError as error:
         raise ConfigError(source, f"not UTF-8 text: {error.reason} at byte {error.start}") from None
     return parse_config(text, source, base_dir=file.parent)
+
+
+def config_hash(config: Config) -> str:
+    """A digest of what ``config`` says (not of its file's bytes: comments and layout do
+    not count), so that processes running the same config show the same hash."""
+    data = msgspec.structs.replace(config, source=None)
+    return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()[:16]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from fxhost_sdk import FieldError
-from fxhost_sdk.host import AssetLoader
+from fxhost_sdk import Effect, FieldError, Params
+from fxhost_sdk.host import AssetLoader, asset_fields
 
 from fxhost.engine.compiled import CompiledChain, EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner
@@ -40,15 +40,10 @@ class LiveChain:
     ):
         #: Where this chain also counts what it runs, summed with every other live chain.
         self.totals = totals
-        try:
-            self.chain = CompiledChain(steps, sample_rate, channels, assets=assets)
-        except EffectFault as fault:
-            if totals is not None:
-                totals.faults.add(fault)
-            raise
+        self.sample_rate, self.channels = sample_rate, channels
+        #: What runs each block: the compiled chain, or a :class:`Crossfade` while it switches.
+        self.chain: CompiledChain | Crossfade = self._compile(steps, assets)
         self._counts = totals.at_rate(sample_rate) if totals is not None else None
-        if totals is not None and totals.time_effects:
-            self.chain.timings = [totals.effect(effect.name) for effect in self.chain.effects]
         self.inline_frames = inline_frames
         self.runner = runner
         self.max_tail_seconds = max_tail_seconds
@@ -57,6 +52,18 @@ class LiveChain:
         self.blocks = 0
         self.process_seconds = 0.0
         self._lock = asyncio.Lock()  # one block at a time, parameter changes in between
+
+    def _compile(self, steps: Sequence[Step], assets: AssetLoader | None) -> CompiledChain:
+        totals = self.totals
+        try:
+            chain = CompiledChain(steps, self.sample_rate, self.channels, assets=assets)
+        except EffectFault as fault:
+            if totals is not None:
+                totals.faults.add(fault)
+            raise
+        if totals is not None and totals.time_effects:
+            chain.timings = [totals.effect(effect.name) for effect in chain.effects]
+        return chain
 
     @property
     def latency(self) -> int:
@@ -140,6 +147,42 @@ class LiveChain:
                 raise
         return msgspec.to_builtins(checked)
 
+    async def follow(
+        self, steps: Sequence[Step], fade_frames: int, assets: AssetLoader | None = None
+    ) -> Literal["unchanged", "params", "switched"]:
+        """Make the chain run ``steps``: the same effects in the same order take the new
+        parameters live (:meth:`set_params`, which each effect smooths where it can);
+        anything else (a step added, removed, moved, an effect or asset swapped) is a
+        :meth:`switch`. FieldError or EffectFault for new steps that cannot start: the
+        chain runs on as it was."""
+        effects = self.chain.effects
+        same = len(effects) == len(steps) and all(
+            effect.name == step.cls.name and _same_assets(effect.params, step.params)
+            for effect, step in zip(effects, steps, strict=True)
+        )
+        if not same:
+            await self.switch(steps, fade_frames, assets)
+            return "switched"
+        changed = [
+            (index, msgspec.to_builtins(step.params))
+            for index, (effect, step) in enumerate(zip(effects, steps, strict=True))
+            if msgspec.to_builtins(effect.params) != msgspec.to_builtins(step.params)
+        ]
+        for index, params in changed:
+            await self.set_params(index, params)
+        return "params" if changed else "unchanged"
+
+    async def switch(
+        self, steps: Sequence[Step], fade_frames: int, assets: AssetLoader | None = None
+    ) -> None:
+        """Run ``steps`` from the next block on: new effect instances, crossfaded in over
+        ``fade_frames`` frames while the old ones fade out (0: at once). Made before the
+        switch: if they fail to start (EffectFault, FieldError) nothing changes."""
+        new = self._compile(steps, assets)
+        async with self._lock:  # not in the middle of a block run in a thread
+            old = self.chain
+            self.chain = Crossfade(self, old, new, fade_frames) if fade_frames > 0 else new
+
     async def tail(self, block_frames: int) -> list[np.ndarray]:
         """The chain ringing out: its tail (and latency) as processed silence, in blocks."""
         remaining = self.tail_frames()
@@ -150,3 +193,50 @@ class LiveChain:
             out.append(await self.process(silence[:, :n]))
             remaining -= n
         return out
+
+
+def _same_assets(old: Params, new: Params) -> bool:
+    """Whether two parameter sets of one effect name the same assets (an effect reads its
+    assets when it starts: another one means new instances)."""
+    return all(getattr(old, name) == getattr(new, name) for name in asset_fields(type(new)))
+
+
+class Crossfade:
+    """Two chains run in parallel on the same input while a live chain switches: the old
+    one fades out and the new one in with equal-power gains (cos and sin of a quarter
+    turn over ``frames`` frames, so that uncorrelated outputs keep their loudness), then
+    the live chain runs the new one alone. Stands in for the compiled chain meanwhile,
+    so that a live chain's block path pays nothing when no switch is under way; the
+    effects it shows (parameters, latency, tail) are the new chain's."""
+
+    def __init__(self, live: LiveChain, old: CompiledChain | Crossfade, new: CompiledChain, frames: int):
+        self.live, self.old, self.new, self.frames = live, old, new, frames
+        self.done = 0
+        self.channels = new.channels
+
+    @property
+    def effects(self) -> list[Effect]:
+        return self.new.effects
+
+    @property
+    def latency(self) -> int:
+        return self.new.latency
+
+    def tail_frames(self, max_tail_seconds: float) -> int:
+        return self.new.tail_frames(max_tail_seconds)
+
+    def set_params(self, index: int, params: Any) -> None:
+        self.new.set_params(index, params)
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        faded = self.old.process(block)
+        out = self.new.process(block)
+        frames = block.shape[1]
+        angle = np.arange(self.done + 1, self.done + frames + 1, dtype=np.float64)
+        angle *= (np.pi / 2) / self.frames
+        np.minimum(angle, np.pi / 2, out=angle)
+        mixed = (faded * np.cos(angle) + out * np.sin(angle)).astype(np.float32)
+        self.done += frames
+        if self.done >= self.frames and self.live.chain is self:
+            self.live.chain = self.new  # the switch is over (unless a newer one began)
+        return mixed

@@ -92,11 +92,15 @@ class Stream:
         capacity: int,
         overflow: OverflowPolicy,
         tenant: str,
+        follows_config: bool = False,
     ):
         self.id = stream_id
         #: The API key that made it; only that key may produce, consume or change it.
         self.tenant = tenant
         self.chain_name = chain_name
+        #: ``chain_name`` is a chain of plugins.toml: the stream follows it when the file
+        #: is reloaded.
+        self.follows_config = follows_config
         self.live = live
         self.sample_rate = sample_rate
         self.channels = channels
@@ -323,6 +327,7 @@ class StreamManager:
         overflow: OverflowPolicy,
         tenant: str,
         assets: AssetLoader | None = None,
+        follows_config: bool = False,
     ) -> Stream:
         if len(self.streams) >= self.max_streams:
             raise StreamLimit(f"this server runs at most {self.max_streams} streams; delete one first")
@@ -336,6 +341,7 @@ class StreamManager:
             capacity=capacity,
             overflow=overflow,
             tenant=tenant,
+            follows_config=follows_config,
         )
         self.streams[stream.id] = stream
         stream.start()

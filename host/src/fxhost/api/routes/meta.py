@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import msgspec
@@ -18,6 +19,7 @@ from fxhost.api.vocabulary import EffectName
 from fxhost.catalog.chains import unknown_effect
 from fxhost.catalog.registry import EffectView, PluginInfo
 from fxhost.engine.streams import StreamBuffers
+from fxhost.runtime import ConfigStatus
 from fxhost.store.cache import CacheStats
 
 
@@ -49,7 +51,12 @@ class StorageHealth(msgspec.Struct, kw_only=True):
 
 class AudioHealth(msgspec.Struct, kw_only=True):
     status: Literal["ok", "degraded"]
+    #: The process that answered (each worker runs, and reloads, its own config).
+    process: int
     plugins: PluginsHealth
+    #: The config in force (its hash: the same on every process that runs it) and the
+    #: last reload; a refused reload leaves the status ok: the old config runs on.
+    config: ConfigStatus
     database: CheckResult
     storage: StorageHealth
     cache: CacheStats
@@ -87,9 +94,12 @@ async def audio_health(request: Request) -> Response:
     check = await svc.store.storage.check()
     storage = StorageHealth(ok=check.ok, detail=check.detail, free_bytes=check.free_bytes)
     ok = database.ok and storage.ok
+    assert svc.config is not None
     body = AudioHealth(
         status="ok" if ok else "degraded",
+        process=os.getpid(),
         plugins=plugins,
+        config=svc.config,
         database=database,
         storage=storage,
         cache=svc.cache.stats,
@@ -147,7 +157,7 @@ ROUTES = [
         "GET",
         "/api/audio/health",
         audio_health,
-        summary="Readiness: plugins, database, storage and cache.",
+        summary="Readiness: plugins, database, storage and cache; the config in force and its last reload.",
         tags=["meta"],
         responses={200: AudioHealth, 503: AudioHealth},
     ),

@@ -48,6 +48,7 @@ from fxhost.engine.compiled import EffectFault
 from fxhost.engine.ring import RingOverflow, RingReader
 from fxhost.engine.streams import Broadcast, OverflowPolicy, Stream, StreamBuffers, StreamInfo, StreamLimit
 from fxhost.engine.timing import AudioClock
+from fxhost.reload import follow_chain
 from fxhost.store.fanout import FanoutUnavailable
 from fxhost.store.registry import Entry
 
@@ -117,6 +118,11 @@ class ConsumerQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     ) = msgspec.field(default=None, name="from")
 
 
+class StreamUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    #: The chain the stream runs from now on: a chain's name, or its steps.
+    chain: LiveChainRef | LiveChainSteps
+
+
 class StepUpdate(msgspec.Struct, kw_only=True):
     step: int
     params: dict[str, Any]
@@ -163,6 +169,7 @@ async def create_stream(request: Request) -> Response:
             overflow=body.overflow,
             tenant=tenant,
             assets=resolved.assets,
+            follows_config=isinstance(body.chain, str) and body.chain in svc.chains.config_chains,
         )
     except StreamLimit as error:
         raise ProblemException(429, str(error)) from None
@@ -188,6 +195,15 @@ async def list_streams(request: Request) -> Response:
 @owned
 async def get_stream(request: Request) -> Response:
     return JSONResponse(_stream(request).info())
+
+
+@owned
+async def update_stream(request: Request) -> Response:
+    stream = _stream(request)
+    body = decode_json_body(await request.body(), StreamUpdate)
+    spec = body.chain if isinstance(body.chain, str) else list(body.chain)
+    await follow_chain(services(request), stream, spec)
+    return JSONResponse(stream.info())
 
 
 @owned
@@ -589,6 +605,24 @@ ROUTES = [
         get_stream,
         summary="One stream.",
         tags=["live"],
+        responses={**ELSEWHERE, 200: StreamInfo},
+        path_types={"id": StreamId},
+    ),
+    Operation(
+        "PATCH",
+        "/api/streams/{id}",
+        update_stream,
+        summary="Change the chain a stream runs, live: the same effects take the new parameters, "
+        "other steps are crossfaded in (FXHOST_CROSSFADE_MS).",
+        description="The new chain (a name, or steps) is checked as on creation; if it is refused, or "
+        "an effect fails to start, the stream runs on as it was. Steps with the same effects in the same "
+        "order take their new parameters between blocks, smoothed where the effect can; anything else "
+        "(a step added, removed or moved, an effect swapped) runs the new chain beside the old one for "
+        "the crossfade (equal power), then alone. Given a chain of plugins.toml by name, the stream "
+        "follows that chain when the file is reloaded; given steps, it follows none.",
+        tags=["live"],
+        body=StreamUpdate,
+        example={"chain": [{"effect": "reverb", "params": {"room_size": 0.8}}]},
         responses={**ELSEWHERE, 200: StreamInfo},
         path_types={"id": StreamId},
     ),
