@@ -563,6 +563,7 @@ ID_LINKS = [
     for op in ("get_stream", "stream_input", "stream_output", "stream_buffers")
 ] + [
     Link("patch_step", {"id": "$response.body#/id", "index": "0"}, description="Change the first step."),
+    Link("update_stream", {"id": "$response.body#/id"}, description="Change the chain it runs."),
     Link(
         "create_link",
         request_body={"action": "stream_output", "stream": "$response.body#/id"},
