@@ -41,8 +41,9 @@ INVERT_DRY_HALF = chain_toml(
 )
 
 
-def digest(text: str) -> str:
-    return config_hash(parse_config(text, "plugins.toml"))
+def digest(text: str, base=None) -> str:
+    """The hash a server shows for ``text`` (``base``: the file's folder, for its paths)."""
+    return config_hash(parse_config(text, "plugins.toml", base_dir=base))
 
 
 def sine(start: int, frames: int) -> np.ndarray:
@@ -62,9 +63,9 @@ def write_config(path, text: str) -> None:
     temp.replace(path)
 
 
-def reloaded(base: str, text: str, *, ok: bool = True) -> dict:
+def reloaded(base: str, text: str, *, ok: bool = True, folder=None) -> dict:
     """Wait for the server to have read ``text``; its health's config."""
-    want = digest(text)
+    want = digest(text, folder)
 
     def done() -> dict | None:
         config = health(base)["config"]
@@ -281,6 +282,17 @@ def test_chains_and_plugins_come_and_go_with_the_file(server, config_file, resto
     assert "removed chain 'dark'" in changes and any("plugin 'feedback-delay' loaded" in c for c in changes)
     effects = {e["name"] for e in httpx.get(f"{server.base}/api/effects", timeout=30).json()}
     assert "feedback_delay" in effects
+
+
+def test_what_only_a_restart_does_is_said(server, config_file, restore):
+    folder = config_file.parent / "local_plugins"
+    folder.mkdir(exist_ok=True)
+    with_path = DRY_1.replace("disable = []", 'disable = []\npaths = ["local_plugins"]')
+    write_config(config_file, with_path)
+    assert reloaded(server.base, with_path, folder=folder.parent)["last_reload"]["restart_needed"] == []
+    write_config(config_file, DRY_1)
+    restart = reloaded(server.base, DRY_1)["last_reload"]["restart_needed"]
+    assert restart == [f"plugins.paths: {str(folder)!r} was removed; it stays on sys.path until a restart"]
 
 
 def test_patch_switches_a_streams_steps(server, restore):

@@ -108,8 +108,10 @@ class Reloader:
             try:
                 # The start-up path: file, plugins, chains. In a thread: plugins import.
                 new = await asyncio.to_thread(load_runtime, svc.settings)
-            except ConfigError as error:
-                errors = str(error).splitlines()
+            except Exception as error:  # a ConfigError names the file and path; else a bug
+                if not isinstance(error, ConfigError):
+                    log.exception("reading the config again failed")
+                errors = str(error).splitlines() or [type(error).__name__]
                 report = Reload(at=clock.now(), trigger=trigger, ok=False, errors=errors, hash=status.hash)
                 log.error(
                     "%s: reload refused, nothing changed (config %s stays in force):\n%s",
