@@ -34,7 +34,7 @@ from fxhost.catalog.registry import Registry
 from fxhost.engine import clock
 from fxhost.engine.compiled import EffectFault
 from fxhost.engine.streams import Stream
-from fxhost.runtime import Reload, ReloadTrigger, Runtime, load_runtime
+from fxhost.runtime import Reload, ReloadTrigger, Runtime, effect_origins, load_runtime
 from fxhost.services import Services
 from fxhost.store.render_queue import QueuedRenderService, plugin_set
 
@@ -156,6 +156,7 @@ class Reloader:
         svc.runtime = new
         svc.chains.config_chains = new.chains
         svc.chains.effects = new.registry.classes
+        svc.chains.origins = effect_origins(new.registry)  # what renders record
         if isinstance(svc.renders, QueuedRenderService):  # what render nodes must match
             svc.renders.plugins = plugin_set(new.registry)
         if self.on_reload is not None:
