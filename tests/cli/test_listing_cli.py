@@ -13,6 +13,9 @@ def test_plugins_table_and_json():
     schema = effects["reverb"]["params_schema"]
     assert schema["properties"]["room_size"]["maximum"] == 1
     assert {p["name"]: p["status"] for p in data["plugins"]}["pedalboard"] == "loaded"
+    # each plugin's import-and-register time, in the table and the JSON
+    assert "load ms" in table.stdout
+    assert all(p["load_ms"] >= 0 for p in data["plugins"] if p["status"] == "loaded")
 
 
 def test_chains_json_lists_shipped_chains_with_all_params():

@@ -188,7 +188,7 @@ CORRECT = [Gain, MovingAverage, OnePole, Delay, Echo, KitchenSink]
 def test_correct_effects_pass(cls):
     kwargs = {"sample_rate": 8000, "seconds": 0.25} if cls is OnePole else FAST
     report = check_effect(cls, **kwargs)
-    assert report.ok, str(report)
+    assert report.passed, str(report)
     assert [c.name for c in report.checks] == [
         "well_formed",
         "defaults_validate",
@@ -208,7 +208,7 @@ def test_correct_effects_pass(cls):
 def test_validate_effect_returns_the_report_when_all_is_well():
     report = validate_effect(Gain, **FAST)
     assert isinstance(report, ConformanceReport)
-    assert report.ok and report.failures == []
+    assert report.passed and report.failures == []
     text = str(report)
     assert text.startswith("Conformance of gain (")
     assert "passed" in text and "FAIL" not in text
@@ -224,13 +224,13 @@ def test_default_run_passes_correct_effects():
     """seconds=1.0 at 48 kHz (the defaults) on simple numpy effects."""
     for cls in (Gain, MovingAverage):
         report = check_effect(cls)
-        assert report.ok, str(report)
+        assert report.passed, str(report)
 
 
 def test_params_argument_is_used_and_validated():
     report = check_effect(MovingAverage, params={"taps": 3, "mix": 0.5}, **FAST)
-    assert report.ok, str(report)
-    assert check_effect(MovingAverage, params=MovingAverage.Params(taps=64), **FAST).ok
+    assert report.passed, str(report)
+    assert check_effect(MovingAverage, params=MovingAverage.Params(taps=64), **FAST).passed
     with pytest.raises(FieldError) as error:
         check_effect(MovingAverage, params={"taps": 0}, **FAST)
     assert error.value.path == "params.taps"
@@ -251,7 +251,7 @@ def test_params_given_reach_the_processing_checks():
                 return np.full_like(block, np.inf)
             return super().process(block)
 
-    assert check_effect(ExplodesLoud, **FAST).ok
+    assert check_effect(ExplodesLoud, **FAST).passed
     report = check_effect(ExplodesLoud, params={"gain_db": 24}, **FAST)
     assert "finite_output" in names(report)
 
@@ -397,7 +397,7 @@ def test_in_place_processing_is_noted_not_failed():
             return block
 
     report = check_effect(InPlace, params={"gain_db": -6.0}, **FAST)
-    assert report.ok, str(report)
+    assert report.passed, str(report)
     assert "modifies its input block in place" in detail(report, "shapes_and_dtypes")
 
 
@@ -757,7 +757,7 @@ def test_report_text_lists_every_check_and_indents_details():
         effect="demo (x.Demo)",
         checks=[Check("one", True, "fine"), Check("two", False, "broken\nReproduce:\n    x = 1")],
     )
-    assert not report.ok
+    assert not report.passed
     assert report.failures == [report.checks[1]]
     assert str(report).splitlines() == [
         "Conformance of demo (x.Demo): FAILED (1 of 2 checks)",

@@ -76,7 +76,7 @@ class Trim(OfflineEffect):
 @pytest.mark.parametrize("cls", [Reverse, Trim], ids=lambda c: c.name)
 def test_correct_offline_effects_pass(cls):
     report = validate_effect(cls, **FAST)
-    assert report.ok, str(report)
+    assert report.passed, str(report)
     assert [c.name for c in report.checks] == [
         "well_formed",
         "defaults_validate",
@@ -109,7 +109,7 @@ def test_a_length_change_is_a_note_not_a_failure():
     x[:, 40:60] = 0.5
     assert Trim(48000, 2).process_offline(x).shape == (2, 20)
     report = check_effect(Trim, params={"threshold": 0.3}, **FAST)
-    assert report.ok, str(report)
+    assert report.passed, str(report)
     assert "changes the length" in detail(report, "offline_shapes_and_dtypes")
 
 
@@ -273,7 +273,7 @@ def test_offline_effects_never_stream_in_the_validator():
             return super().process(block)
 
     report = check_effect(Recorder, **FAST)
-    assert report.ok, str(report)
+    assert report.passed, str(report)
     assert calls == [(2, 64), (1, 64)]  # offline_refuses_process only
 
 

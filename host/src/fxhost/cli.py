@@ -238,15 +238,16 @@ def plugins(context: Context, as_json: bool) -> None:
         click.echo(msgspec.json.format(msgspec.json.encode(registry.view())).decode())
         return
     table = Table(title="plugins")
-    for column in ("plugin", "source", "version", "status", "effects / problem"):
-        table.add_column(column)
+    for column in ("plugin", "source", "version", "status", "load ms", "effects / problem"):
+        table.add_column(column, justify="right" if column == "load ms" else "left")
     for info in registry.plugins:
         detail = ", ".join(info.effects) if info.status == "loaded" else (info.error or "")
         rejected = [f"rejected {r.name}: {'; '.join(r.reasons)}" for r in info.rejected]
         detail = "\n".join([d for d in [detail, *rejected] if d])
         version = info.version or ""
-        style = {"failed": "red", "disabled": "dim"}.get(info.status, "")
-        table.add_row(info.name, info.source, version, info.status, detail, style=style)
+        load = "" if info.load_ms is None else f"{info.load_ms:.0f}" + (" SLOW" if info.slow else "")
+        style = {"failed": "red", "disabled": "dim"}.get(info.status, "yellow" if info.slow else "")
+        table.add_row(info.name, info.source, version, info.status, load, detail, style=style)
     Console(width=200).print(table)
     for warning in registry.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -336,7 +337,7 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
     info = context.registry.get(effect)
     report = check_effect(info.cls, sample_rate=sample_rate, params=parse_assignments(assignments) or None)
     click.echo(str(report))
-    if not report.ok:
+    if not report.passed:
         sys.exit(1)
 
 

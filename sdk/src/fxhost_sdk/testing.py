@@ -89,6 +89,7 @@ import itertools
 import math
 import pickle
 import traceback
+import warnings
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,8 +172,15 @@ class ConformanceReport:
     checks: list[Check] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
+    def passed(self) -> bool:
+        """True if no check failed (the word :class:`Check` uses too)."""
         return all(check.passed for check in self.checks)
+
+    @property
+    def ok(self) -> bool:
+        """Deprecated alias of :attr:`passed`."""
+        warnings.warn("ConformanceReport.ok is deprecated: use .passed", DeprecationWarning, stacklevel=2)
+        return self.passed
 
     @property
     def failures(self) -> list[Check]:
@@ -180,7 +188,7 @@ class ConformanceReport:
 
     def __str__(self) -> str:
         failed = len(self.failures)
-        verdict = "passed" if self.ok else f"FAILED ({failed} of {len(self.checks)} checks)"
+        verdict = "passed" if self.passed else f"FAILED ({failed} of {len(self.checks)} checks)"
         lines = [f"Conformance of {self.effect}: {verdict}"]
         for check in self.checks:
             lines.append(f"  {'ok  ' if check.passed else 'FAIL'}  {check.name}")
@@ -347,7 +355,7 @@ def validate_effect(effect_cls: Any, **options: Any) -> ConformanceReport:
     AssertionError whose message is the report) if any check fails. Returns the report
     otherwise."""
     report = check_effect(effect_cls, **options)
-    if not report.ok:
+    if not report.passed:
         raise ConformanceError(report)
     return report
 

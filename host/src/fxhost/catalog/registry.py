@@ -19,6 +19,12 @@ a later effect with the same name is rejected, and the reason names both plugins
 Likewise the first plugin of a given name wins (two distributions declaring the same
 entry-point name): the later one fails. To choose the other one, disable the winner in
 ``plugins.toml`` (``[plugins] disable``).
+
+**Load time.** Every fxhost command loads every plugin, so a plugin's import is paid by
+each ``fxhost render`` and each worker start. The time from importing a plugin to
+registering its effects is kept (``PluginInfo.load_ms``); a plugin slower than
+:data:`SLOW_PLUGIN_MS` gets a warning that says to import heavy libraries lazily. (A
+library two plugins import is counted in the first one's time.)
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import importlib.metadata
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +51,8 @@ from fxhost.catalog.config import Config
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fxhost"
+#: A plugin whose import and registration take longer than this (milliseconds) is flagged.
+SLOW_PLUGIN_MS = 100.0
 
 PluginSource = Literal["entry-point", "module"]
 PluginStatus = Literal["loaded", "failed", "disabled"]
@@ -74,6 +83,23 @@ class PluginInfo(msgspec.Struct, kw_only=True):
     #: Names of the effects it provides (registered).
     effects: list[str] = []
     rejected: list[RejectedEffect] = []
+    #: Milliseconds from importing the plugin to registering its effects (None if it was
+    #: not imported: disabled, or a name clash).
+    load_ms: float | None = None
+
+    @property
+    def slow(self) -> bool:
+        """Slower to load than :data:`SLOW_PLUGIN_MS`."""
+        return self.load_ms is not None and self.load_ms > SLOW_PLUGIN_MS
+
+
+def slow_plugin_advice(info: PluginInfo) -> str:
+    """The warning for a plugin slower to load than :data:`SLOW_PLUGIN_MS`."""
+    return (
+        f"plugin {info.name!r} took {info.load_ms:.0f} ms to import and register (over "
+        f"{SLOW_PLUGIN_MS:.0f} ms), and every fxhost command pays it: import heavy libraries "
+        "lazily, inside the effect that needs them (in prepare(), not at module level)"
+    )
 
 
 class EffectView(msgspec.Struct, frozen=True, kw_only=True):
@@ -380,9 +406,11 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             continue
         by_name[candidate.name] = candidate
 
+        started = time.perf_counter()
         try:
             plugin = candidate.load()
         except (Exception, SystemExit) as error:
+            info.load_ms = _elapsed_ms(started)
             fail(_reason("import failed", error))
             continue
         owner = pm.get_name(plugin)
@@ -401,6 +429,9 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             fail(reason)
             continue
         _add_effects(info, classes, effects)
+        info.load_ms = _elapsed_ms(started)
+        if info.slow:
+            warnings.append(slow_plugin_advice(info))
         if not classes:
             warnings.append(f"plugin {candidate.name!r} provides no effects")
 
@@ -412,6 +443,10 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
     for warning in warnings:
         log.warning("%s", warning)
     return Registry(effects, plugins, warnings, pm)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 1)
 
 
 def _call_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> tuple[list[type], str | None]:

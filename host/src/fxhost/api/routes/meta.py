@@ -16,7 +16,7 @@ from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
 from fxhost.api.vocabulary import EffectName
 from fxhost.catalog.chains import unknown_effect
-from fxhost.catalog.registry import EffectView, PluginInfo
+from fxhost.catalog.registry import EffectView, PluginInfo, slow_plugin_advice
 from fxhost.engine.streams import StreamBuffers
 from fxhost.store.cache import CacheStats
 
@@ -30,10 +30,20 @@ class PluginProblem(msgspec.Struct, kw_only=True):
     error: str | None
 
 
+class SlowPlugin(msgspec.Struct, kw_only=True):
+    name: str
+    load_ms: float
+    advice: str
+
+
 class PluginsHealth(msgspec.Struct, kw_only=True):
     loaded: list[str]
     failed: list[PluginProblem]
     effects: int
+    #: Milliseconds each imported plugin took to import and register.
+    load_ms: dict[str, float] = {}
+    #: Plugins slower to load than the registry's SLOW_PLUGIN_MS, with what to do.
+    slow: list[SlowPlugin] = []
 
 
 class CheckResult(msgspec.Struct, kw_only=True):
@@ -78,6 +88,12 @@ async def audio_health(request: Request) -> Response:
         loaded=[p.name for p in registry.plugins if p.status == "loaded"],
         failed=[PluginProblem(name=p.name, error=p.error) for p in registry.failed],
         effects=len(registry),
+        load_ms={p.name: p.load_ms for p in registry.plugins if p.load_ms is not None},
+        slow=[
+            SlowPlugin(name=p.name, load_ms=p.load_ms, advice=slow_plugin_advice(p))
+            for p in registry.plugins
+            if p.slow and p.load_ms is not None
+        ],
     )
     try:
         await connections.get("default").execute_query("SELECT 1")
