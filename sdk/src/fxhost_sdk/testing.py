@@ -89,6 +89,7 @@ import importlib
 import itertools
 import math
 import pickle
+import re
 import time
 import traceback
 import types
@@ -1390,7 +1391,8 @@ def _check_finite(ctx: _Context) -> tuple[bool, str]:
                     f"{_peak(outs[0]):.3g} ({_dbfs(_peak(outs[0]))})"
                 )
     if unstable:
-        if ctx.tail is not None and ctx.tail.unstable and not any("s of silence:" in i for i in p.items):
+        silence_alone = re.compile(r"(stereo|mono), [0-9.e+-]+ s of silence:")
+        if ctx.tail is not None and ctx.tail.unstable and not any(silence_alone.match(i) for i in p.items):
             ctx.require_stable()  # the same cause: said once, by tail_decays
         p.add(
             "Guard divisions and logs (e.g. divide by max(level, 1e-12)), and make sure "
