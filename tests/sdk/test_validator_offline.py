@@ -78,19 +78,22 @@ class Trim(OfflineEffect):
 def test_correct_offline_effects_pass(cls):
     report = validate_effect(cls, **FAST)
     assert report.passed, str(report)
-    assert [c.name for c in report.checks] == [
-        "well_formed",
-        "defaults_validate",
-        "params_described",
-        "bad_params_refused",
-        "shapes_and_dtypes",
-        "input_untouched",  # the one input rule, for offline effects too
-        *STREAMING_ONLY[1:5],
-        "latency_and_tail",
-        *STREAMING_ONLY[5:],
-        "realtime",
-        *OFFLINE_CHECKS,
-    ]
+    assert (
+        [c.name for c in report.checks]
+        == [
+            "well_formed",
+            "defaults_validate",
+            "params_described",
+            "bad_params_refused",
+            "shapes_and_dtypes",
+            "input_untouched",  # the one input rule, for offline effects too
+            *STREAMING_ONLY[1:5],
+            "latency_and_tail",
+            *STREAMING_ONLY[5:],
+            "realtime",
+            *OFFLINE_CHECKS,
+        ]
+    )
 
 
 def test_streaming_checks_are_reported_not_applicable_with_the_reason():

@@ -623,6 +623,7 @@ class _Context:
     #: Set by :meth:`probe`: what is wrong with ``process``'s output shape (None: nothing),
     #: the one cause of every streaming check's failure, reported by shapes_and_dtypes.
     stream_problem: str | None = None
+    stream_frames: int = 0  # the block size it showed at
     #: Set by :meth:`probe`: what happens after the input stops (see _measure_tail).
     tail: _Tail | None = None
     _signals: dict[int, np.ndarray] = field(default_factory=dict)
@@ -644,9 +645,11 @@ class _Context:
                 return
             if not isinstance(out, np.ndarray):
                 self.stream_problem = f"process returned {type(out).__name__}, not a numpy array"
+                self.stream_frames = frames
                 return
             if out.shape != block.shape:
                 self.stream_problem = f"process returned shape {out.shape} for a block of shape {block.shape}"
+                self.stream_frames = frames
                 return
         with contextlib.suppress(Exception):
             self.tail = _measure_tail(self)
@@ -1218,20 +1221,23 @@ def _check_shapes(ctx: _Context) -> tuple[bool, str]:
             )
     if ctx.stream_problem:
         # One cause, said once, with its fix: the streaming checks are skipped because of it.
+        n = ctx.stream_frames
         p.items[:0] = [
-            f"stereo, a block of {_STREAM_BLOCK} frames: {ctx.stream_problem}.",
+            f"stereo: {ctx.stream_problem}.",
             "process must return exactly as many frames as it was given, every call, shaped "
             "(channels, frames). An effect that needs more input before it can output (a look-ahead, "
             "an FFT frame) must pad: return zeros until it has output, and declare that delay as "
             "its latency (the `latency` property, in frames), so that hosts line its output up. "
             "The checks that stream are skipped until this is fixed.",
+        ]
+        p.items.append(
             ctx.repro(
                 2,
                 f"fx = {ctx.ctor(2)}",
-                f"out = fx.process(x[:, :{_STREAM_BLOCK}].copy())",
-                f"print(getattr(out, 'shape', type(out)))  # must be (2, {_STREAM_BLOCK})",
-            ),
-        ]
+                f"out = fx.process(x[:, :{n}].copy())",
+                f"print(getattr(out, 'shape', type(out)))  # must be (2, {n})",
+            )
+        )
     sizes = ", ".join(map(str, SHAPE_BLOCK_SIZES))
     return p.result(f"mono and stereo blocks of {sizes} frames: float32, C-contiguous, (channels, frames)")
 
@@ -1771,6 +1777,7 @@ def _check_realtime(ctx: _Context) -> tuple[bool, str]:
     factors: dict[str, float] = {}
     if ctx.offline:
         instance = ctx.new(2)
+        _offline_output(instance, x[:, : max(1, round(0.1 * rate))])  # one-off costs (imports) first
         start = time.perf_counter()
         _offline_output(instance, x)
         elapsed = time.perf_counter() - start
