@@ -1,46 +1,66 @@
-"""The conformance validator: does an effect class keep the fxhost effect contract?
+"""The conformance validator: does an effect class keep the fxhost effect contract, and
+does it do what it declares? It measures rather than trusts.
 
 Think of pluginval for VST/AU plugins. One call from a plugin author's test::
 
-    from fxhost_sdk.testing import validate_effect
+    from fxhost_sdk.testing import validate_effect, validate_plugin
 
     def test_conformance():
         validate_effect(MyReverb)            # raises ConformanceError, with a report
+        validate_plugin(my_plugin)           # the hook wiring, then every effect
 
 or, to look at the report without raising::
 
     report = check_effect(MyReverb, params={"room_size": 0.9})
-    print(report)
+    print(report, report.measured)
 
 The checks, by name (``well_formed`` first; if it fails the others are skipped):
 
-``well_formed``            :func:`fxhost_sdk.effect_class_problems` finds nothing.
-``defaults_validate``      ``Params()`` passes ``check_params``, survives JSON, builds an instance.
+``well_formed``            the class is usable (what the host's registry checks).
+``defaults_validate``      ``Params()`` passes ``check_params``, survives JSON and pickle, builds an instance.
 ``params_described``       every field has a description; numeric ones have both bounds.
 ``bad_params_refused``     values beyond each bound, of the wrong type, and unknown names
                            raise FieldError naming the field; a refused ``set_params``
                            leaves the effect as it was.
 ``shapes_and_dtypes``      mono and stereo blocks of 0, 1, 2, 3, 64 frames come back float32,
                            C-contiguous, shaped ``(channels, frames)``.
+``input_untouched``        the one rule about the input (:data:`INPUT_RULE`), the same for
+                           ``process`` and ``process_offline``: the array given is not modified.
 ``block_size_invariance``  the test signal in one block equals blocks of 1, 7, 64, 256, 4096
                            frames and a ragged rising-and-falling sequence (within 1e-5).
 ``finite_output``          no NaN/Inf on silence, after the signal stops, on full-scale noise.
-``reset_determinism``      ``reset()`` then the same signal gives the first pass's output,
-                           and a fresh instance gives it too (within 1e-6).
+``reset_determinism``      ``reset()`` (after an odd number of frames more) then the same
+                           signal gives the first pass's output, as a fresh instance does.
 ``instances_independent``  two instances running interleaved do not affect each other.
 ``latency_and_tail``       ``latency`` is a non-negative int, ``tail_seconds`` a non-negative
                            float (``math.inf`` allowed).
-``tail_decays``            the output falls below -60 dBFS within latency + tail_seconds
-                           (+ a margin) after the input stops.
+``latency_measured``       the delay is measured, by an impulse (where its response peaks)
+                           and by correlating a noise burst with the output; a declared
+                           latency the output responds before fails (too high); a response
+                           later than declared is a note (the effect's sound, or undeclared
+                           latency: the note says which to do for each).
+``tail_decays``            after the input stops the output is measured over a window twice
+                           latency + tail (1 s at least): the real decay time to -60 dBFS is
+                           reported, and fails if it is longer than declared; an output that
+                           grows (or turns NaN/Inf) is reported as instability, not as a short tail.
 ``param_changes``          ``set_params`` between blocks (defaults, each numeric parameter
-                           half-way, each bool flipped, each choice) keeps the output finite.
+                           half-way, each bool flipped, each choice) keeps the output finite;
+                           a change that makes the output jump (zipper noise) is noted with
+                           the size of the jump.
+``realtime``               the real-time factor at :data:`REALTIME_BLOCK_SIZES` frames; a note
+                           below 1, a failure below ``min_realtime`` when it is given.
+
+The test signal (:func:`make_test_signal`) lasts 1.37 s by default, with sines at 217.3 Hz
+and above: no whole number of seconds or of a common period, so periodic state does not
+come back to its start and a ``reset()`` that forgets it shows.
 
 Offline-only effects (``cls.offline_only``, e.g. :class:`fxhost_sdk.OfflineEffect`) need the
 whole signal, so the checks that stream through ``process`` (``shapes_and_dtypes``,
 ``block_size_invariance``, ``finite_output``, ``reset_determinism``,
-``instances_independent``, ``tail_decays``, ``param_changes``) do not apply to them: each
-is still listed, passed, with a detail that starts ``not applicable: offline-only effect —``
-and says why. These run instead:
+``instances_independent``, ``latency_measured``, ``tail_decays``, ``param_changes``) do
+not apply to them: each is still listed, passed, with a detail that starts ``not
+applicable: offline-only effect —`` and says why. ``input_untouched`` and ``realtime``
+run on ``process_offline``, and these run too:
 
 ``offline_refuses_process``    ``process()`` raises, with a message that says offline-only.
 ``offline_shapes_and_dtypes``  ``process_offline`` returns float32, C-contiguous,
@@ -48,7 +68,6 @@ and says why. These run instead:
                                for mono and stereo inputs of 0, 1 and many frames.
 ``offline_finite_output``      no NaN/Inf on silence, the test signal and full-scale noise.
 ``offline_deterministic``      two calls on one instance, and a second instance, agree.
-``offline_input_untouched``    ``process_offline`` does not modify its input array.
 
 And, for any effect that has them:
 
@@ -65,13 +84,29 @@ Effects with asset parameters are built with the ``assets`` loader given to
 stereo noise burst, like an impulse response, at the validator's sample rate), and the
 report says so.
 
-Every check runs (one failure never hides another); an exception raised by the
-effect inside a check is reported as that check's failure. A failure says what is
-wrong and, where it helps, gives a few lines of Python that reproduce it with
-:func:`make_test_signal` and :func:`process_blocks`.
+**One cause, one failure.** Every check runs (one failure never hides another), except
+where one root cause would fail many: a ``process`` that returns the wrong number of
+frames (a short output) fails ``shapes_and_dtypes`` once, with its fix (pad, and declare
+the latency), and the checks that stream are *skipped* (``Check.skipped``, shown as
+``skip``, naming the cause); an unstable effect fails ``tail_decays`` and the checks its
+NaN/Inf would fail are skipped. An exception raised by the effect inside a check is that
+check's failure. Every failure says what is wrong and ends with a few lines of Python
+that reproduce it (with :func:`make_test_signal` and :func:`process_blocks`, or
+:func:`check_effect` itself). Warnings the effect raises (numpy's divide by zero...) are
+counted and listed once per kind at the end of the report, never printed one by one.
 
-This module imports only the SDK's own dependencies (msgspec, numpy) and the standard
-library, so it runs from plain Python as well as from pytest, and the host's
+A report's word for success is ``passed``, on :class:`Check` and :class:`ConformanceReport`
+alike (``ConformanceReport.ok`` is a deprecated alias). ``report.measured`` keeps the
+figures: the latency by impulse and by correlation (frames), the decay time (seconds),
+the real-time factor per block size.
+
+:func:`validate_plugin` (or :func:`check_plugin`) takes the plugin module, the one the
+entry point names, and checks it as the host's registry loads it: pluggy accepts it, it
+implements ``fxhost_effects`` and no unknown hook, the hook returns a list of effect
+classes with unique, valid names; then each effect is validated.
+
+This module imports only the SDK's own dependencies (msgspec, numpy, pluggy) and the
+standard library, so it runs from plain Python as well as from pytest, and the host's
 ``fxhost validate EFFECT`` prints the same report.
 
 One module for one concept, the validator, though it is long: the checks share one
