@@ -404,11 +404,11 @@ NO_DEFAULT = 'gain: Annotated[float, param(description="Gain.", ge=0.0, le=1.0)]
     ("kwargs", "rejected"),
     [
         (
-            {"cls": "NoParams", "name": "no_params", "params": False},
+            {"cls": "PlainParams", "name": "plain_params", "params": False, "body": "Params = dict"},
             RejectedEffect(
-                name="no_params",
-                cls="malformed_fx.NoParams",
-                reasons=["NoParams.Params must be a subclass of fxhost_sdk.Params, got None"],
+                name="plain_params",
+                cls="malformed_fx.PlainParams",
+                reasons=["PlainParams.Params must be a subclass of fxhost_sdk.Params, got <class 'dict'>"],
             ),
         ),
         (
@@ -460,7 +460,7 @@ NO_DEFAULT = 'gain: Annotated[float, param(description="Gain.", ge=0.0, le=1.0)]
             None,  # reason checked below: the repr of the class
         ),
     ],
-    ids=["no-params", "bad-name", "no-name", "invalid-default", "no-default", "not-an-effect"],
+    ids=["params-not-a-struct", "bad-name", "no-name", "invalid-default", "no-default", "not-an-effect"],
 )
 def test_malformed_effect_is_rejected_and_the_others_load(
     write_module: Write,
@@ -505,7 +505,6 @@ def test_effect_with_several_problems_lists_them_all(
         "letter, got 'Sloppy'",
         "Sloppy.version must be a non-empty string, got ''",
         "Sloppy.summary must be one line",
-        "Sloppy.Params must be a subclass of fxhost_sdk.Params, got None",
         "Sloppy does not implement process",
     ]
 

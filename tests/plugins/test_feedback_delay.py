@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from importlib.metadata import entry_points
 
-import fxhost_sdk
 import msgspec
 import numpy as np
 import pytest
 from fxhost_feedback_delay import FeedbackDelay, fxhost_effects
 from fxhost_sdk import FieldError
+from fxhost_sdk.host import effect_class_problems
 from fxhost_sdk.testing import process_blocks
 
 PATTERNS = {
@@ -171,4 +171,4 @@ def test_the_plugin_is_found_through_its_entry_point():
     (point,) = [p for p in entry_points(group="fxhost") if p.name == "feedback-delay"]
     assert point.value == "fxhost_feedback_delay"
     assert point.load().fxhost_effects() == [FeedbackDelay] == fxhost_effects()
-    assert fxhost_sdk.effect_class_problems(FeedbackDelay) == []
+    assert effect_class_problems(FeedbackDelay) == []

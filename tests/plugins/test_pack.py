@@ -35,7 +35,8 @@ from fxhost_pedalboard import (
     Resample,
     Reverb,
 )
-from fxhost_sdk import FieldError, LoadedAudio, asset_fields, effect_class_problems
+from fxhost_sdk import FieldError, LoadedAudio
+from fxhost_sdk.host import asset_fields, effect_class_problems
 from fxhost_sdk.testing import process_blocks
 
 # -- what is compared ----------------------------------------------------------------

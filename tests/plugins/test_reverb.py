@@ -14,6 +14,7 @@ import pytest
 from fxhost_pedalboard import PedalboardEffect, Reverb, fxhost_effects
 from fxhost_pedalboard.reverb import freeverb_tail_seconds
 from fxhost_sdk import FieldError, param
+from fxhost_sdk.host import effect_class_problems
 from fxhost_sdk.testing import process_blocks
 
 FIELDS = ("room_size", "damping", "wet_level", "dry_level", "width", "freeze_mode")
@@ -299,4 +300,4 @@ def test_the_plugin_is_found_through_its_entry_point():
     assert point.value == "fxhost_pedalboard"
     module = point.load()
     assert module.fxhost_effects() == fxhost_effects() and Reverb in fxhost_effects()
-    assert fxhost_sdk.effect_class_problems(Reverb) == []
+    assert effect_class_problems(Reverb) == []

@@ -10,16 +10,9 @@ import msgspec
 import numpy as np
 import pluggy
 import pytest
-from fxhost_sdk import (
-    Effect,
-    FieldError,
-    Params,
-    convert,
-    effect_class_problems,
-    hookimpl,
-    param,
-)
-from fxhost_sdk import hookspecs as hookspecs_module
+from fxhost_sdk import Effect, FieldError, Params, hookimpl, param
+from fxhost_sdk.host import convert, effect_class_problems
+from fxhost_sdk.host import hookspecs as hookspecs_module
 
 
 class ReverbParams(Params):
@@ -330,12 +323,11 @@ def test_every_problem_is_listed_at_once():
         pass
 
     problems = effect_class_problems(Bare)
-    assert len(problems) == 5
+    # (no Params is not a problem: an effect without parameters inherits the empty one)
     assert [p.split(" ", 1)[0].split("<locals>.")[1] for p in problems] == [
         "Bare.name",
         "Bare.version",
         "Bare.summary",
-        "Bare.Params",
         "Bare",
     ]
 

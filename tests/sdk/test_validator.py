@@ -642,7 +642,7 @@ class BadLatency(Gain):
 
     @property
     def tail_seconds(self):
-        return np.float64(0.0)
+        return "0"
 
 
 class NumpyLatency(Gain):
@@ -658,9 +658,9 @@ def test_latency_and_tail_must_be_plain_non_negative_numbers():
     assert "latency_and_tail" in names(report)
     text = detail(report, "latency_and_tail")
     assert "stereo: latency is -1 (int); it must be a non-negative Python int" in text
-    assert "tail_seconds is np.float64(0.0) (float64)" in text
-    report = check_effect(NumpyLatency, **FAST)
-    assert "latency is np.int64(0) (int64)" in detail(report, "latency_and_tail")
+    assert "tail_seconds is '0' (str)" in text
+    # numpy scalars are fine: fxhost_sdk.Effect hands them on as Python numbers
+    assert "latency_and_tail" not in names(check_effect(NumpyLatency, **FAST))
 
 
 class RaisingLatency(Gain):

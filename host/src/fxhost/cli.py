@@ -1,4 +1,5 @@
-"""The ``fxhost`` command line: serve, worker, render, plugins, chains, validate, keys.
+"""The ``fxhost`` command line: serve, worker, render, plugins, chains, validate, keys,
+new-plugin.
 
 Errors are one line on stderr and a non-zero exit, never a traceback
 (set ``FXHOST_DEBUG=1`` to see one).
@@ -339,6 +340,33 @@ def validate(context: Context, effect: str, sample_rate: float, assignments: tup
     click.echo(str(report))
     if not report.passed:
         sys.exit(1)
+
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "parent",
+    default=".",
+    show_default=True,
+    metavar="DIR",
+    help="Where to make the plugin's folder (DIR/NAME).",
+)
+@click.option(
+    "--sdk",
+    metavar="PATH|WHEEL",
+    help="Where the plugin gets fxhost-sdk: an SDK folder or a built wheel "
+    "(default: the sdk folder of the checkout fxhost runs from).",
+)
+def new_plugin(name: str, parent: str, sdk: str | None) -> None:
+    """Scaffold the plugin NAME (e.g. acme-echo) in a new folder: a tested, working effect."""
+    from fxhost.scaffold import new_plugin as scaffold
+
+    folder = scaffold(name, parent, sdk)
+    click.echo(f"made {folder}")
+    click.echo(f"  test it:     cd {folder} && uv run pytest")
+    click.echo(f"  install it:  uv add --editable {folder}   (in the host's project)")
+    click.echo("  see it:      uv run fxhost plugins")
 
 
 @cli.command()

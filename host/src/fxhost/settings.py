@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 from dotenv import dotenv_values
-from fxhost_sdk import FieldError, convert
+from fxhost_sdk import FieldError
+from fxhost_sdk.host import convert
 
 from fxhost.audio.formats import SampleRate
 

@@ -4,10 +4,27 @@ An instance is made for one sample rate and channel count and is stateful:
 ``process`` takes and returns float32 arrays shaped ``(channels, frames)`` for any
 number of frames, keeping state between calls, so a stream cut into blocks of any
 size sounds the same as the whole signal processed at once.
+
+The lifecycle of an instance, as every host drives it::
+
+    Effect(sample_rate, channels, params)     validate params (FieldError names the field)
+      ├─ prepare()                            allocate state for the rate and channels
+      └─ apply_params(params)                 push the parameters into the DSP
+    process(block) *                          any number of blocks, any size, 0 frames too
+      set_params(params)                      between blocks: validate, then apply_params;
+                                              if apply_params raises, the old parameters
+                                              stay (rollback) and the error propagates
+      reset()                                 = prepare() + apply_params(current params):
+                                              a fresh state, the same parameters
+      latency, tail_seconds                   read at any time between blocks
+
+An :class:`OfflineEffect` has the same construction, then one ``process_offline(audio)``
+with the whole signal instead of ``process`` blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from abc import ABC, abstractmethod
@@ -51,12 +68,25 @@ class Effect(ABC):
     #: One line saying what it does.
     summary: ClassVar[str]
     #: The parameter struct: a :class:`Params` subclass with a default for every field.
-    Params: ClassVar[type[Params]]
+    #: An effect without parameters leaves it out (the empty base struct).
+    Params: ClassVar[type[Params]] = Params
     #: Named parameter sets: preset name -> some of the Params fields. A chain step may
     #: name one and override fields of it.
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     #: True for processing that needs the whole signal first (see :class:`OfflineEffect`).
     offline_only: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # latency and tail_seconds are often computed with numpy (np.int64, np.float32);
+        # hosts put them in JSON and in plain arithmetic, so they are handed on as Python
+        # numbers. Only numpy scalars change: anything else reaches the validator as is.
+        for attr in ("latency", "tail_seconds"):
+            value = cls.__dict__.get(attr)
+            if isinstance(value, property) and value.fget is not None:
+                setattr(cls, attr, property(_plain_result(value.fget), doc=value.__doc__))
+            elif isinstance(value, np.generic):
+                setattr(cls, attr, value.item())
 
     def __init__(
         self,
@@ -159,6 +189,15 @@ class Effect(ABC):
         until it falls below -60 dBFS. ``math.inf`` means it never stops (a frozen
         reverb); hosts then cap the tail with a setting."""
         return 0.0
+
+
+def _plain_result(getter: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(getter)
+    def plain(self: Any) -> Any:
+        value = getter(self)
+        return value.item() if isinstance(value, np.generic) else value
+
+    return plain
 
 
 class OfflineEffect(Effect):

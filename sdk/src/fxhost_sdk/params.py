@@ -26,23 +26,41 @@ def param(
     description: str,
     ge: float | None = None,
     le: float | None = None,
+    gt: float | None = None,
+    lt: float | None = None,
+    multiple_of: float | None = None,
     unit: str | None = None,
-    scale: Literal["linear", "log"] = "linear",
+    scale: Literal["linear", "log"] | None = None,
 ) -> msgspec.Meta:
     """Constraints and documentation of one parameter, for use in ``Annotated[...]``.
 
-    ``unit`` ("dB", "s", "Hz", ...) and ``scale`` are hints for user interfaces; they
-    appear in the JSON Schema as ``x-unit`` and ``x-scale``.
+    Numbers take bounds: ``ge``/``le`` (inclusive), ``gt``/``lt`` (exclusive, for a
+    cutoff that must be above 0 Hz, say) and ``multiple_of`` (a step). ``unit`` ("dB",
+    "s", "Hz", ...) and ``scale`` ("linear" or "log", how a slider should move) are
+    hints for user interfaces; they appear in the JSON Schema as ``x-unit`` and
+    ``x-scale``. A number with bounds is ``linear`` unless told otherwise; a parameter
+    without bounds (a choice, ``Annotated[Literal["soft", "hard"], param(...)]``, or a
+    ``bool``) has no scale, and giving it one is an error.
     """
-    hints: dict[str, Any] = {"scale": scale}
+    if ge is not None and gt is not None:
+        raise TypeError("param(): give ge or gt, not both")
+    if le is not None and lt is not None:
+        raise TypeError("param(): give le or lt, not both")
+    numeric = any(bound is not None for bound in (ge, le, gt, lt, multiple_of))
+    if scale is not None and not numeric:
+        raise TypeError("param(): scale is a hint for a numeric range; give the range's bounds too")
+    hints: dict[str, Any] = {"scale": scale or "linear"} if numeric else {}
     if unit:
         hints["unit"] = unit
     return msgspec.Meta(
         ge=ge,
         le=le,
+        gt=gt,
+        lt=lt,
+        multiple_of=multiple_of,
         description=description,
-        extra=hints,
-        extra_json_schema={f"x-{k}": v for k, v in hints.items()},
+        extra=hints or None,
+        extra_json_schema={f"x-{k}": v for k, v in hints.items()} or None,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from fxhost_sdk import FieldError
-from fxhost_sdk.params import field_error
+from fxhost_sdk.host import field_error
 
 from fxhost.audio.pcm import LiveChannels, LiveSampleRate, PcmFormat
 from fxhost.catalog.chains import ChainStep

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fxhost_sdk import AssetLoader, Effect, FieldError, Params, asset_fields, convert
+from fxhost_sdk import Effect, FieldError, Params
+from fxhost_sdk.host import AssetLoader, asset_fields, convert
 
 #: Chain names: lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit.
 #: Use ``fullmatch``: with ``match`` the ``$`` lets a trailing newline through.

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from fxhost_sdk import FieldError, convert
+from fxhost_sdk import FieldError
+from fxhost_sdk.host import convert
 
 from fxhost.catalog.chains import ChainStep, validate_chain_name
 

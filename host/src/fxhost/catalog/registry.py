@@ -42,8 +42,8 @@ from typing import Any, Literal
 
 import msgspec
 import pluggy
-from fxhost_sdk import Effect, effect_class_problems, hookspecs
-from fxhost_sdk.markers import PROJECT
+from fxhost_sdk import Effect
+from fxhost_sdk.host import PROJECT, effect_class_problems, hookspecs
 
 from fxhost.catalog.chains import unknown_effect
 from fxhost.catalog.config import Config

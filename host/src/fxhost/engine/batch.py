@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from fxhost_sdk import AssetLoader
+from fxhost_sdk.host import AssetLoader
 
 from fxhost.audio.formats import AUDIO_EXTENSIONS, RenderOutput
 from fxhost.engine.compiled import Step

@@ -15,7 +15,8 @@ from time import perf_counter
 from typing import Literal, Protocol
 
 import numpy as np
-from fxhost_sdk import AssetLoader, Effect, FieldError, Params
+from fxhost_sdk import Effect, FieldError, Params
+from fxhost_sdk.host import AssetLoader
 
 from fxhost.engine.tally import Histogram
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from fxhost_sdk import AssetLoader, FieldError
+from fxhost_sdk import FieldError
+from fxhost_sdk.host import AssetLoader
 
 from fxhost.engine.compiled import CompiledChain, EffectFault, Step
 from fxhost.engine.deadline import DeadlineRunner

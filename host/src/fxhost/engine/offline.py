@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from fxhost_sdk import AssetLoader
+from fxhost_sdk.host import AssetLoader
 
 from fxhost.audio.files import AudioInfo, open_input, open_output
 from fxhost.audio.formats import RenderOutput, choose_output, format_of_path

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 import numpy as np
-from fxhost_sdk import AssetLoader
+from fxhost_sdk.host import AssetLoader
 
 from fxhost.audio.pcm import PcmFormat
 from fxhost.engine import clock

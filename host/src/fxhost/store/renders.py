@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fxhost_sdk import AssetLoader, FieldError
+from fxhost_sdk import FieldError
+from fxhost_sdk.host import AssetLoader
 from tortoise.functions import Count
 
 from fxhost.audio.formats import RenderOutput, checked_output, output_format_named

@@ -104,19 +104,12 @@ Strategy = Literal["primed", "fixed", "segments"]
 
 
 def param_above(lower: float, **kwargs: Any) -> msgspec.Meta:
-    """:func:`fxhost_sdk.param` with an exclusive lower bound instead of ``ge``: for values
-    pedalboard refuses at exactly the bound (a cutoff of 0 Hz, a Q of 0). Pedalboard takes
-    float32: a double just above the bound (``1e-300``) would reach it as the bound itself
-    and be refused when the effect is made (a 502), so the bound is the least float32 above
-    ``lower``, inclusive."""
-    meta = param(**kwargs)
-    return msgspec.Meta(
-        ge=float(np.nextafter(np.float32(lower), np.float32(np.inf))),
-        le=meta.le,
-        description=meta.description,
-        extra=meta.extra,
-        extra_json_schema=meta.extra_json_schema,
-    )
+    """:func:`fxhost_sdk.param` for values pedalboard refuses at exactly ``lower`` (a
+    cutoff of 0 Hz, a Q of 0). Not ``gt=lower``: pedalboard takes float32, so a double
+    just above the bound (``1e-300``) would reach it as the bound itself and be refused
+    when the effect is made (a 502); the bound is the least float32 above ``lower``,
+    inclusive."""
+    return param(ge=float(np.nextafter(np.float32(lower), np.float32(np.inf))), **kwargs)
 
 
 class _Frames:

@@ -6,25 +6,11 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import fxhost_sdk
-import msgspec
 import numpy as np
 import pedalboard
 from fxhost_sdk import FieldError, param
 
 from fxhost_pedalboard.base import PedalboardEffect
-
-
-def optional_asset(description: str) -> msgspec.Meta:
-    """:func:`fxhost_sdk.asset`, but ``""`` (no asset) allowed: every parameter needs a
-    valid default, and an impulse response has no sensible one."""
-    meta = fxhost_sdk.asset(description=description)
-    return msgspec.Meta(
-        max_length=meta.max_length,
-        pattern=meta.pattern,
-        description=meta.description,
-        extra=meta.extra,
-        extra_json_schema=meta.extra_json_schema,
-    )
 
 
 class Convolution(PedalboardEffect):
@@ -60,9 +46,9 @@ class Convolution(PedalboardEffect):
     class Params(fxhost_sdk.Params):
         impulse_response: Annotated[
             str,
-            optional_asset(
-                "Audio asset holding the impulse response (any length, mono or stereo, any "
-                'sample rate); "" for none: the input passes through unchanged.'
+            fxhost_sdk.asset(
+                description="Audio asset holding the impulse response (any length, mono or stereo, "
+                'any sample rate); "" for none: the input passes through unchanged.'
             ),
         ] = ""
         mix: Annotated[

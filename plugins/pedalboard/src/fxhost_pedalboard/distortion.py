@@ -44,9 +44,6 @@ class Invert(PedalboardEffect):
     summary = "Flips the polarity of the signal (pedalboard)."
     plugin_class = pedalboard.Invert
 
-    class Params(fxhost_sdk.Params):
-        pass
-
 
 class Clipping(PedalboardEffect):
     """``pedalboard.Clipping``: hard clip at +-``10 ** (threshold_db / 20)``."""

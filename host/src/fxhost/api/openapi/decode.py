@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
-from fxhost_sdk.params import FieldError, convert, field_error
+from fxhost_sdk import FieldError
+from fxhost_sdk.host import convert, field_error
 from starlette.datastructures import QueryParams
 from starlette.requests import HTTPConnection
 
