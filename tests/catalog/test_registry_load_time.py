@@ -26,14 +26,16 @@ def test_each_plugin_load_time_is_measured_and_a_slow_one_is_flagged(
     registry = registry_of("sleepy_plugin", "quick_plugin")
     sleepy, quick = registry.plugin("sleepy_plugin"), registry.plugin("quick_plugin")
     assert sleepy.load_ms is not None and sleepy.load_ms >= 150
-    assert sleepy.slow
+    assert sleepy.slow and sleepy.advice is not None
+    assert f"plugin 'sleepy_plugin' took {sleepy.load_ms:.0f} ms" in sleepy.advice
+    assert f"over {SLOW_PLUGIN_MS:.0f} ms" in sleepy.advice and "lazily" in sleepy.advice
     assert quick.load_ms is not None and quick.load_ms < SLOW_PLUGIN_MS and not quick.slow
-    flagged = [w for w in registry.warnings if "sleepy_plugin" in w]
-    assert len(flagged) == 1, registry.warnings
-    assert f"over {SLOW_PLUGIN_MS:.0f} ms" in flagged[0] and "lazily" in flagged[0]
-    assert not any("quick_plugin" in w for w in registry.warnings)
+    assert quick.advice is None
+    # advice, not a warning: a busy machine can slow any plugin, and every command would say so
+    assert registry.warnings == []
     listed = {p["name"]: p for p in registry.to_builtins()["plugins"]}
     assert listed["sleepy_plugin"]["load_ms"] == sleepy.load_ms
+    assert listed["sleepy_plugin"]["advice"] == sleepy.advice
 
 
 def test_a_plugin_that_fails_to_import_still_has_its_time(

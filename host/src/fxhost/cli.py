@@ -252,6 +252,9 @@ def plugins(context: Context, as_json: bool) -> None:
     Console(width=200).print(table)
     for warning in registry.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for info in registry.plugins:
+        if info.advice:
+            click.echo(f"slow: {info.advice}", err=True)
 
 
 @cli.command()

@@ -23,8 +23,10 @@ entry-point name): the later one fails. To choose the other one, disable the win
 **Load time.** Every fxhost command loads every plugin, so a plugin's import is paid by
 each ``fxhost render`` and each worker start. The time from importing a plugin to
 registering its effects is kept (``PluginInfo.load_ms``); a plugin slower than
-:data:`SLOW_PLUGIN_MS` gets a warning that says to import heavy libraries lazily. (A
-library two plugins import is counted in the first one's time.)
+:data:`SLOW_PLUGIN_MS` gets ``advice`` that says to import heavy libraries lazily, shown
+by ``fxhost plugins`` and ``/api/audio/health`` (logged at INFO only: a busy machine can
+slow any plugin, and every command would warn). A library two plugins import is counted
+in the first one's time.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class PluginInfo(msgspec.Struct, kw_only=True):
     #: Milliseconds from importing the plugin to registering its effects (None if it was
     #: not imported: disabled, or a name clash).
     load_ms: float | None = None
+    #: For a plugin slower to load than SLOW_PLUGIN_MS: what to do about it.
+    advice: str | None = None
 
     @property
     def slow(self) -> bool:
@@ -431,7 +435,8 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
         _add_effects(info, classes, effects)
         info.load_ms = _elapsed_ms(started)
         if info.slow:
-            warnings.append(slow_plugin_advice(info))
+            info.advice = slow_plugin_advice(info)
+            log.info("%s", info.advice)
         if not classes:
             warnings.append(f"plugin {candidate.name!r} provides no effects")
 

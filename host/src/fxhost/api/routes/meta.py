@@ -16,7 +16,7 @@ from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
 from fxhost.api.vocabulary import EffectName
 from fxhost.catalog.chains import unknown_effect
-from fxhost.catalog.registry import EffectView, PluginInfo, slow_plugin_advice
+from fxhost.catalog.registry import EffectView, PluginInfo
 from fxhost.engine.streams import StreamBuffers
 from fxhost.store.cache import CacheStats
 
@@ -90,9 +90,9 @@ async def audio_health(request: Request) -> Response:
         effects=len(registry),
         load_ms={p.name: p.load_ms for p in registry.plugins if p.load_ms is not None},
         slow=[
-            SlowPlugin(name=p.name, load_ms=p.load_ms, advice=slow_plugin_advice(p))
+            SlowPlugin(name=p.name, load_ms=p.load_ms, advice=p.advice)
             for p in registry.plugins
-            if p.slow and p.load_ms is not None
+            if p.advice is not None and p.load_ms is not None
         ],
     )
     try:
