@@ -333,13 +333,30 @@ def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="A parameter to test with (repeatable)."
 )
+@click.option(
+    "--min-realtime",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="FACTOR",
+    help="Fail if the effect is slower than FACTOR times real time at any common block size.",
+)
 @pass_context
-def validate(context: Context, effect: str, sample_rate: float, assignments: tuple[str, ...]) -> None:
+def validate(
+    context: Context,
+    effect: str,
+    sample_rate: float,
+    assignments: tuple[str, ...],
+    min_realtime: float | None,
+) -> None:
     """Run the SDK's conformance validator on an installed effect."""
     from fxhost_sdk.testing import check_effect
 
     info = context.registry.get(effect)
-    report = check_effect(info.cls, sample_rate=sample_rate, params=parse_assignments(assignments) or None)
+    report = check_effect(
+        info.cls,
+        sample_rate=sample_rate,
+        params=parse_assignments(assignments) or None,
+        min_realtime=min_realtime,
+    )
     click.echo(str(report))
     if not report.passed:
         sys.exit(1)

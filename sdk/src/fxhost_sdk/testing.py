@@ -1857,7 +1857,7 @@ def _check_realtime(ctx: _Context) -> tuple[bool, str]:
                     "import time",
                     f"fx = {ctx.ctor(2)}",
                     "start = time.perf_counter()",
-                    f"process_blocks(fx, x, {size if size.isdigit() else 'x.shape[1]'})",
+                    f"process_blocks(fx, x, {size})" if size.isdigit() else "fx.process_offline(x.copy())",
                     f"print(x.shape[1] / {rate!r} / (time.perf_counter() - start))  # the real-time factor",
                 ),
             ]
