@@ -427,9 +427,13 @@ class GainAgain(Gain):
         (
             _plugin("instance_fx", lambda: [Gain(48000, 2)]),
             "hook_wiring",
-            "must hold effect classes (not instances)",
+            "the effect classes themselves (not instances)",
         ),
-        (_plugin("dict_fx", lambda: {"gain": Gain}), "hook_wiring", "returned dict; it must return a list"),
+        (
+            _plugin("dict_fx", lambda: {"gain": Gain}),
+            "hook_wiring",
+            "fxhost_effects returned dict, expected a list of effect classes",
+        ),
         (_plugin("twice_fx", lambda: [Gain, GainAgain]), "effect_classes", "two effects are named 'gain'"),
         (
             _plugin("typo_fx", lambda: [Gain], fxhost_effect=hookimpl(lambda: [])),

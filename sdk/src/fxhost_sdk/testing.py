@@ -140,6 +140,7 @@ import numpy as np
 
 from fxhost_sdk.effect import AssetLoader, Effect, LoadedAudio, effect_class_problems
 from fxhost_sdk.params import FieldError, Params, asset_fields
+from fxhost_sdk.wiring import error_reason, hook_effect_classes
 
 __all__ = [
     "DEFAULT_SECONDS",
@@ -544,50 +545,21 @@ def check_plugin(plugin: Any, **options: Any) -> PluginReport:
     try:
         pm.register(plugin, name=label)
     except Exception as error:
-        wiring(f"pluggy refuses the plugin: {_describe_error(error)}", "")
+        wiring(f"the host's registry refuses this plugin: {error_reason('invalid plugin', error)}", "")
         return report
-    unknown = sorted(
-        caller.name
-        for caller in pm.get_hookcallers(plugin) or []
-        if not caller.has_spec() and any(not impl.optionalhook for impl in caller.get_hookimpls())
-    )
-    if unknown:
-        wiring(
-            f"unknown hook {', '.join(map(repr, unknown))}: fxhost's hook is 'fxhost_effects' "
-            "(the registry refuses the plugin)",
-            "",
-        )
-        return report
-    impls = pm.hook.fxhost_effects.get_hookimpls()
-    if not impls:
-        wiring(
-            "no fxhost_effects hook: define `@fxhost_sdk.hookimpl def fxhost_effects(): return [MyEffect]` "
-            "in the module the entry point names",
-            "",
-        )
-        return report
-    classes: list[Any] = []
-    for impl in impls:
-        try:
-            result = impl.function()
-        except Exception as error:
-            wiring(f"fxhost_effects raised {_describe_error(error)}", "")
-            return report
-        if not isinstance(result, list | tuple):
-            wiring(
-                f"fxhost_effects returned {type(result).__name__}; it must return a list of effect classes",
-                "",
+    # The registry's own call (fxhost_sdk.wiring): what fails here fails there, in the same words.
+    classes, reason = hook_effect_classes(pm, plugin, label)
+    if reason is not None:
+        advice = ""
+        if "no fxhost_effects hook" in reason:
+            advice = (
+                "; define `@fxhost_sdk.hookimpl def fxhost_effects(): return [MyEffect]` in the module "
+                "the entry point names"
             )
-            return report
-        bad = [item for item in result if not isinstance(item, type)]
-        if bad:
-            wiring(
-                f"fxhost_effects returned a list containing {bad[0]!r} ({type(bad[0]).__name__}); it must "
-                "hold effect classes (not instances)",
-                "",
-            )
-            return report
-        classes.extend(result)
+        elif "containing" in reason:
+            advice = "; it must hold the effect classes themselves (not instances)"
+        wiring(f"the host's registry refuses this plugin: {reason}{advice}", "")
+        return report
     wiring(None, f"fxhost_effects returns {len(classes)} effect class(es)")
     problems: list[str] = []
     first: dict[str, Any] = {}

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import msgspec
 import pluggy
 from fxhost_sdk import Effect
-from fxhost_sdk.host import PROJECT, effect_class_problems, hookspecs
+from fxhost_sdk.host import PROJECT, effect_class_problems, error_reason, hook_effect_classes, hookspecs
 
 from fxhost.catalog.chains import unknown_effect
 from fxhost.catalog.config import Config
@@ -245,11 +245,6 @@ class _Candidate:
         return f"module {self.module!r}"
 
 
-def _reason(stage: str, error: BaseException) -> str:
-    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return f"{stage}: {type(error).__name__}: {message}" if message else f"{stage}: {type(error).__name__}"
-
-
 def _entry_point_candidates() -> list[_Candidate]:
     candidates = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -347,14 +342,14 @@ def _check_effect(cls: type) -> tuple[list[str], dict[str, Any] | None]:
     try:
         problems = effect_class_problems(cls)
     except Exception as error:  # e.g. a Params annotation that cannot be evaluated
-        return [_reason(f"{getattr(cls, '__qualname__', cls)!r} could not be inspected", error)], None
+        return [error_reason(f"{getattr(cls, '__qualname__', cls)!r} could not be inspected", error)], None
     if problems:
         return problems, None
     qualname = cls.__qualname__
     try:
         schema = params_schema(cls.Params)
     except Exception as error:
-        return [_reason(f"{qualname}.Params has no JSON Schema", error)], None
+        return [error_reason(f"{qualname}.Params has no JSON Schema", error)], None
     return [], schema
 
 
@@ -415,7 +410,7 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             plugin = candidate.load()
         except (Exception, SystemExit) as error:
             info.load_ms = _elapsed_ms(started)
-            fail(_reason("import failed", error))
+            fail(error_reason("import failed", error))
             continue
         owner = pm.get_name(plugin)
         if owner is not None:
@@ -424,10 +419,10 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
         try:
             pm.register(plugin, name=candidate.name)
         except Exception as error:
-            fail(_reason("invalid plugin", error))
+            fail(error_reason("invalid plugin", error))
             continue
 
-        classes, reason = _call_hooks(pm, plugin, candidate.name)
+        classes, reason = hook_effect_classes(pm, plugin, candidate.name)
         if reason is not None:
             pm.unregister(plugin, name=candidate.name)
             fail(reason)
@@ -452,39 +447,6 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
 
 def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 1)
-
-
-def _call_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> tuple[list[type], str | None]:
-    """Call this plugin's own ``fxhost_effects``: (classes, None) or ([], reason)."""
-    unknown = sorted(
-        caller.name
-        for caller in pm.get_hookcallers(plugin) or []
-        if not caller.has_spec()
-        and any(impl.plugin_name == name and not impl.optionalhook for impl in caller.get_hookimpls())
-    )
-    if unknown:
-        return [], (
-            f"invalid plugin: unknown hook {', '.join(map(repr, unknown))} (fxhost hooks: 'fxhost_effects')"
-        )
-    impls = [impl for impl in pm.hook.fxhost_effects.get_hookimpls() if impl.plugin_name == name]
-    if not impls:
-        return [], ("invalid plugin: no fxhost_effects hook (is it decorated with fxhost_sdk.hookimpl?)")
-    classes: list[type] = []
-    for impl in impls:
-        try:
-            result = impl.function()
-        except (Exception, SystemExit) as error:
-            return [], _reason("fxhost_effects raised", error)
-        if not isinstance(result, list | tuple):
-            return [], (f"fxhost_effects returned {type(result).__name__}, expected a list of effect classes")
-        for item in result:
-            if not isinstance(item, type):
-                return [], (
-                    f"fxhost_effects returned a list containing {item!r} "
-                    f"({type(item).__name__}), expected effect classes"
-                )
-            classes.append(item)
-    return classes, None
 
 
 def _add_effects(
