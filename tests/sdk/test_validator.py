@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import textwrap
 from typing import Annotated, Literal
 
 import msgspec
@@ -24,7 +23,7 @@ from fxhost_sdk.testing import (
     process_blocks,
     validate_effect,
 )
-from reportkit import detail, names
+from reportkit import detail, names, run_reproduction
 
 # Short signals keep the suite fast (and of no round length: 0.237 s); the validator's
 # defaults are exercised separately.
@@ -312,22 +311,10 @@ def test_re_preparing_on_a_larger_block_fails_only_the_ragged_pattern():
         assert f"blocks of {size} frame" not in text, text
 
 
-def _run_reproduction(text: str, capsys) -> str:
-    snippet = text[text.index("Reproduce:") :].split("\n", 1)[1]
-    lines = []
-    for line in snippet.splitlines():
-        if not line.startswith("    "):
-            break
-        lines.append(line)
-    capsys.readouterr()
-    exec(textwrap.dedent("\n".join(lines)), {})
-    return capsys.readouterr().out
-
-
 @pytest.mark.parametrize("cls", [Forgetful, Reprepares])
 def test_the_reproduction_runs_and_shows_the_difference(cls, capsys):
     report = check_effect(cls, **FAST)
-    printed = _run_reproduction(detail(report, "block_size_invariance"), capsys)
+    printed = run_reproduction(detail(report, "block_size_invariance"))
     biggest, first = printed.split(maxsplit=1)
     assert float(biggest) > 1e-5
     assert re.fullmatch(r"\[\d+\]\s*", first)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import re
-import textwrap
 import time
 import types
 import warnings
@@ -15,6 +14,7 @@ from typing import Annotated
 
 import numpy as np
 import pytest
+import test_validator
 from fxhost_sdk import Effect, Params, hookimpl, param
 from fxhost_sdk.testing import (
     DEFAULT_SECONDS,
@@ -25,24 +25,10 @@ from fxhost_sdk.testing import (
     validate_effect,
     validate_plugin,
 )
-from reportkit import detail, names
+from reportkit import detail, names, reproduction, run_reproduction
+from test_validator import Gain
 
 FAST = {"seconds": 0.237}
-
-
-class Gain(Effect):
-    name = "gain"
-    version = "1.0.0"
-    summary = "Changes the level."
-
-    class Params(Params):
-        gain_db: Annotated[float, param(description="Gain", ge=-60, le=24, unit="dB")] = 0.0
-
-    def apply_params(self, params):
-        self.gain = np.float32(10 ** (params.gain_db / 20))
-
-    def process(self, block):
-        return block * self.gain
 
 
 class SmoothGain(Gain):
@@ -68,63 +54,23 @@ class SmoothGain(Gain):
         return (block * ramp).astype(np.float32)
 
 
-class Delay(Effect):
-    """A pure delay of ``frames`` frames, declared as latency unless told otherwise."""
+class Delay(test_validator.Delay):
+    """A pure delay of 240 frames (5 ms), declared as latency unless told otherwise."""
 
-    name = "delay"
-    version = "1.0.0"
-    summary = "Delays the signal."
     FRAMES = 240
     DECLARED: int | None = None  # None: the truth
-
-    class Params(Params):
-        level: Annotated[float, param(description="Output level", ge=0, le=1)] = 1.0
-
-    def prepare(self):
-        self.line = np.zeros((self.channels, self.FRAMES), np.float32)
-
-    def process(self, block):
-        ext = np.concatenate([self.line, block], axis=1)
-        self.line = ext[:, ext.shape[1] - self.FRAMES :].copy()
-        return np.ascontiguousarray(ext[:, : block.shape[1]] * np.float32(self.params.level))
 
     @property
     def latency(self):
         return self.FRAMES if self.DECLARED is None else self.DECLARED
 
-    @property
-    def tail_seconds(self):
-        return 0.0
-
-
-def _run_reproduction(text: str) -> str:
-    """Execute the ``Reproduce:`` lines of a failure; what they print."""
-    snippet = text[text.index("Reproduce:") :].split("\n", 1)[1]
-    lines = []
-    for line in snippet.splitlines():
-        if not line.startswith("    "):
-            break
-        lines.append(line)
-    import contextlib
-    import io
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(textwrap.dedent("\n".join(lines)), {})
-    return out.getvalue()
-
 
 def _every_failure_has_a_reproduction(report) -> None:
     for check in report.failures:
         assert "Reproduce:" in check.detail, check
-        snippet = check.detail[check.detail.index("Reproduce:") :].split("\n", 1)[1]
-        lines = []
-        for line in snippet.splitlines():
-            if not line.startswith("    "):
-                break
-            lines.append(line)
-        assert len(lines) >= 3, check
-        compile(textwrap.dedent("\n".join(lines)), check.name, "exec")
+        code = reproduction(check.detail)
+        assert len(code.splitlines()) >= 3, check
+        compile(code, check.name, "exec")
 
 
 # -- latency ----------------------------------------------------------------------------
@@ -152,7 +98,7 @@ def test_a_latency_the_output_contradicts_fails():
     assert "the declared latency is too high" in text
     assert "declared latency 1000 frames" in text and "peaks at frame 240" in text
     assert "about 240 frames" in text
-    declared, peak = _run_reproduction(text).split()
+    declared, peak = run_reproduction(text).split()
     assert (int(declared), int(peak)) == (1000, 240)
 
 
@@ -266,7 +212,7 @@ def test_the_real_time_factor_is_a_note_by_default_and_a_failure_below_min_realt
     assert names(report) == ["realtime"]
     text = detail(report, "realtime")
     assert "min_realtime=1 asks for at least 1x" in text and "64 frames gives" in text
-    assert float(_run_reproduction(text)) < 1.0  # the reproduction measures it too
+    assert float(run_reproduction(text)) < 1.0  # the reproduction measures it too
     with pytest.raises(ValueError, match="min_realtime"):
         check_effect(Gain, min_realtime=0)
 
@@ -351,7 +297,7 @@ def test_a_short_output_is_one_failure_with_its_fix():
     for name in skipped:
         assert "shapes_and_dtypes says how to fix it" in detail(report, name)
     assert "skip  block_size_invariance" in str(report)
-    assert _run_reproduction(text).strip() == "(2, 960)"
+    assert run_reproduction(text).strip() == "(2, 960)"
 
 
 # -- warnings -----------------------------------------------------------------------------
