@@ -115,7 +115,7 @@ def test_empty_file_is_an_empty_config() -> None:
         ),
         (
             "[plugins]\nmodule = ['x']\n",
-            "plugins.toml: plugins.module: unknown field (allowed: disable, modules, paths)",
+            "plugins.toml: plugins.module: unknown field (allowed: disable, modules, paths, require)",
             "plugins.module",
         ),
         (
@@ -156,7 +156,7 @@ def test_empty_file_is_an_empty_config() -> None:
         ),
         (
             "[chains.vocal]\nstep = []\nsteps = []\n",
-            "plugins.toml: chains.vocal.step: unknown field (allowed: steps, description)",
+            "plugins.toml: chains.vocal.step: unknown field (allowed: steps, description, max_latency_ms)",
             "chains.vocal.step",
         ),
         (

@@ -97,4 +97,20 @@ def test_the_source_tree_licence_files_match_what_the_pyprojects_say():
     assert hashlib.sha256(gpl).hexdigest() == GPL3_SHA256
 
 
+def test_the_host_wheel_carries_the_console(dist):
+    """The console's page, styles and modules are package data: a server installed from
+    the wheel serves the same console as one run from the source tree."""
+    static = REPO / "host" / "src" / "fxhost" / "api" / "console" / "static"
+    expected = {
+        f"fxhost/api/console/static/{p.relative_to(static).as_posix()}"
+        for p in static.rglob("*")
+        if p.is_file()
+    }
+    wheel = next(dist.glob("fxhost-[0-9]*.whl"))
+    with zipfile.ZipFile(wheel) as zf:
+        present = set(zf.namelist())
+    assert "fxhost/api/console/static/index.html" in expected
+    assert expected <= present, sorted(expected - present)
+
+
 pytestmark = pytest.mark.skipif(UV is None, reason="uv is not on PATH")

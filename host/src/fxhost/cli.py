@@ -1,5 +1,5 @@
-"""The ``fxhost`` command line: serve, worker, render, plugins, chains, validate, keys,
-new-plugin.
+"""The ``fxhost`` command line: serve, worker, render, plugins, chains, check, validate,
+keys, new-plugin.
 
 Errors are one line on stderr and a non-zero exit, never a traceback
 (set ``FXHOST_DEBUG=1`` to see one).
@@ -31,7 +31,7 @@ from fxhost.runtime import Runtime, load_config_of, load_runtime
 from fxhost.settings import Settings, env_name, load_settings
 
 if TYPE_CHECKING:
-    from fxhost.catalog.chains import ResolvedChain
+    from fxhost.catalog.chains import Chain, ResolvedChain
     from fxhost.engine.offline import RenderResult
 
 #: Files at least this long (in seconds) get a progress bar when stderr is a terminal.
@@ -246,7 +246,11 @@ def plugins(context: Context, as_json: bool) -> None:
         rejected = [f"rejected {r.name}: {'; '.join(r.reasons)}" for r in info.rejected]
         detail = "\n".join([d for d in [detail, *rejected] if d])
         version = info.version or ""
-        load = "" if info.load_ms is None else f"{info.load_ms:.0f}" + (" SLOW" if info.slow else "")
+        load = (
+            ""
+            if info.load_seconds is None
+            else f"{1000 * info.load_seconds:.0f}" + (" SLOW" if info.slow else "")
+        )
         style = {"failed": "red", "disabled": "dim"}.get(info.status, "yellow" if info.slow else "")
         table.add_row(info.name, info.source, version, info.status, load, detail, style=style)
     Console(width=200).print(table)
@@ -301,13 +305,59 @@ def chains(context: Context, as_json: bool) -> None:
     if as_json:
         click.echo(msgspec.json.format(msgspec.json.encode(found)).decode())
         return
-    table = Table(title=f"chains ({context.runtime.config.display_name})")
-    for column in ("chain", "steps", "description"):
+    rate = context.settings.default_sample_rate
+    table = Table(title=f"chains ({context.runtime.config.display_name}; latency at {rate} Hz)")
+    for column in ("chain", "steps", "latency", "description"):
         table.add_column(column)
     for chain in found:
         steps = " -> ".join(step.effect for step in chain.steps)
-        table.add_row(chain.name, steps, chain.description)
+        table.add_row(chain.name, steps, _latency_text(chain), chain.description)
     Console(width=200).print(table)
+
+
+@cli.command()
+@click.argument("file", required=False, metavar="[FILE]")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON (for CI).")
+@click.option("--strict", is_flag=True, help="Exit non-zero on warnings too.")
+@click.option(
+    "--sample-rate",
+    type=click.IntRange(1, 768_000),
+    metavar="HZ",
+    help="Measure latencies and the clip test at this rate (default: $FXHOST_DEFAULT_SAMPLE_RATE).",
+)
+@pass_context
+def check(context: Context, file: str | None, as_json: bool, strict: bool, sample_rate: int | None) -> None:
+    """Check a plugins.toml before deploying it; nothing is started.
+
+    FILE defaults to --config, $FXHOST_PLUGINS_CONFIG or ./plugins.toml. One line per
+    finding, naming the file and the path; exit status 1 on any error (with --strict, on
+    any warning too), 0 otherwise. Errors: TOML syntax (a key given twice), unknown
+    effects and parameters, values out of range, unmet [plugins.require] versions, chains
+    over their max_latency_ms. Warnings: chains that can clip a full-scale input (a test
+    sweep is rendered through each), plugins that failed to load."""
+    from fxhost.catalog.lint import lint_config
+
+    # The findings say what the registry's log lines would, once each.
+    logging.getLogger("fxhost.catalog.registry").setLevel(logging.CRITICAL)
+    path = file if file is not None else context.settings.plugins_config
+    report = lint_config(path, sample_rate or context.settings.default_sample_rate)
+    if as_json:
+        click.echo(msgspec.json.format(msgspec.json.encode(report)).decode())
+    else:
+        for finding in report.findings:
+            click.echo(str(finding))
+        chains = f", {len(report.chains)} chain(s) checked" if report.chains else ""
+        click.echo(f"{report.file}: {report.errors} error(s), {report.warnings} warning(s){chains}", err=True)
+    if not report.ok or (strict and report.warnings):
+        sys.exit(1)
+
+
+def _latency_text(chain: Chain) -> str:
+    """``0 frames (0 ms)``, with the chain's budget when it has one."""
+    if chain.latency is None:
+        return "?"
+    text = f"{chain.latency.frames} frames ({chain.latency.ms:g} ms)"
+    return text if chain.max_latency_ms is None else f"{text}, max {chain.max_latency_ms:g} ms"
 
 
 def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:

@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fxhost_sdk import FieldError
-
-from fxhost.catalog.chains import Chain, ChainSpec, ResolvedChain, build_chain, resolve_chain
+from fxhost.catalog.chains import Chain, ChainSpec, EffectOrigin, ResolvedChain, resolve_chain
 from fxhost.catalog.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from fxhost.catalog.lint import check_chains, check_requirements
 from fxhost.catalog.registry import Registry, load_registry
 from fxhost.settings import Settings
+
+__all__ = [
+    "Runtime",
+    "check_chains",
+    "check_requirements",
+    "effect_origins",
+    "load_chains",
+    "load_config_of",
+    "load_runtime",
+]
 
 
 @dataclass(frozen=True)
@@ -31,30 +40,26 @@ class Runtime:
         return resolve_chain(spec, self.chains, self.registry.classes, path)
 
 
-def check_chains(config: Config, registry: Registry) -> tuple[dict[str, Chain], list[FieldError]]:
-    """Validate every chain of ``config`` against ``registry``: the valid chains (every
-    parameter filled in) and one FieldError per invalid chain (its first problem)."""
-    chains: dict[str, Chain] = {}
-    errors: list[FieldError] = []
-    for name, chain in config.chains.items():
-        try:
-            chains[name] = build_chain(
-                name, chain.steps, registry.classes, description=chain.description, path=f"chains.{name}"
-            )
-        except FieldError as error:
-            errors.append(error)
-    return chains, errors
+def effect_origins(registry: Registry) -> dict[str, EffectOrigin]:
+    """Each effect's plugin and plugin version (what a render records)."""
+    versions = {info.name: info.version for info in registry.plugins}
+    return {
+        name: EffectOrigin(plugin=info.plugin, plugin_version=versions.get(info.plugin))
+        for name, info in registry.effects.items()
+    }
 
 
-def load_chains(config: Config, registry: Registry) -> dict[str, Chain]:
-    """The chains of ``config``, validated against ``registry``.
+def load_chains(config: Config, registry: Registry, sample_rate: int | None = None) -> dict[str, Chain]:
+    """The chains of ``config``, validated against ``registry``, and its plugin version
+    requirements checked.
 
-    All chains are checked; if any is invalid, one :class:`ConfigError` reports them
-    all, one line per chain (``plugins.toml: chains.x.steps[0].effect: ...``), and
+    All are checked; if any is unmet or invalid, one :class:`ConfigError` reports them
+    all, one line each (``plugins.toml: chains.x.steps[0].effect: ...``), and
     ``error.errors`` holds the FieldErrors. Use :func:`check_chains` to keep the valid
     ones instead.
     """
-    chains, errors = check_chains(config, registry)
+    chains, errors = check_chains(config, registry, sample_rate)
+    errors = check_requirements(config, registry) + errors
     if errors:
         raise ConfigError(config.display_name, errors[0].message, path=errors[0].path, errors=errors)
     return chains
@@ -75,4 +80,4 @@ def load_runtime(settings: Settings) -> Runtime:
     """
     config = load_config_of(settings)
     registry = load_registry(config)
-    return Runtime(settings, config, registry, load_chains(config, registry))
+    return Runtime(settings, config, registry, load_chains(config, registry, settings.default_sample_rate))

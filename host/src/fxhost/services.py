@@ -15,7 +15,7 @@ import msgspec
 
 from fxhost.engine.jobs import JobGate
 from fxhost.engine.streams import StreamManager
-from fxhost.runtime import Runtime
+from fxhost.runtime import Runtime, effect_origins
 from fxhost.settings import Settings
 from fxhost.store.assets import AssetStore
 from fxhost.store.cache import LRUCache
@@ -74,11 +74,18 @@ async def start_services(settings: Settings, runtime: Runtime) -> Services:
     store = AssetStore(storage_of(settings), cache, settings.max_upload_bytes)
     await store.start()
     log.info("assets and renders are kept in %s", store.storage.description)
-    chains = ChainStore(runtime.chains, runtime.registry.classes, store)
+    chains = ChainStore(
+        runtime.chains,
+        runtime.registry.classes,
+        store,
+        sample_rate=settings.default_sample_rate,
+        origins=effect_origins(runtime.registry),
+    )
     pool = {
         "workers": settings.render_workers,
         "max_tail_seconds": settings.max_tail_seconds,
         "time_limit": settings.render_timeout_seconds,
+        "cache": settings.render_cache,
     }
     renders: RenderService
     if settings.render_queue == "postgres":
@@ -203,7 +210,9 @@ async def run_render_node(settings: Settings, runtime: Runtime) -> None:
         await store.start()
         node = RenderNode(
             store,
-            ChainStore(runtime.chains, runtime.registry.classes, store),
+            ChainStore(
+                runtime.chains, runtime.registry.classes, store, origins=effect_origins(runtime.registry)
+            ),
             database_url=settings.database_url,
             plugins=plugin_set(runtime.registry),
             attempts=settings.render_attempts,

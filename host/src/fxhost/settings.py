@@ -80,6 +80,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     #: Times a queued render is started (a node that dies mid-render hands it on) before it
     #: is marked failed.
     render_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    #: A render whose input content and recorded chain (effect and plugin versions, every
+    #: parameter) and output match an earlier done render's reuses its result.
+    render_cache: bool = False
     #: Whole-file jobs on assets (analysis, waveform, spectrogram, transcoding) this process
     #: runs at once, each reading the file block by block in a thread; more wait in line.
     analysis_concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 
 from fxhost.api.auth import RequireApiKey
 from fxhost.api.cluster import Forwarder, InternalListener, RequireInternal
+from fxhost.api.console.pages import console_routes
 from fxhost.api.errors import HANDLERS, CrashGuard
 from fxhost.api.metrics import HttpMetrics, Metrics
 from fxhost.api.openapi.declare import Api
@@ -150,7 +151,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ),
         )
     return Starlette(
-        routes=[*API.routes(), *docs_routes(API, secured=_keys_required, schemas=served_schemas(runtime))],
+        routes=[
+            *API.routes(),
+            *docs_routes(API, secured=_keys_required, schemas=served_schemas(runtime)),
+            *console_routes(),
+        ],
         middleware=middleware,
         lifespan=lifespan,
         exception_handlers=HANDLERS,

@@ -58,8 +58,24 @@ class Flush(msgspec.Struct, tag="flush", forbid_unknown_fields=True):
 ClientMessage = Start | Set | Stats | Flush
 
 
+class ExpectedLatency(msgspec.Struct, kw_only=True):
+    """The end-to-end latency a client should expect from a session, before the network:
+    a block is processed once all of it has arrived (``block_frames``), the server holds
+    nothing beyond it (``buffer_frames``: each block is answered as it is processed), and
+    the chain's output lags its input by ``chain_frames``."""
+
+    block_frames: int
+    buffer_frames: int
+    chain_frames: int
+    total_frames: int
+    total_ms: float
+
+
 class Ready(msgspec.Struct, tag="ready", kw_only=True):
+    #: The chain's latency in frames (and in ms at ``sample_rate``).
     latency: int
+    latency_ms: float
+    expected_latency: ExpectedLatency
     sample_rate: int
     channels: int
     format: PcmFormat

@@ -18,6 +18,11 @@ A chain passes through these types on its way to sound, each a step further:
 - :class:`~fxhost.engine.live.LiveChain`: a compiled chain driven block by block, with
   its counters.
 
+Beside them: :class:`ChainLatency`, what a chain's effects hold back (measured by
+:func:`chain_latency`, held to a chain's ``max_latency_ms``), and
+:class:`RecordedChain`, a resolved chain pinned to its effect and plugin versions, what a
+render records so that it can be made again (:func:`record_chain`, :func:`replay_steps`).
+
 :func:`resolve_chain` is the one way from "a chain name, its steps, or an effect with
 parameters" to a :class:`ResolvedChain`; the CLI and every route use it. Validation
 knows nothing of TOML or HTTP: it checks steps against a mapping of effect classes and
@@ -28,14 +33,18 @@ raises :class:`fxhost_sdk.FieldError` with the failing path, e.g.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fxhost_sdk import Effect, FieldError, Params
+import numpy as np
+from fxhost_sdk import Effect, FieldError, LoadedAudio, Params
 from fxhost_sdk.host import AssetLoader, asset_fields, convert
+
+from fxhost.engine.compiled import CompiledChain, EffectFault
 
 #: Chain names: lower-case letters, digits, ``-`` and ``_``, starting with a letter or digit.
 #: Use ``fullmatch``: with ``match`` the ``$`` lets a trailing newline through.
@@ -68,6 +77,30 @@ ChainSteps = Annotated[
 ]
 
 
+#: A chain's latency budget, in milliseconds.
+MaxLatency = Annotated[
+    float,
+    msgspec.Meta(
+        gt=0,
+        le=60_000,
+        description="The most latency (ms) the chain's effects may add up to, at the server's default "
+        "sample rate; a chain over it is refused.",
+    ),
+]
+#: The channel count latencies are measured at (an effect's latency rarely depends on it).
+LATENCY_CHANNELS = 2
+
+
+class ChainLatency(msgspec.Struct, frozen=True, kw_only=True):
+    """How late a chain's output is: the sum of its effects' latencies, measured on
+    instances made for ``sample_rate`` (stereo) with the chain's parameters."""
+
+    frames: Annotated[int, msgspec.Meta(ge=0, description="The chain's latency in frames.")]
+    ms: Annotated[float, msgspec.Meta(ge=0, description="The same in milliseconds, at `sample_rate`.")]
+    sample_rate: Annotated[int, msgspec.Meta(description="The sample rate it was measured at.")]
+    steps: Annotated[list[int], msgspec.Meta(description="Each step's latency in frames, in order.")]
+
+
 class Chain(msgspec.Struct, frozen=True, kw_only=True):
     """A named, validated chain. ``steps`` hold every parameter (defaults filled in)."""
 
@@ -75,6 +108,9 @@ class Chain(msgspec.Struct, frozen=True, kw_only=True):
     steps: list[ChainStep]
     description: str = ""
     source: ChainSource = "config"
+    max_latency_ms: MaxLatency | None = None
+    #: Measured at the server's default sample rate (None: not measured).
+    latency: ChainLatency | None = None
 
 
 @dataclass(frozen=True)
@@ -276,13 +312,86 @@ def build_chain(
     description: str = "",
     source: ChainSource = "config",
     path: str = "",
+    max_latency_ms: float | None = None,
+    sample_rate: int | None = None,
 ) -> Chain:
     """Validate a name and its steps into a :class:`Chain` with every parameter filled in
     (what the API does with a chain it saves). FieldErrors are rooted at ``path``:
-    ``{path}.name``, ``{path}.steps[i]...``."""
+    ``{path}.name``, ``{path}.steps[i]...``, ``{path}.max_latency_ms`` for a chain over
+    its latency budget. With ``sample_rate`` its latency is measured at that rate."""
     validate_chain_name(name, _join(path, "name"))
     steps = validate_steps(steps_raw, effects, path)
-    return Chain(name=name, steps=[step.to_step() for step in steps], description=description, source=source)
+    latency = None
+    if sample_rate is not None:
+        latency = chain_latency(steps, sample_rate, path)
+        check_latency_budget(latency, max_latency_ms, steps, path)
+    return Chain(
+        name=name,
+        steps=[step.to_step() for step in steps],
+        description=description,
+        source=source,
+        max_latency_ms=max_latency_ms,
+        latency=latency,
+    )
+
+
+def stand_in_asset(ref: str, path: str) -> LoadedAudio:
+    """A one-frame impulse for an asset parameter while a latency is measured with no
+    store at hand (``plugins.toml``, ``fxhost check``): an effect's latency depends on
+    its settings, not on the content of an impulse response."""
+    return LoadedAudio(np.ones((1, 1), np.float32), 48000.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _step_latency(cls: type[Effect], params: Params, sample_rate: int) -> int:
+    # Params structs are frozen and hashable; a pedalboard effect probes its plugin when
+    # made (milliseconds), so a listing that measures the same steps again is a cache hit.
+    compiled = CompiledChain([_Measured(cls, params)], sample_rate, LATENCY_CHANNELS, assets=stand_in_asset)
+    return compiled.latency
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    cls: type[Effect]
+    params: Params
+
+
+def chain_latency(steps: Sequence[ResolvedStep], sample_rate: int, path: str = "") -> ChainLatency:
+    """The latency of validated ``steps`` at ``sample_rate``: each effect made once (with
+    a stand-in for any asset parameter) and its ``latency`` read. An effect that fails to
+    start is a FieldError at ``{path}.steps[i].effect``."""
+    frames: list[int] = []
+    for i, step in enumerate(steps):
+        try:
+            try:
+                frames.append(_step_latency(step.cls, step.params, sample_rate))
+            except TypeError:  # unhashable params (a list field): measured without the cache
+                frames.append(_step_latency.__wrapped__(step.cls, step.params, sample_rate))
+        except EffectFault as fault:
+            raise FieldError(_join(path, f"steps[{i}].effect"), f"{step.effect}: {fault.problem}") from None
+    total = sum(frames)
+    return ChainLatency(
+        frames=total, ms=round(total * 1000 / sample_rate, 3), sample_rate=sample_rate, steps=frames
+    )
+
+
+def check_latency_budget(
+    latency: ChainLatency, max_latency_ms: float | None, steps: Sequence[ResolvedStep], path: str = ""
+) -> None:
+    """FieldError at ``{path}.max_latency_ms`` when ``latency`` is over the budget, naming
+    the steps that make it up."""
+    if max_latency_ms is None or latency.ms <= max_latency_ms:
+        return
+    parts = ", ".join(
+        f"steps[{i}] {step.effect} {frames}"
+        for i, (step, frames) in enumerate(zip(steps, latency.steps, strict=True))
+        if frames
+    )
+    raise FieldError(
+        _join(path, "max_latency_ms"),
+        f"the chain's latency is {latency.ms:g} ms ({latency.frames} frames at {latency.sample_rate} Hz: "
+        f"{parts}), over its budget of {max_latency_ms:g} ms",
+    )
 
 
 def _explain_params(error: FieldError, params_path: str, effect: str, cls: type[Effect]) -> FieldError:
@@ -291,3 +400,87 @@ def _explain_params(error: FieldError, params_path: str, effect: str, cls: type[
         return error
     names = ", ".join(field.encode_name for field in msgspec.structs.fields(cls.Params))
     return FieldError(error.path, f"unknown parameter of {effect!r} (it has: {names or 'none'})")
+
+
+# -- recorded chains: what a render ran, to reproduce it ------------------------------
+
+
+class EffectOrigin(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an effect comes from: its plugin and the plugin's version (None for a
+    module plugin that is not an installed distribution)."""
+
+    plugin: str
+    plugin_version: str | None = None
+
+
+class RecordedStep(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One step as a render ran it: enough to run it again and to know when it would
+    no longer sound the same."""
+
+    effect: str
+    effect_version: str
+    plugin: str
+    plugin_version: str | None
+    #: Every parameter, defaults included.
+    params: dict[str, Any]
+
+
+class RecordedChain(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The resolved chain a render used (its ``recorded`` field). ``POST /api/renders``
+    takes it back as ``chain`` to render the same again; it is refused when an effect's
+    or a plugin's version is no longer the one recorded."""
+
+    #: The chain's name when it was given by name (a note: the steps are what runs).
+    name: str | None = None
+    steps: Annotated[list[RecordedStep], msgspec.Meta(min_length=1, max_length=MAX_STEPS)]
+
+
+def record_chain(chain: ResolvedChain, origins: Mapping[str, EffectOrigin]) -> RecordedChain:
+    """What ``chain`` is, pinned: each step's effect and version, plugin and version, and
+    every parameter. ``origins``: effect name -> where it comes from (the registry's)."""
+    steps = []
+    for step in chain.steps:
+        origin = origins.get(step.effect) or EffectOrigin(plugin="?")
+        steps.append(
+            RecordedStep(
+                effect=step.effect,
+                effect_version=step.cls.version,
+                plugin=origin.plugin,
+                plugin_version=origin.plugin_version,
+                params=msgspec.to_builtins(step.params),
+            )
+        )
+    return RecordedChain(name=chain.name, steps=steps)
+
+
+def replay_steps(
+    recorded: RecordedChain, effects: Effects, origins: Mapping[str, EffectOrigin], path: str = "chain"
+) -> list[ChainStep]:
+    """The steps of a recorded chain, once every effect and plugin is found at the
+    version recorded: FieldError at ``{path}.steps[i].<field>`` naming both versions
+    otherwise (the render would not sound the same)."""
+    for i, step in enumerate(recorded.steps):
+        where = f"{path}.steps[{i}]"
+        cls = effects.get(step.effect)
+        if cls is None:
+            raise FieldError(f"{where}.effect", unknown_effect(step.effect, list(effects)))
+        if cls.version != step.effect_version:
+            raise FieldError(
+                f"{where}.effect_version",
+                f"{step.effect!r} is version {cls.version} here, the render recorded {step.effect_version}: "
+                "it would not sound the same",
+            )
+        origin = origins.get(step.effect) or EffectOrigin(plugin="?")
+        if origin.plugin != step.plugin:
+            raise FieldError(
+                f"{where}.plugin",
+                f"{step.effect!r} comes from plugin {origin.plugin!r} here, "
+                f"the render recorded {step.plugin!r}",
+            )
+        if origin.plugin_version != step.plugin_version:
+            raise FieldError(
+                f"{where}.plugin_version",
+                f"plugin {step.plugin!r} is version {origin.plugin_version} here, the render recorded "
+                f"{step.plugin_version}: it would not sound the same",
+            )
+    return [ChainStep(effect=step.effect, params=step.params) for step in recorded.steps]

@@ -7,8 +7,12 @@
     modules = ["my_effects.fx"]    # extra modules loaded as plugins, importable from sys.path
     paths = ["./local_plugins"]    # folders prepended to sys.path (relative to this file)
 
+    [plugins.require]              # plugin (entry-point, module or distribution name)
+    fxhost-pedalboard = ">=0.1,<0.2"   # -> a PEP 440 version specifier it must meet
+
     [chains.vocal]
     description = "..."
+    max_latency_ms = 10            # refused if its effects' latency adds up to more
     steps = [
       { effect = "reverb", params = { room_size = 0.3, wet_level = 0.2 } },
     ]
@@ -37,8 +41,9 @@ from typing import Any
 import msgspec
 from fxhost_sdk import FieldError
 from fxhost_sdk.host import convert
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from fxhost.catalog.chains import ChainStep, validate_chain_name
+from fxhost.catalog.chains import ChainStep, MaxLatency, validate_chain_name
 
 DEFAULT_CONFIG_PATH = "plugins.toml"
 
@@ -96,6 +101,10 @@ class PluginsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     modules: list[str] = []
     #: Folders prepended to ``sys.path`` before plugins load; absolute once loaded.
     paths: list[str] = []
+    #: Versions plugins must have: plugin (entry-point, module or distribution name) ->
+    #: PEP 440 specifier (``">=0.1,<0.2"``), checked against the loaded plugins by
+    #: :func:`fxhost.runtime.check_requirements`.
+    require: dict[str, Any] = {}
 
 
 class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -104,6 +113,8 @@ class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     steps: list[ChainStep]
     description: str = ""
+    #: The most latency its effects may add up to (at the default sample rate), or none.
+    max_latency_ms: MaxLatency | None = None
 
 
 class _ConfigFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -194,6 +205,20 @@ def from_data(data: Any, source: str = "<data>", base_dir: str | os.PathLike[str
             if name in seen:
                 raise ConfigError(source, f"{name!r} is listed twice", path=path)
             seen.add(name)
+    for name, specifier in plugins.require.items():
+        path = f"plugins.require.{_key(name)}"
+        if not name.strip():
+            raise ConfigError(source, "empty plugin name", path=path)
+        if not isinstance(specifier, str):
+            raise ConfigError(
+                source, f'expected a version specifier string, e.g. ">=1.2", got {specifier!r}', path=path
+            )
+        try:
+            SpecifierSet(specifier)
+        except InvalidSpecifier:
+            raise ConfigError(
+                source, f'not a PEP 440 version specifier: {specifier!r} (e.g. ">=1.2,<2")', path=path
+            ) from None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     paths = []
     for i, folder in enumerate(plugins.paths):

@@ -22,8 +22,8 @@ entry-point name): the later one fails. To choose the other one, disable the win
 
 **Load time.** Every fxhost command loads every plugin, so a plugin's import is paid by
 each ``fxhost render`` and each worker start. The time from importing a plugin to
-registering its effects is kept (``PluginInfo.load_ms``); a plugin slower than
-:data:`SLOW_PLUGIN_MS` gets ``advice`` that says to import heavy libraries lazily, shown
+registering its effects is kept (``PluginInfo.load_seconds``); a plugin slower than
+:data:`SLOW_PLUGIN_SECONDS` gets ``advice`` that says to import heavy libraries lazily, shown
 by ``fxhost plugins`` and ``/api/audio/health`` (logged at INFO only: a busy machine can
 slow any plugin, and every command would warn). A library two plugins import is counted
 in the first one's time.
@@ -53,8 +53,8 @@ from fxhost.catalog.config import Config
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fxhost"
-#: A plugin whose import and registration take longer than this (milliseconds) is flagged.
-SLOW_PLUGIN_MS = 100.0
+#: A plugin whose import and registration take longer than this (seconds) is flagged.
+SLOW_PLUGIN_SECONDS = 0.1
 
 PluginSource = Literal["entry-point", "module"]
 PluginStatus = Literal["loaded", "failed", "disabled"]
@@ -85,24 +85,24 @@ class PluginInfo(msgspec.Struct, kw_only=True):
     #: Names of the effects it provides (registered).
     effects: list[str] = []
     rejected: list[RejectedEffect] = []
-    #: Milliseconds from importing the plugin to registering its effects (None if it was
-    #: not imported: disabled, or a name clash).
-    load_ms: float | None = None
-    #: For a plugin slower to load than SLOW_PLUGIN_MS: what to do about it.
+    #: Seconds from the start of its import to its effects checked and registered (or to
+    #: its failure); null when it was not tried (disabled, or its name already taken).
+    load_seconds: float | None = None
+    #: For a plugin slower to load than SLOW_PLUGIN_SECONDS: what to do about it.
     advice: str | None = None
 
     @property
     def slow(self) -> bool:
-        """Slower to load than :data:`SLOW_PLUGIN_MS`."""
-        return self.load_ms is not None and self.load_ms > SLOW_PLUGIN_MS
+        """Slower to load than :data:`SLOW_PLUGIN_SECONDS`."""
+        return self.load_seconds is not None and self.load_seconds > SLOW_PLUGIN_SECONDS
 
 
 def slow_plugin_advice(info: PluginInfo) -> str:
-    """The warning for a plugin slower to load than :data:`SLOW_PLUGIN_MS`."""
+    """The advice for a plugin slower to load than :data:`SLOW_PLUGIN_SECONDS`."""
     return (
-        f"plugin {info.name!r} took {info.load_ms:.0f} ms to import and register (over "
-        f"{SLOW_PLUGIN_MS:.0f} ms), and every fxhost command pays it: import heavy libraries "
-        "lazily, inside the effect that needs them (in prepare(), not at module level)"
+        f"plugin {info.name!r} took {1000 * (info.load_seconds or 0.0):.0f} ms to import and register "
+        f"(over {1000 * SLOW_PLUGIN_SECONDS:.0f} ms), and every fxhost command pays it: import heavy "
+        "libraries lazily, inside the effect that needs them (in prepare(), not at module level)"
     )
 
 
@@ -407,33 +407,34 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
 
         started = time.perf_counter()
         try:
-            plugin = candidate.load()
-        except (Exception, SystemExit) as error:
-            info.load_ms = _elapsed_ms(started)
-            fail(error_reason("import failed", error))
-            continue
-        owner = pm.get_name(plugin)
-        if owner is not None:
-            fail(f"{candidate.describe()} is the same object as plugin {owner!r}, already loaded")
-            continue
-        try:
-            pm.register(plugin, name=candidate.name)
-        except Exception as error:
-            fail(error_reason("invalid plugin", error))
-            continue
+            try:
+                plugin = candidate.load()
+            except (Exception, SystemExit) as error:
+                fail(error_reason("import failed", error))
+                continue
+            owner = pm.get_name(plugin)
+            if owner is not None:
+                fail(f"{candidate.describe()} is the same object as plugin {owner!r}, already loaded")
+                continue
+            try:
+                pm.register(plugin, name=candidate.name)
+            except Exception as error:
+                fail(error_reason("invalid plugin", error))
+                continue
 
-        classes, reason = hook_effect_classes(pm, plugin, candidate.name)
-        if reason is not None:
-            pm.unregister(plugin, name=candidate.name)
-            fail(reason)
-            continue
-        _add_effects(info, classes, effects)
-        info.load_ms = _elapsed_ms(started)
-        if info.slow:
-            info.advice = slow_plugin_advice(info)
-            log.info("%s", info.advice)
-        if not classes:
-            warnings.append(f"plugin {candidate.name!r} provides no effects")
+            classes, reason = hook_effect_classes(pm, plugin, candidate.name)
+            if reason is not None:
+                pm.unregister(plugin, name=candidate.name)
+                fail(reason)
+                continue
+            _add_effects(info, classes, effects)
+            if not classes:
+                warnings.append(f"plugin {candidate.name!r} provides no effects")
+        finally:
+            info.load_seconds = round(time.perf_counter() - started, 4)
+            if info.slow:
+                info.advice = slow_plugin_advice(info)
+                log.info("%s", info.advice)
 
     for folder in config.plugins.paths:
         if not os.path.isdir(folder):
@@ -443,10 +444,6 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
     for warning in warnings:
         log.warning("%s", warning)
     return Registry(effects, plugins, warnings, pm)
-
-
-def _elapsed_ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 1)
 
 
 def _add_effects(

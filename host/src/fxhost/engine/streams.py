@@ -62,7 +62,9 @@ class StreamInfo(msgspec.Struct, kw_only=True):
     format: PcmFormat
     capacity: int
     overflow: OverflowPolicy
+    #: The chain's latency, in frames and in ms at ``sample_rate``.
     latency: int
+    latency_ms: float = 0.0
     consumers: int
     created: Timestamp
     idle_seconds: float
@@ -191,6 +193,7 @@ class Stream:
             capacity=self.capacity,
             overflow=self.overflow,
             latency=self.live.latency,
+            latency_ms=round(self.live.latency * 1000 / self.sample_rate, 3),
             consumers=self.consumers,
             created=self.created,
             idle_seconds=round(time.monotonic() - self.last_active, 3),

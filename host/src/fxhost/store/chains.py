@@ -5,6 +5,7 @@ chain a request names is resolved by :func:`~fxhost.catalog.chains.resolve_chain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,10 +19,16 @@ from fxhost.catalog.chains import (
     Chain,
     ChainSpec,
     ChainStep,
+    EffectOrigin,
     Effects,
+    RecordedChain,
     ResolvedChain,
     build_chain,
+    chain_latency,
+    record_chain,
+    replay_steps,
     resolve_chain,
+    validate_steps,
 )
 from fxhost.store.db.models import SavedChain
 from fxhost.store.storage.objects import Storage
@@ -81,15 +88,42 @@ class ChainStore:
     """Config chains are shared by every tenant; a saved chain belongs to the tenant
     that saved it, and its name is unique within that tenant."""
 
-    def __init__(self, config_chains: dict[str, Chain], effects: Effects, store: AssetStore | None = None):
+    def __init__(
+        self,
+        config_chains: dict[str, Chain],
+        effects: Effects,
+        store: AssetStore | None = None,
+        *,
+        sample_rate: int | None = None,
+        origins: dict[str, EffectOrigin] | None = None,
+    ):
         self.config_chains = config_chains
         self.effects = effects
         self.store = store
+        #: The rate chains' latencies are measured at (the default sample rate).
+        self.sample_rate = sample_rate
+        #: Effect name -> its plugin and plugin version, for recorded chains.
+        self.origins = origins or {}
 
-    @staticmethod
-    def _from_row(row: SavedChain) -> Chain:
+    def record(self, chain: ResolvedChain) -> RecordedChain:
+        """``chain`` pinned to the effect and plugin versions it runs with now."""
+        return record_chain(chain, self.origins)
+
+    def _from_row(self, row: SavedChain) -> Chain:
         steps = [ChainStep(effect=s["effect"], params=s.get("params", {})) for s in row.steps]
-        return Chain(name=row.name, steps=steps, description=row.description, source="api")
+        latency = None
+        if self.sample_rate is not None:
+            # Measured now, not saved: the plugins (and their latencies) may have changed.
+            with contextlib.suppress(FieldError):  # a step the plugins no longer take
+                latency = chain_latency(validate_steps(steps, self.effects), self.sample_rate)
+        return Chain(
+            name=row.name,
+            steps=steps,
+            description=row.description,
+            source="api",
+            max_latency_ms=row.max_latency_ms,
+            latency=latency,
+        )
 
     async def all(self, tenant: str) -> list[Chain]:
         saved = [self._from_row(row) for row in await SavedChain.filter(tenant=tenant).order_by("name")]
@@ -104,14 +138,20 @@ class ChainStore:
         return self._from_row(row) if row else None
 
     async def resolve(
-        self, spec: ChainSpec, path: str = "chain", *, tenant: str, live: bool = False
+        self, spec: ChainSpec | RecordedChain, path: str = "chain", *, tenant: str, live: bool = False
     ) -> ResolvedChain:
         """A chain given by name, as inline steps or as one effect, validated, with its
         asset parameters found among the tenant's assets and their audio decoded into the
         cache (so that an effect's load_asset later is a cache hit, even on the event loop).
 
         FieldError at ``path`` (``chain: unknown chain 'x'``, ``chain[1].params...``);
-        ``live`` refuses offline-only effects."""
+        ``live`` refuses offline-only effects. A :class:`RecordedChain` (a render's) is
+        refused at ``path.steps[i]...`` when an effect's or plugin's version changed."""
+        name: str | None = None
+        if isinstance(spec, RecordedChain):
+            name = spec.name
+            spec = replay_steps(spec, self.effects, self.origins, path)
+            path = f"{path}.steps"
         named: dict[str, Chain] = {}
         if isinstance(spec, str):
             chain = await self.get(spec, tenant)
@@ -128,27 +168,54 @@ class ChainStore:
                 raise FieldError(where, f"no asset with id or name {ref!r}")
             await asyncio.to_thread(self.store.decoded, row)
             rows[ref] = row
-        return dataclasses.replace(resolved, assets=StoredAssets(rows, self.store))
+        return dataclasses.replace(
+            resolved, name=resolved.name or name, assets=StoredAssets(rows, self.store)
+        )
 
-    async def create(self, name: str, steps: Any, description: str, tenant: str) -> Chain:
-        chain = build_chain(name, steps, self.effects, description=description, source="api")
+    def _build(self, name: str, steps: Any, description: str, max_latency_ms: float | None) -> Chain:
+        return build_chain(
+            name,
+            steps,
+            self.effects,
+            description=description,
+            source="api",
+            max_latency_ms=max_latency_ms,
+            sample_rate=self.sample_rate,
+        )
+
+    async def create(
+        self, name: str, steps: Any, description: str, tenant: str, max_latency_ms: float | None = None
+    ) -> Chain:
+        chain = self._build(name, steps, description, max_latency_ms)
         if name in self.config_chains:
             raise ChainConflict(f"chain {name!r} is defined in plugins.toml and cannot be replaced")
         try:
             await SavedChain.create(
-                tenant=tenant, name=name, description=description, steps=_steps_json(chain)
+                tenant=tenant,
+                name=name,
+                description=description,
+                steps=_steps_json(chain),
+                max_latency_ms=max_latency_ms,
             )
         except IntegrityError:
             raise ChainConflict(f"chain {name!r} exists; PUT /api/chains/{name} replaces it") from None
         return chain
 
-    async def put(self, name: str, steps: Any, description: str, tenant: str) -> tuple[Chain, bool]:
+    async def put(
+        self, name: str, steps: Any, description: str, tenant: str, max_latency_ms: float | None = None
+    ) -> tuple[Chain, bool]:
         """Create or replace; returns (chain, created)."""
         if name in self.config_chains:
             raise ReadOnlyChain(f"chain {name!r} comes from plugins.toml; change it there")
-        chain = build_chain(name, steps, self.effects, description=description, source="api")
+        chain = self._build(name, steps, description, max_latency_ms)
         _, created = await SavedChain.update_or_create(
-            tenant=tenant, name=name, defaults={"description": description, "steps": _steps_json(chain)}
+            tenant=tenant,
+            name=name,
+            defaults={
+                "description": description,
+                "steps": _steps_json(chain),
+                "max_latency_ms": max_latency_ms,
+            },
         )
         return chain, created
 

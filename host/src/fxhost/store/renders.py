@@ -30,14 +30,14 @@ from fxhost_sdk.host import AssetLoader
 from tortoise.functions import Count
 
 from fxhost.audio.formats import RenderOutput, checked_output, output_format_named
-from fxhost.catalog.chains import ChainSpec, ResolvedChain, ResolvedStep
+from fxhost.catalog.chains import ChainSpec, RecordedChain, ResolvedChain, ResolvedStep
 from fxhost.engine.clock import Timestamp
 from fxhost.engine.compiled import EffectFault, EffectTimeout
 from fxhost.engine.offline import RenderResult, render_file
 from fxhost.engine.tally import FaultCounts, Histogram
 from fxhost.engine.workers import WorkerPool
 from fxhost.store.assets import AssetStore, AssetSummary, clean_name, stem_of, summary_of
-from fxhost.store.chains import ChainStore
+from fxhost.store.chains import ChainStore, StoredAssets
 from fxhost.store.db.models import Asset, Render, is_id
 from fxhost.store.owners import owner_alive, owner_id
 
@@ -100,9 +100,49 @@ class RenderView(msgspec.Struct, frozen=True, kw_only=True):
             "died mid-render and another ran it again (at most FXHOST_RENDER_ATTEMPTS).",
         ),
     ] = 0
+    recorded: Annotated[
+        RecordedChain | None,
+        msgspec.Meta(
+            description="The chain as it ran, to reproduce it: each step's effect and effect version, "
+            "plugin and plugin version, and every parameter (defaults included). Give it back as `chain` "
+            "to `POST /api/renders` to render the same again. Null for renders made before it was kept."
+        ),
+    ] = None
+    cached_from: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="With FXHOST_RENDER_CACHE: the earlier render whose result this one reused (the "
+            "same input content, recorded chain, output and tail); its `result` is that render's. Null "
+            "when it was rendered."
+        ),
+    ] = None
     created: Timestamp
     started: Timestamp | None = None
     finished: Timestamp | None = None
+
+
+def cache_key(
+    input_sha256: str,
+    recorded: RecordedChain,
+    chain: ResolvedChain,
+    output: RenderOutput,
+    *,
+    tail: bool,
+    max_tail_seconds: float,
+) -> str:
+    """The render cache's key: a SHA-256 of everything the output depends on: the input's
+    content, each step's effect and plugin versions and parameters, the content of the
+    assets its parameters name, the output options, the tail and its cap."""
+    assets = chain.assets.rows if isinstance(chain.assets, StoredAssets) else {}
+    what = {
+        "input": input_sha256,
+        "steps": recorded.steps,
+        "assets": {ref: row.sha256 for ref, row in assets.items()},
+        "output": output,
+        "tail": tail,
+        "max_tail_seconds": max_tail_seconds if tail else None,
+    }
+    return hashlib.sha256(msgspec.json.encode(what, order="sorted")).hexdigest()
 
 
 def render_task(
@@ -209,10 +249,13 @@ class RenderService:
         workers: int,
         max_tail_seconds: float,
         time_limit: float,
+        cache: bool = False,
     ):
         self.store = store
         self.chains = chains
         self.max_tail_seconds = max_tail_seconds
+        #: Reuse an earlier render's result when its cache key matches (render_cache).
+        self.cache = cache
         #: Worker processes, shared with /api/process. The forkserver imports this module
         #: and the effects' own, so that neither the pool's start nor a task does.
         effect_modules = sorted({cls.__module__ for cls in chains.effects.values()})
@@ -283,27 +326,71 @@ class RenderService:
         return failed
 
     async def submit(
-        self, asset_id: str, chain: ChainSpec, output: RenderOutput, tail: bool, *, tenant: str
+        self,
+        asset_id: str,
+        chain: ChainSpec | RecordedChain,
+        output: RenderOutput,
+        tail: bool,
+        *,
+        tenant: str,
     ) -> Render:
+        """Accept a render: its row (with the chain recorded and its cache key), then
+        either the result of an earlier render with the same key (the render cache) or
+        the render handed on to run."""
         asset = await self.store.get(asset_id, tenant)
         if asset is None:
             raise FieldError("asset", f"no asset with id {asset_id!r}")
         resolved = await self.chains.resolve(chain, "chain", tenant=tenant)
         name, steps = resolved.name, resolved.steps
         checked_output(output, asset.sample_rate, asset.channels, asset.subtype)
-        row = await Render.create(
-            id=os.urandom(16).hex(),
-            tenant=tenant,
-            status="queued",
-            asset_id=asset_id,
-            chain={"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
-            output=msgspec.to_builtins(output),
-            tail=tail,
-            owner=self.owner_of_new(),
-            heartbeat=_now(),
+        recorded = self.chains.record(resolved)
+        # Kept whether or not the cache is on: a cache turned on later finds these.
+        key = cache_key(
+            asset.sha256, recorded, resolved, output, tail=tail, max_tail_seconds=self.max_tail_seconds
         )
+        fields: dict[str, Any] = {
+            "id": os.urandom(16).hex(),
+            "tenant": tenant,
+            "asset_id": asset_id,
+            "chain": {"name": name, "steps": [msgspec.to_builtins(s.to_step()) for s in steps]},
+            "recorded": msgspec.to_builtins(recorded),
+            "cache_key": key,
+            "output": msgspec.to_builtins(output),
+            "tail": tail,
+            "heartbeat": _now(),
+        }
+        earlier = await self._cached(key, tenant) if self.cache else None
+        if earlier is not None:
+            now = _now()
+            return await Render.create(
+                **fields,
+                status="done",
+                progress=1.0,
+                owner=self.owner,
+                result_asset_id=earlier.result_asset_id,
+                peak_dbfs=earlier.peak_dbfs,
+                clipped_samples=earlier.clipped_samples,
+                cached_from=earlier.cached_from or earlier.id,
+                started=now,
+                finished=now,
+            )
+        row = await Render.create(**fields, status="queued", owner=self.owner_of_new())
         await self._dispatch(row, asset, resolved, output)
         return row
+
+    async def _cached(self, key: str, tenant: str) -> Render | None:
+        """The latest done render of ``tenant`` with cache key ``key`` whose result is still
+        kept (a deleted result is not reused). Only done rows count: in the postgres queue
+        a row is done once a node has committed its result, wherever it ran."""
+        earlier = (
+            await Render.filter(cache_key=key, tenant=tenant, status="done", result_asset_id__isnull=False)
+            .order_by("-finished")
+            .limit(8)
+        )
+        for row in earlier:
+            if await Asset.exists(id=row.result_asset_id, tenant=tenant):
+                return row
+        return None
 
     def owner_of_new(self) -> str:
         """The ``owner`` of a render this process accepts."""
@@ -531,6 +618,8 @@ class RenderService:
             error=row.error,
             node=row.node,
             attempts=row.attempts,
+            recorded=msgspec.convert(row.recorded, RecordedChain) if row.recorded else None,
+            cached_from=row.cached_from,
             created=row.created,
             started=row.started,
             finished=row.finished,

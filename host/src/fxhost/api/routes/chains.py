@@ -15,7 +15,7 @@ from fxhost.api.openapi.problems import ProblemException, not_found
 from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
 from fxhost.api.vocabulary import InputChainSteps
-from fxhost.catalog.chains import Chain, ChainName, ChainStep
+from fxhost.catalog.chains import Chain, ChainName, ChainStep, MaxLatency
 from fxhost.store.chains import ChainConflict, ReadOnlyChain
 
 TAGS = ["chains"]
@@ -29,17 +29,20 @@ class ChainCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: ChainName
     steps: InputChainSteps
     description: Description = ""
+    max_latency_ms: MaxLatency | None = None
 
 
 class ChainUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     steps: InputChainSteps
     description: Description = ""
+    max_latency_ms: MaxLatency | None = None
 
 
 CREATE_EXAMPLE = {
     "name": "big-hall",
     "steps": [{"effect": "reverb", "preset": "hall", "params": {"wet_level": 0.4}}],
     "description": "The hall preset, wetter.",
+    "max_latency_ms": 20,
 }
 UPDATE_EXAMPLE = {
     "steps": [
@@ -64,7 +67,7 @@ async def create_chain(request: Request) -> Response:
     body = decode_json_body(await request.body(), ChainCreate)
     try:
         chain = await services(request).chains.create(
-            body.name, _steps(body.steps), body.description, tenant_of(request)
+            body.name, _steps(body.steps), body.description, tenant_of(request), body.max_latency_ms
         )
     except ChainConflict as error:
         raise ProblemException(409, str(error)) from None
@@ -83,7 +86,11 @@ async def put_chain(request: Request) -> Response:
     body = decode_json_body(await request.body(), ChainUpdate)
     try:
         chain, created = await services(request).chains.put(
-            request.path_params["name"], _steps(body.steps), body.description, tenant_of(request)
+            request.path_params["name"],
+            _steps(body.steps),
+            body.description,
+            tenant_of(request),
+            body.max_latency_ms,
         )
     except ReadOnlyChain as error:
         raise ProblemException(409, str(error)) from None
@@ -106,7 +113,7 @@ ROUTES = [
         "GET",
         "/api/chains",
         list_chains,
-        summary="Every chain, from plugins.toml and saved.",
+        summary="Every chain, from plugins.toml and saved, each with its latency at the default sample rate.",
         tags=TAGS,
         responses={200: list[Chain]},
     ),
@@ -114,7 +121,8 @@ ROUTES = [
         "POST",
         "/api/chains",
         create_chain,
-        summary="Save a new chain; every step is validated as plugins.toml is.",
+        summary="Save a new chain; every step is validated as plugins.toml is, and a chain over its "
+        "`max_latency_ms` is refused (422 at `max_latency_ms`).",
         tags=TAGS,
         body=ChainCreate,
         example=CREATE_EXAMPLE,

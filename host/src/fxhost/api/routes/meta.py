@@ -32,7 +32,7 @@ class PluginProblem(msgspec.Struct, kw_only=True):
 
 class SlowPlugin(msgspec.Struct, kw_only=True):
     name: str
-    load_ms: float
+    load_seconds: float
     advice: str
 
 
@@ -40,9 +40,9 @@ class PluginsHealth(msgspec.Struct, kw_only=True):
     loaded: list[str]
     failed: list[PluginProblem]
     effects: int
-    #: Milliseconds each imported plugin took to import and register.
-    load_ms: dict[str, float] = {}
-    #: Plugins slower to load than the registry's SLOW_PLUGIN_MS, with what to do.
+    #: Seconds each plugin tried took to import and register.
+    load_seconds: dict[str, float] = {}
+    #: Plugins slower to load than the registry's SLOW_PLUGIN_SECONDS, with what to do.
     slow: list[SlowPlugin] = []
 
 
@@ -88,11 +88,11 @@ async def audio_health(request: Request) -> Response:
         loaded=[p.name for p in registry.plugins if p.status == "loaded"],
         failed=[PluginProblem(name=p.name, error=p.error) for p in registry.failed],
         effects=len(registry),
-        load_ms={p.name: p.load_ms for p in registry.plugins if p.load_ms is not None},
+        load_seconds={p.name: p.load_seconds for p in registry.plugins if p.load_seconds is not None},
         slow=[
-            SlowPlugin(name=p.name, load_ms=p.load_ms, advice=p.advice)
+            SlowPlugin(name=p.name, load_seconds=p.load_seconds, advice=p.advice)
             for p in registry.plugins
-            if p.advice is not None and p.load_ms is not None
+            if p.advice is not None and p.load_seconds is not None
         ],
     )
     try:

@@ -20,6 +20,7 @@ from fxhost.api.responses import JSONResponse
 from fxhost.api.state import services
 from fxhost.api.vocabulary import ChainRef, InputChainSteps, RenderId
 from fxhost.audio.formats import RenderOutput
+from fxhost.catalog.chains import RecordedChain
 from fxhost.store.renders import FINISHED, NoSuchRender, RenderFinished, RenderView
 
 TAGS = ["renders"]
@@ -28,8 +29,9 @@ TAGS = ["renders"]
 class RenderCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: The id of the asset to render.
     asset: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    #: A chain's name, or the steps themselves.
-    chain: ChainRef | InputChainSteps
+    #: A chain's name, the steps themselves, or a render's `recorded` chain (refused if an
+    #: effect's or plugin's version is no longer the one recorded).
+    chain: ChainRef | InputChainSteps | RecordedChain
     output: RenderOutput = msgspec.field(default_factory=RenderOutput)
     #: Append the chain's tail (the reverb ringing out).
     tail: bool = True
@@ -87,7 +89,9 @@ ROUTES = [
         "POST",
         "/api/renders",
         create_render,
-        summary="Start rendering an asset through a chain.",
+        summary="Start rendering an asset through a chain (by name, as steps, or a render's `recorded` "
+        "chain to render the same again); with FXHOST_RENDER_CACHE an earlier render's result may be reused "
+        "(`cached_from`).",
         tags=TAGS,
         body=RenderCreate,
         example={

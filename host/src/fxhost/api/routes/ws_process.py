@@ -128,12 +128,22 @@ async def _live_chain(ws: WebSocket, start: p.Start) -> LiveChain:
 
 
 def _ready(live: LiveChain, start: p.Start, rate: int, default_block: int) -> p.Ready:
+    block = start.block or default_block
+    total = block + live.latency
     return p.Ready(
         latency=live.latency,
+        latency_ms=round(live.latency * 1000 / rate, 3),
+        expected_latency=p.ExpectedLatency(
+            block_frames=block,
+            buffer_frames=0,
+            chain_frames=live.latency,
+            total_frames=total,
+            total_ms=round(total * 1000 / rate, 3),
+        ),
         sample_rate=rate,
         channels=start.channels,
         format=start.format,
-        block=start.block or default_block,
+        block=block,
         tail_frames=live.tail_frames(),
         steps=live.step_params(),
         indexed=start.indexed,
@@ -191,7 +201,8 @@ ROUTES = [
         ws_process,
         summary="Process live audio: binary PCM frames in, processed frames out, in order.",
         description="Send a `start` message first (a chain by name or its steps, sample_rate, channels, "
-        "format f32le|s16le); the server answers `ready` with the latency in frames. Then send "
+        "format f32le|s16le); the server answers `ready` with the chain's latency in frames and ms and "
+        "`expected_latency`, the end-to-end latency to expect (block, buffering and chain). Then send "
         "binary frames of interleaved little-endian PCM of any whole number of frames: each is "
         "answered by one processed frame of the same size, in order, so the n-th binary frame back is "
         "the n-th sent, and a block's frame index is the number of frames sent before it. With "

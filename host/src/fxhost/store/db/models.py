@@ -73,6 +73,7 @@ class SavedChain(Model):
     steps = fields.JSONField()
     created = fields.DatetimeField(auto_now_add=True)
     updated = fields.DatetimeField(auto_now=True)
+    max_latency_ms = fields.FloatField(null=True)
 
     class Meta:
         table = "saved_chains"
@@ -108,6 +109,13 @@ class Render(Model):
     node = fields.CharField(max_length=128, null=True)
     attempts = fields.IntField(default=0, db_default=0)
     job_id = fields.BigIntField(null=True)
+    # The chain as it ran, to reproduce it: each step's effect and its version, plugin and
+    # plugin version, every parameter (see fxhost.catalog.recorded); null for renders made
+    # before it was kept. cache_key: its hash with the input's content, for the render
+    # cache; cached_from: the earlier render whose result this one reused.
+    recorded = fields.JSONField(null=True)
+    cache_key = fields.CharField(max_length=64, null=True, db_index=True)
+    cached_from = fields.CharField(max_length=32, null=True)
 
     class Meta:
         table = "renders"
