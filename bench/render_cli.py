@@ -2,7 +2,11 @@
 whole process, median of 5 runs, against (a) a bare script doing soundfile read,
 pedalboard.Reverb, soundfile write, and (b) `sox in.wav out.wav reverb`.
 
-    uv run python bench/render_cli.py [--runs 5] [--seconds 60]
+    env -u PYTHONDONTWRITEBYTECODE uv run python bench/render_cli.py [--runs 5] [--seconds 60]
+
+(bytecode cached, as on a user's machine: the first round compiles and is not counted).
+The cases alternate, one run of each per round, so that a machine busy with something
+else slows them alike and the ratios stay fair.
 
 Installs sox with apt-get if it is missing (and it can). Prints a table of medians
 and the ratios against the bare script.
@@ -39,13 +43,21 @@ def ensure_sox() -> str | None:
     return shutil.which("sox")
 
 
-def median_seconds(cmd: list[str], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def median_seconds(cases: dict[str, list[str]], runs: int) -> dict[str, float]:
+    """Each case once per round, ``runs`` rounds after a warm-up round; the medians."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for round_ in range(runs + 1):
+        for name, cmd in cases.items():
+            took = seconds(cmd)
+            if round_:
+                times[name].append(took)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -97,7 +109,7 @@ def main() -> None:
         sox = ensure_sox()
         if sox:
             cases["sox in.wav out.wav reverb"] = [sox, str(src), f"{tmp}/sox.wav", "reverb"]
-        results = {name: median_seconds(cmd, args.runs) for name, cmd in cases.items()}
+        results = median_seconds(cases, args.runs)
     base = results["bare script (soundfile + pedalboard.Reverb)"]
     print(f"{args.seconds:.0f} s stereo 44.1 kHz PCM_16, median of {args.runs} runs, whole process")
     print(f"{'case':52} {'seconds':>8} {'x bare':>7}")

@@ -13,6 +13,9 @@ def test_plugins_table_and_json():
     schema = effects["reverb"]["params_schema"]
     assert schema["properties"]["room_size"]["maximum"] == 1
     assert {p["name"]: p["status"] for p in data["plugins"]}["pedalboard"] == "loaded"
+    # each plugin's import-and-register time, in the table and the JSON
+    assert "load ms" in table.stdout
+    assert all(p["load_seconds"] >= 0 for p in data["plugins"] if p["status"] == "loaded")
 
 
 def test_chains_json_lists_shipped_chains_with_all_params():
@@ -37,3 +40,11 @@ def test_validate_reverb_passes():
     result = run_fxhost("validate", "reverb", "--set", "room_size=0.9")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "block" in result.stdout.lower()
+    assert "real-time factor" in result.stdout and "latency_measured" in result.stdout
+
+
+def test_validate_fails_an_effect_slower_than_min_realtime():
+    # No effect runs a million times faster than real time in 64-frame blocks.
+    result = run_fxhost("validate", "gain", "--min-realtime", "1000000")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL  realtime" in result.stdout and "min_realtime=1e+06" in result.stdout

@@ -17,6 +17,9 @@ def test_audio_health(client):
     assert body["status"] == "ok", body
     assert {"pedalboard", "feedback-delay"} <= set(body["plugins"]["loaded"])
     assert body["plugins"]["failed"] == [] and body["plugins"]["effects"] >= 2
+    assert set(body["plugins"]["load_seconds"]) == set(body["plugins"]["loaded"])
+    for slow in body["plugins"]["slow"]:  # none on an idle machine; the shape if any
+        assert slow["load_seconds"] > 0.1 and "lazily" in slow["advice"]
     assert body["database"]["ok"] and body["storage"]["ok"] and body["storage"]["free_bytes"] > 0
     assert {"hits", "misses", "bytes", "max_bytes"} <= set(body["cache"])
 

@@ -260,18 +260,26 @@ def plugins(context: Context, as_json: bool) -> None:
         click.echo(msgspec.json.format(msgspec.json.encode(registry.view())).decode())
         return
     table = Table(title="plugins")
-    for column in ("plugin", "source", "version", "status", "effects / problem"):
-        table.add_column(column)
+    for column in ("plugin", "source", "version", "status", "load ms", "effects / problem"):
+        table.add_column(column, justify="right" if column == "load ms" else "left")
     for info in registry.plugins:
         detail = ", ".join(info.effects) if info.status == "loaded" else (info.error or "")
         rejected = [f"rejected {r.name}: {'; '.join(r.reasons)}" for r in info.rejected]
         detail = "\n".join([d for d in [detail, *rejected] if d])
         version = info.version or ""
-        style = {"failed": "red", "disabled": "dim"}.get(info.status, "")
-        table.add_row(info.name, info.source, version, info.status, detail, style=style)
+        load = (
+            ""
+            if info.load_seconds is None
+            else f"{1000 * info.load_seconds:.0f}" + (" SLOW" if info.slow else "")
+        )
+        style = {"failed": "red", "disabled": "dim"}.get(info.status, "yellow" if info.slow else "")
+        table.add_row(info.name, info.source, version, info.status, load, detail, style=style)
     Console(width=200).print(table)
     for warning in registry.warnings:
         click.echo(f"warning: {warning}", err=True)
+    for info in registry.plugins:
+        if info.advice:
+            click.echo(f"slow: {info.advice}", err=True)
 
 
 @cli.command()
@@ -396,15 +404,32 @@ def parse_assignments(assignments: Sequence[str]) -> dict[str, Any]:
 @click.option(
     "--set", "assignments", multiple=True, metavar="KEY=VALUE", help="A parameter to test with (repeatable)."
 )
+@click.option(
+    "--min-realtime",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="FACTOR",
+    help="Fail if the effect is slower than FACTOR times real time at any common block size.",
+)
 @pass_context
-def validate(context: Context, effect: str, sample_rate: float, assignments: tuple[str, ...]) -> None:
+def validate(
+    context: Context,
+    effect: str,
+    sample_rate: float,
+    assignments: tuple[str, ...],
+    min_realtime: float | None,
+) -> None:
     """Run the SDK's conformance validator on an installed effect."""
     from fxhost_sdk.testing import check_effect
 
     info = context.registry.get(effect)
-    report = check_effect(info.cls, sample_rate=sample_rate, params=parse_assignments(assignments) or None)
+    report = check_effect(
+        info.cls,
+        sample_rate=sample_rate,
+        params=parse_assignments(assignments) or None,
+        min_realtime=min_realtime,
+    )
     click.echo(str(report))
-    if not report.ok:
+    if not report.passed:
         sys.exit(1)
 
 

@@ -1,46 +1,66 @@
-"""The conformance validator: does an effect class keep the fxhost effect contract?
+"""The conformance validator: does an effect class keep the fxhost effect contract, and
+does it do what it declares? It measures rather than trusts.
 
 Think of pluginval for VST/AU plugins. One call from a plugin author's test::
 
-    from fxhost_sdk.testing import validate_effect
+    from fxhost_sdk.testing import validate_effect, validate_plugin
 
     def test_conformance():
         validate_effect(MyReverb)            # raises ConformanceError, with a report
+        validate_plugin(my_plugin)           # the hook wiring, then every effect
 
 or, to look at the report without raising::
 
     report = check_effect(MyReverb, params={"room_size": 0.9})
-    print(report)
+    print(report, report.measured)
 
 The checks, by name (``well_formed`` first; if it fails the others are skipped):
 
-``well_formed``            :func:`fxhost_sdk.effect_class_problems` finds nothing.
-``defaults_validate``      ``Params()`` passes ``check_params``, survives JSON, builds an instance.
+``well_formed``            the class is usable (what the host's registry checks).
+``defaults_validate``      ``Params()`` passes ``check_params``, survives JSON and pickle, builds an instance.
 ``params_described``       every field has a description; numeric ones have both bounds.
 ``bad_params_refused``     values beyond each bound, of the wrong type, and unknown names
                            raise FieldError naming the field; a refused ``set_params``
                            leaves the effect as it was.
 ``shapes_and_dtypes``      mono and stereo blocks of 0, 1, 2, 3, 64 frames come back float32,
                            C-contiguous, shaped ``(channels, frames)``.
+``input_untouched``        the one rule about the input (:data:`INPUT_RULE`), the same for
+                           ``process`` and ``process_offline``: the array given is not modified.
 ``block_size_invariance``  the test signal in one block equals blocks of 1, 7, 64, 256, 4096
                            frames and a ragged rising-and-falling sequence (within 1e-5).
 ``finite_output``          no NaN/Inf on silence, after the signal stops, on full-scale noise.
-``reset_determinism``      ``reset()`` then the same signal gives the first pass's output,
-                           and a fresh instance gives it too (within 1e-6).
+``reset_determinism``      ``reset()`` (after an odd number of frames more) then the same
+                           signal gives the first pass's output, as a fresh instance does.
 ``instances_independent``  two instances running interleaved do not affect each other.
 ``latency_and_tail``       ``latency`` is a non-negative int, ``tail_seconds`` a non-negative
                            float (``math.inf`` allowed).
-``tail_decays``            the output falls below -60 dBFS within latency + tail_seconds
-                           (+ a margin) after the input stops.
+``latency_measured``       the delay is measured, by an impulse (where its response peaks)
+                           and by correlating a noise burst with the output; a declared
+                           latency the output responds before fails (too high); a response
+                           later than declared is a note (the effect's sound, or undeclared
+                           latency: the note says which to do for each).
+``tail_decays``            after the input stops the output is measured over a window twice
+                           latency + tail (1 s at least): the real decay time to -60 dBFS is
+                           reported, and fails if it is longer than declared; an output that
+                           grows (or turns NaN/Inf) is reported as instability, not as a short tail.
 ``param_changes``          ``set_params`` between blocks (defaults, each numeric parameter
-                           half-way, each bool flipped, each choice) keeps the output finite.
+                           half-way, each bool flipped, each choice) keeps the output finite;
+                           a change that makes the output jump (zipper noise) is noted with
+                           the size of the jump.
+``realtime``               the real-time factor at :data:`REALTIME_BLOCK_SIZES` frames; a note
+                           below 1, a failure below ``min_realtime`` when it is given.
+
+The test signal (:func:`make_test_signal`) lasts 1.37 s by default, with sines at 217.3 Hz
+and above: no whole number of seconds or of a common period, so periodic state does not
+come back to its start and a ``reset()`` that forgets it shows.
 
 Offline-only effects (``cls.offline_only``, e.g. :class:`fxhost_sdk.OfflineEffect`) need the
 whole signal, so the checks that stream through ``process`` (``shapes_and_dtypes``,
 ``block_size_invariance``, ``finite_output``, ``reset_determinism``,
-``instances_independent``, ``tail_decays``, ``param_changes``) do not apply to them: each
-is still listed, passed, with a detail that starts ``not applicable: offline-only effect —``
-and says why. These run instead:
+``instances_independent``, ``latency_measured``, ``tail_decays``, ``param_changes``) do
+not apply to them: each is still listed, passed, with a detail that starts ``not
+applicable: offline-only effect —`` and says why. ``input_untouched`` and ``realtime``
+run on ``process_offline``, and these run too:
 
 ``offline_refuses_process``    ``process()`` raises, with a message that says offline-only.
 ``offline_shapes_and_dtypes``  ``process_offline`` returns float32, C-contiguous,
@@ -48,7 +68,6 @@ and says why. These run instead:
                                for mono and stereo inputs of 0, 1 and many frames.
 ``offline_finite_output``      no NaN/Inf on silence, the test signal and full-scale noise.
 ``offline_deterministic``      two calls on one instance, and a second instance, agree.
-``offline_input_untouched``    ``process_offline`` does not modify its input array.
 
 And, for any effect that has them:
 
@@ -65,13 +84,29 @@ Effects with asset parameters are built with the ``assets`` loader given to
 stereo noise burst, like an impulse response, at the validator's sample rate), and the
 report says so.
 
-Every check runs (one failure never hides another); an exception raised by the
-effect inside a check is reported as that check's failure. A failure says what is
-wrong and, where it helps, gives a few lines of Python that reproduce it with
-:func:`make_test_signal` and :func:`process_blocks`.
+**One cause, one failure.** Every check runs (one failure never hides another), except
+where one root cause would fail many: a ``process`` that returns the wrong number of
+frames (a short output) fails ``shapes_and_dtypes`` once, with its fix (pad, and declare
+the latency), and the checks that stream are *skipped* (``Check.skipped``, shown as
+``skip``, naming the cause); an unstable effect fails ``tail_decays`` and the checks its
+NaN/Inf would fail are skipped. An exception raised by the effect inside a check is that
+check's failure. Every failure says what is wrong and ends with a few lines of Python
+that reproduce it (with :func:`make_test_signal` and :func:`process_blocks`, or
+:func:`check_effect` itself). Warnings the effect raises (numpy's divide by zero...) are
+counted and listed once per kind at the end of the report, never printed one by one.
 
-This module imports only the SDK's own dependencies (msgspec, numpy) and the standard
-library, so it runs from plain Python as well as from pytest, and the host's
+A report's word for success is ``passed``, on :class:`Check` and :class:`ConformanceReport`
+alike (``ConformanceReport.ok`` is a deprecated alias). ``report.measured`` keeps the
+figures: the latency by impulse and by correlation (frames), the decay time (seconds),
+the real-time factor per block size.
+
+:func:`validate_plugin` (or :func:`check_plugin`) takes the plugin module, the one the
+entry point names, and checks it as the host's registry loads it: pluggy accepts it, it
+implements ``fxhost_effects`` and no unknown hook, the hook returns a list of effect
+classes with unique, valid names; then each effect is validated.
+
+This module imports only the SDK's own dependencies (msgspec, numpy, pluggy) and the
+standard library, so it runs from plain Python as well as from pytest, and the host's
 ``fxhost validate EFFECT`` prints the same report.
 
 One module for one concept, the validator, though it is long: the checks share one
@@ -85,11 +120,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import itertools
 import math
 import pickle
+import re
+import time
 import traceback
+import types
+import warnings
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,19 +140,26 @@ import numpy as np
 
 from fxhost_sdk.effect import AssetLoader, Effect, LoadedAudio, effect_class_problems
 from fxhost_sdk.params import FieldError, Params, asset_fields
+from fxhost_sdk.wiring import error_reason, hook_effect_classes
 
 __all__ = [
+    "DEFAULT_SECONDS",
     "FIXED_BLOCK_SIZES",
+    "INPUT_RULE",
     "RAGGED_BLOCK_SIZES",
+    "REALTIME_BLOCK_SIZES",
     "TOLERANCE",
     "Check",
     "ConformanceError",
     "ConformanceReport",
+    "PluginReport",
     "check_effect",
+    "check_plugin",
     "make_test_asset_loader",
     "make_test_signal",
     "process_blocks",
     "validate_effect",
+    "validate_plugin",
 ]
 
 #: Largest difference (absolute, full scale 1.0) allowed between the whole-signal
@@ -135,10 +183,32 @@ TAIL_THRESHOLD = 1e-3
 #: Tails longer than this are not measured (it would take too long).
 MAX_MEASURED_TAIL_SECONDS = 60.0
 
+#: Length of the test signal (seconds): not a whole number of seconds nor of any common
+#: period, so that periodic state (an LFO at 1 Hz, a 0.5 s delay line) does not come back
+#: to where it started by the end of it.
+DEFAULT_SECONDS = 1.37
+#: Pitch of the test signal's sine on its first channel (Hz): no round number either.
+SIGNAL_HZ = 217.3
+#: Block sizes the real-time factor is measured at.
+REALTIME_BLOCK_SIZES = (64, 256, 1024)
+#: Longest time spent timing one block size (seconds of processing).
+REALTIME_BUDGET_SECONDS = 0.4
+#: A step in the output larger than this (-40 dBFS) beyond the signal's own steps, where a
+#: parameter changed between two blocks, is noted as zipper noise.
+ZIPPER_THRESHOLD = 0.01
+#: The one rule about the array an effect is given, for process and process_offline alike.
+INPUT_RULE = (
+    "An effect must not modify the array it is given (process's block, process_offline's "
+    "audio): the caller still owns it (a host may keep the dry signal, meter it, or process "
+    "it again). Compute into a new array (block * gain, not block *= gain) or a buffer of "
+    "the effect's own."
+)
+
 #: Length of the audio the built-in test asset loader returns.
 TEST_ASSET_SECONDS = 0.2
 
 _STREAM_BLOCK = 512  # the block size of checks that are not about block sizes
+_ODD_FRAMES = 1237  # processed between the reset check's two passes: no common period
 _LAYOUTS = (("stereo", 2), ("mono", 1))
 
 
@@ -146,9 +216,10 @@ _LAYOUTS = (("stereo", 2), ("mono", 1))
 
 
 class ConformanceError(AssertionError):
-    """An effect failed the conformance checks; ``str()`` is the full plain-words report."""
+    """An effect (or a plugin) failed the conformance checks; ``str()`` is the full
+    plain-words report, ``report`` the :class:`ConformanceReport` or :class:`PluginReport`."""
 
-    def __init__(self, report: ConformanceReport):
+    def __init__(self, report: ConformanceReport | PluginReport):
         super().__init__(str(report))
         self.report = report
 
@@ -156,51 +227,115 @@ class ConformanceError(AssertionError):
 @dataclass
 class Check:
     """One named check. ``detail`` says, for a failure, what is wrong and how to reproduce it;
-    for a pass, what was checked (and any note worth reading)."""
+    for a pass, what was checked (and any note worth reading).
+
+    ``skipped``: the check did not run because another check's failure is its cause too
+    (``detail`` names that check); it is not a failure of its own, and ``passed`` is False.
+    """
 
     name: str
     passed: bool
     detail: str = ""
+    skipped: bool = False
+
+
+def _check_lines(check: Check) -> list[str]:
+    mark = "skip" if check.skipped else "ok  " if check.passed else "FAIL"
+    return [f"  {mark}  {check.name}", *(f"          {line}".rstrip() for line in check.detail.splitlines())]
 
 
 @dataclass
 class ConformanceReport:
-    """The result of :func:`check_effect`: every check, passed or failed."""
+    """The result of :func:`check_effect`: every check, passed, failed or skipped.
+
+    ``measured`` holds what the validator measured (``latency_impulse``,
+    ``latency_correlation`` in frames, ``tail_seconds`` after the input stops,
+    ``realtime`` block size -> real-time factor); ``warnings`` the numpy (and other)
+    warnings the effect raised while it was validated, counted, one line per kind.
+    """
 
     effect: str
     checks: list[Check] = field(default_factory=list)
+    measured: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True if no check failed (the word :class:`Check` uses too)."""
+        return not self.failures
 
     @property
     def ok(self) -> bool:
-        return all(check.passed for check in self.checks)
+        """Deprecated alias of :attr:`passed`."""
+        warnings.warn("ConformanceReport.ok is deprecated: use .passed", DeprecationWarning, stacklevel=2)
+        return self.passed
 
     @property
     def failures(self) -> list[Check]:
-        return [check for check in self.checks if not check.passed]
+        """The checks that failed (not those skipped because of one of them)."""
+        return [check for check in self.checks if not check.passed and not check.skipped]
+
+    def check(self, name: str) -> Check:
+        """The check called ``name`` (KeyError if it did not run)."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
 
     def __str__(self) -> str:
         failed = len(self.failures)
-        verdict = "passed" if self.ok else f"FAILED ({failed} of {len(self.checks)} checks)"
+        verdict = "passed" if self.passed else f"FAILED ({failed} of {len(self.checks)} checks)"
         lines = [f"Conformance of {self.effect}: {verdict}"]
         for check in self.checks:
-            lines.append(f"  {'ok  ' if check.passed else 'FAIL'}  {check.name}")
-            lines.extend(f"          {line}".rstrip() for line in check.detail.splitlines())
+            lines.extend(_check_lines(check))
+        if self.warnings:
+            lines.append("  warnings the effect raised while it was validated (counted, each kind once):")
+            lines.extend(f"          {line}" for line in self.warnings)
         return "\n".join(lines)
+
+
+@dataclass
+class PluginReport:
+    """The result of :func:`check_plugin`: the plugin's hook wiring, then each effect's report."""
+
+    plugin: str
+    wiring: list[Check] = field(default_factory=list)
+    effects: list[ConformanceReport] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.wiring) and all(r.passed for r in self.effects)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.wiring if not c.passed] + [c for r in self.effects for c in r.failures]
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        lines = [f"Plugin {self.plugin}: {verdict}"]
+        for check in self.wiring:
+            lines.extend(_check_lines(check))
+        text = "\n".join(lines)
+        return "\n\n".join([text, *(str(report) for report in self.effects)])
 
 
 # -- helpers a plugin author can use to reproduce a failure -------------------------
 
 
-def make_test_signal(sample_rate: float, channels: int, seconds: float = 1.0, seed: int = 0) -> np.ndarray:
+def make_test_signal(
+    sample_rate: float, channels: int, seconds: float = DEFAULT_SECONDS, seed: int = 0
+) -> np.ndarray:
     """The validator's deterministic test signal: float32 ``(channels, frames)``.
 
-    Seeded white noise plus a sine (a different pitch on each channel), 0.5 peak at
-    most, with silence from 40% to 55% of its length.
+    Seeded white noise plus a sine (a different pitch on each channel: 217.3 Hz, then
+    1.5x more each), 0.5 peak at most, with silence from 40% to 55% of its length. Its
+    default length (1.37 s) and pitches are whole numbers of nothing common, so an LFO at
+    a round rate does not end where it began and a reset() that forgets it shows.
     """
     frames = max(1, round(seconds * sample_rate))
     rng = np.random.default_rng(seed)
     t = np.arange(frames) / float(sample_rate)
-    freqs = 220.0 * (1.0 + 0.5 * np.arange(channels))[:, None]
+    freqs = SIGNAL_HZ * (1.0 + 0.5 * np.arange(channels))[:, None]
     signal = rng.uniform(-0.25, 0.25, size=(channels, frames))
     signal += 0.25 * np.sin(2.0 * np.pi * freqs * t)
     signal[:, int(0.40 * frames) : int(0.55 * frames)] = 0.0
@@ -260,12 +395,12 @@ def _spans(sizes: int | Sequence[int], total: int) -> Iterator[tuple[int, int]]:
 
 def _checked_output(out: Any, channels: int, frames: int) -> np.ndarray:
     if not isinstance(out, np.ndarray):
-        raise TypeError(
+        raise _WrongOutput(
             f"process returned {type(out).__name__} for a block of shape {(channels, frames)}; "
             "it must return a numpy array"
         )
     if out.shape != (channels, frames):
-        raise ValueError(
+        raise _WrongOutput(
             f"process returned shape {out.shape} for a block of shape {(channels, frames)}; "
             "it must return (channels, frames), the shape it was given"
         )
@@ -280,9 +415,10 @@ def check_effect(
     *,
     sample_rate: float = 48000,
     params: Params | Mapping[str, Any] | None = None,
-    seconds: float = 1.0,
+    seconds: float = DEFAULT_SECONDS,
     seed: int = 0,
     assets: AssetLoader | None = None,
+    min_realtime: float | None = None,
 ) -> ConformanceReport:
     """Run every conformance check on ``effect_cls`` and return the report.
 
@@ -290,21 +426,31 @@ def check_effect(
     processing checks. ``seconds`` is the length of the test signal, ``seed`` seeds it.
     ``assets`` is the loader effects are built with (``Effect(..., assets=...)``); an
     effect with asset parameters gets :func:`make_test_asset_loader` if it is None.
+    ``min_realtime``: the ``realtime`` check fails if the effect processes slower than
+    this many times real time at any of :data:`REALTIME_BLOCK_SIZES` (by default the
+    real-time factor is only reported).
     Raises :class:`~fxhost_sdk.FieldError` if ``params`` themselves are invalid, and
-    ``ValueError`` for a bad ``sample_rate`` or ``seconds``: those are the caller's
-    mistakes, not the effect's.
+    ``ValueError`` for a bad ``sample_rate``, ``seconds`` or ``min_realtime``: those are
+    the caller's mistakes, not the effect's.
     """
     if not (isinstance(sample_rate, int | float) and math.isfinite(sample_rate) and sample_rate > 0):
         raise ValueError(f"sample_rate must be a positive number, got {sample_rate!r}")
     if not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"seconds must be a positive number, got {seconds!r}")
+    if min_realtime is not None and not (
+        isinstance(min_realtime, int | float) and math.isfinite(min_realtime) and min_realtime > 0
+    ):
+        raise ValueError(f"min_realtime must be a positive number, got {min_realtime!r}")
     report = ConformanceReport(effect=_describe_class(effect_cls))
+    options = {"sample_rate": sample_rate, "seconds": seconds, "seed": seed, "params": params}
     problems = effect_class_problems(effect_cls)
     report.checks.append(
         Check(
             "well_formed",
             not problems,
-            "\n".join(problems) + "\n(the other checks were skipped)"
+            "\n".join(problems)
+            + "\n(the other checks were skipped)\n"
+            + _generic_repro(effect_cls, "well_formed", options, assets)
             if problems
             else "name, version, summary, Params and process are all in order",
         )
@@ -322,20 +468,27 @@ def check_effect(
         assets=make_test_asset_loader(float(sample_rate)) if builtin_assets else assets,
         builtin_assets=builtin_assets,
         asset_fields=fields,
+        min_realtime=min_realtime,
+        report=report,
+        options=options,
+        given_assets=assets,
     )
-    for name, run in _CHECKS:
-        if ctx.offline and name in _NOT_APPLICABLE_OFFLINE:
-            why = _NOT_APPLICABLE_OFFLINE[name]
-            report.checks.append(Check(name, True, f"not applicable: offline-only effect — {why}"))
-        else:
+    with _counted_warnings() as counted:
+        ctx.probe()
+        for name, run in _CHECKS:
+            if ctx.offline and name in _NOT_APPLICABLE_OFFLINE:
+                why = _NOT_APPLICABLE_OFFLINE[name]
+                report.checks.append(Check(name, True, f"not applicable: offline-only effect — {why}"))
+            else:
+                report.checks.append(_run_check(name, run, ctx))
+        extra = list(_OFFLINE_CHECKS) if ctx.offline else []
+        if effect_cls.presets:
+            extra.append(("presets_valid", _check_presets))
+        if fields:
+            extra.append(("bad_asset_refused", _check_bad_asset))
+        for name, run in extra:
             report.checks.append(_run_check(name, run, ctx))
-    extra = list(_OFFLINE_CHECKS) if ctx.offline else []
-    if effect_cls.presets:
-        extra.append(("presets_valid", _check_presets))
-    if fields:
-        extra.append(("bad_asset_refused", _check_bad_asset))
-    for name, run in extra:
-        report.checks.append(_run_check(name, run, ctx))
+    report.warnings = counted.summary()
     return report
 
 
@@ -343,11 +496,112 @@ def check_effect(
 @functools.wraps(check_effect, assigned=())
 def validate_effect(effect_cls: Any, **options: Any) -> ConformanceReport:
     """:func:`check_effect` with the same options (``sample_rate``, ``params``,
-    ``seconds``, ``seed``, ``assets``), raising :class:`ConformanceError` (an
-    AssertionError whose message is the report) if any check fails. Returns the report
-    otherwise."""
+    ``seconds``, ``seed``, ``assets``, ``min_realtime``), raising
+    :class:`ConformanceError` (an AssertionError whose message is the report) if any
+    check fails. Returns the report otherwise."""
     report = check_effect(effect_cls, **options)
-    if not report.ok:
+    if not report.passed:
+        raise ConformanceError(report)
+    return report
+
+
+def check_plugin(plugin: Any, **options: Any) -> PluginReport:
+    """Check a plugin the way the host's registry loads it, then each of its effects.
+
+    ``plugin`` is the plugin module (or its importable name): what the ``fxhost`` entry
+    point names. ``hook_wiring``: pluggy accepts it for the project ``fxhost``, it
+    implements ``fxhost_effects`` (marked with ``fxhost_sdk.hookimpl``) and no unknown
+    hook, and the hook returns a list of classes. ``effect_classes``: each is a usable
+    effect class and their names are unique. Then :func:`check_effect` runs on each
+    class, with ``options`` (the same as :func:`check_effect`'s; ``params`` apply to
+    every effect, so give them per effect with check_effect instead).
+    """
+    import pluggy
+
+    from fxhost_sdk import hookspecs
+    from fxhost_sdk.markers import PROJECT
+
+    if isinstance(plugin, str):
+        plugin = importlib.import_module(plugin)
+    label = getattr(plugin, "__name__", repr(plugin))
+    report = PluginReport(plugin=label)
+    repro = "\n".join(
+        [
+            "Reproduce:",
+            f"    import {label}" if isinstance(plugin, types.ModuleType) else "    plugin = ...",
+            "    from fxhost_sdk.testing import check_plugin",
+            f"    print(check_plugin({label if isinstance(plugin, types.ModuleType) else 'plugin'}))",
+        ]
+    )
+
+    def wiring(problem: str | None, ok: str) -> bool:
+        report.wiring.append(
+            Check("hook_wiring", problem is None, ok if problem is None else f"{problem}\n{repro}")
+        )
+        return problem is None
+
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    try:
+        pm.register(plugin, name=label)
+    except Exception as error:
+        wiring(f"the host's registry refuses this plugin: {error_reason('invalid plugin', error)}", "")
+        return report
+    # The registry's own call (fxhost_sdk.wiring): what fails here fails there, in the same words.
+    classes, reason = hook_effect_classes(pm, plugin, label)
+    if reason is not None:
+        advice = ""
+        if "no fxhost_effects hook" in reason:
+            advice = (
+                "; define `@fxhost_sdk.hookimpl def fxhost_effects(): return [MyEffect]` in the module "
+                "the entry point names"
+            )
+        elif "containing" in reason:
+            advice = "; it must hold the effect classes themselves (not instances)"
+        wiring(f"the host's registry refuses this plugin: {reason}{advice}", "")
+        return report
+    wiring(None, f"fxhost_effects returns {len(classes)} effect class(es)")
+    problems: list[str] = []
+    first: dict[str, Any] = {}
+    for cls in classes:
+        found = effect_class_problems(cls)
+        problems.extend(found)
+        name = getattr(cls, "name", None)
+        if found or not isinstance(name, str):
+            continue
+        if name in first and first[name] is not cls:
+            problems.append(
+                f"two effects are named {name!r}: {_describe_class(first[name])} and {_describe_class(cls)}; "
+                "the registry keeps the first and rejects the second"
+            )
+        first.setdefault(name, cls)
+    if not classes:
+        problems.append("fxhost_effects returns no effect classes (the host lists the plugin with a warning)")
+    names_ok = f"{len(first)} effect class(es), each well formed, names unique: {', '.join(first)}"
+    report.wiring.append(
+        Check("effect_classes", not problems, "\n".join([*problems, repro]) if problems else names_ok)
+    )
+    seen: set[type] = set()
+    for cls in classes:
+        if cls not in seen and not effect_class_problems(cls):
+            seen.add(cls)
+            report.effects.append(check_effect(cls, **options))
+    return report
+
+
+@functools.wraps(check_plugin, assigned=())
+def validate_plugin(plugin: Any, **options: Any) -> PluginReport:
+    """:func:`check_plugin`, raising :class:`ConformanceError` if its wiring or any of its
+    effects fails. Returns the report otherwise. In a plugin's tests::
+
+        import my_plugin
+        from fxhost_sdk.testing import validate_plugin
+
+        def test_plugin():
+            validate_plugin(my_plugin)
+    """
+    report = check_plugin(plugin, **options)
+    if not report.passed:
         raise ConformanceError(report)
     return report
 
@@ -369,7 +623,63 @@ class _Context:
     assets: AssetLoader | None = None
     builtin_assets: bool = False  # assets is make_test_asset_loader, not the caller's
     asset_fields: list[str] = field(default_factory=list)
+    min_realtime: float | None = None
+    report: ConformanceReport | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # check_effect's, for reproductions
+    given_assets: AssetLoader | None = None
+    #: Set by :meth:`probe`: what is wrong with ``process``'s output shape (None: nothing),
+    #: the one cause of every streaming check's failure, reported by shapes_and_dtypes.
+    stream_problem: str | None = None
+    stream_frames: int = 0  # the block size it showed at
+    #: Set by :meth:`probe`: what happens after the input stops (see _measure_tail).
+    tail: _Tail | None = None
     _signals: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def probe(self) -> None:
+        """Find the root causes that would make many checks fail at once: a ``process``
+        that returns the wrong shape, an output that grows after the input stops."""
+        if self.offline:
+            return
+        try:
+            instance = self.new(2)
+        except Exception:
+            return  # each check reports it
+        for frames in (_STREAM_BLOCK, 64, 1000):
+            block = np.array(self.signal(2)[:, :frames], dtype=np.float32, order="C")
+            try:
+                out = instance.process(block)
+            except Exception:
+                return
+            if not isinstance(out, np.ndarray):
+                self.stream_problem = f"process returned {type(out).__name__}, not a numpy array"
+                self.stream_frames = frames
+                return
+            if out.shape != block.shape:
+                self.stream_problem = f"process returned shape {out.shape} for a block of shape {block.shape}"
+                self.stream_frames = frames
+                return
+        with contextlib.suppress(Exception):
+            self.tail = _measure_tail(self)
+
+    def require_stream(self) -> None:
+        """Raise :class:`_Skipped` if the output shape is wrong (shapes_and_dtypes says so)."""
+        if self.stream_problem:
+            raise _Skipped(
+                f"skipped: {self.stream_problem}, so nothing that streams can be checked; "
+                "shapes_and_dtypes says how to fix it"
+            )
+
+    def require_stable(self) -> None:
+        """Raise :class:`_Skipped` if the output grows after the input stops (tail_decays)."""
+        if self.tail is not None and self.tail.unstable:
+            raise _Skipped(
+                "skipped: the effect is unstable (its output grows after the input stops), which "
+                "makes this check fail too; tail_decays says how to fix it"
+            )
+
+    def measure(self, key: str, value: Any) -> None:
+        if self.report is not None:
+            self.report.measured[key] = value
 
     @property
     def offline(self) -> bool:
@@ -473,16 +783,91 @@ class _Problems:
         return True, "\n".join([ok_detail, *self.notes])
 
 
+class _Skipped(Exception):
+    """Raised by a check whose failure would only repeat another check's (the message says which)."""
+
+
+class _WrongOutput(ValueError, TypeError):
+    """``process`` returned something that is not ``(channels, frames)`` float audio."""
+
+
+#: Checks that stream through ``process`` and cannot run while it returns the wrong shape.
+_STREAMING = {
+    "input_untouched",
+    "block_size_invariance",
+    "finite_output",
+    "reset_determinism",
+    "instances_independent",
+    "latency_measured",
+    "tail_decays",
+    "param_changes",
+    "realtime",
+}
+
+
 def _run_check(name: str, run: Callable[[_Context], tuple[bool, str]], ctx: _Context) -> Check:
     try:
+        if name in _STREAMING and not ctx.offline:
+            ctx.require_stream()
         passed, detail = run(ctx)
+    except _Skipped as skipped:
+        return Check(name, False, str(skipped), skipped=True)
     except Exception as error:
-        return Check(name, False, f"the check could not finish: raised {_describe_error(error)}")
+        passed, detail = False, f"the check could not finish: raised {_describe_error(error)}"
+    if not passed and "Reproduce:" not in detail:
+        detail += "\n" + _generic_repro(ctx.cls, name, ctx.options, ctx.given_assets)
     return Check(name, passed, detail)
+
+
+def _generic_repro(cls: Any, name: str, options: Mapping[str, Any], assets: AssetLoader | None) -> str:
+    """Python that runs the validator on this one effect and prints check ``name``."""
+    where = f"from {getattr(cls, '__module__', '?')} import {getattr(cls, '__name__', cls)}"
+    if "<locals>" in getattr(cls, "__qualname__", ""):
+        where += f"  # {cls.__qualname__} is defined inside a function"
+    args = [getattr(cls, "__name__", "cls")]
+    for key in ("sample_rate", "seconds", "seed"):
+        args.append(f"{key}={options.get(key)!r}")
+    params = options.get("params")
+    if params is not None:
+        args.append(f"params={msgspec.to_builtins(params)!r}")
+    lines = ["from fxhost_sdk.testing import check_effect", where]
+    if assets is not None:
+        lines.append("assets = ...  # the asset loader given to check_effect")
+        args.append("assets=assets")
+    lines.append(f"print(check_effect({', '.join(args)}).check({name!r}))")
+    return "Reproduce:\n" + "\n".join("    " + line for line in lines)
+
+
+class _WarningCounter:
+    """Warnings raised while the checks run, counted by kind and place instead of shown."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+
+    def show(self, message: Any, category: type, filename: str, lineno: int, *args: Any, **kw: Any) -> None:
+        text = " ".join(str(message).split())
+        self.counts[(category.__name__, text, f"{filename}:{lineno}")] += 1
+
+    def summary(self) -> list[str]:
+        return [
+            f"{kind}: {text} — {count:,} time(s), at {where}"
+            for (kind, text, where), count in self.counts.most_common()
+        ]
+
+
+@contextlib.contextmanager
+def _counted_warnings() -> Iterator[_WarningCounter]:
+    counter = _WarningCounter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = counter.show
+        yield counter
 
 
 def _describe_error(error: BaseException) -> str:
     text = f"{type(error).__name__}: {error}"
+    if isinstance(error, _WrongOutput):
+        return text  # the validator's own words about the output: where it was raised says nothing
     frames = traceback.extract_tb(error.__traceback__)
     if frames:
         last = frames[-1]
@@ -782,6 +1167,8 @@ def _check_refused(ctx: _Context) -> tuple[bool, str]:
                 f"a refused set_params({bad_example!r}) changed instance.params from "
                 f"{before!r} to {instance.params!r}; it must leave the effect unchanged"
             )
+        if ctx.stream_problem:
+            return  # said once, by shapes_and_dtypes
         x = ctx.signal(2) if ctx.offline else ctx.signal(2)[:, : _prefix(ctx)]
         after = ctx.run(instance, x)
         fresh = ctx.run(ctx.new(2), x)
@@ -816,7 +1203,6 @@ def _check_shapes(ctx: _Context) -> tuple[bool, str]:
         for frames in SHAPE_BLOCK_SIZES:
             block = np.array(signal[:, start : start + frames], dtype=np.float32, order="C")
             start += frames
-            given = block.copy()
             label = f"{layout}, block of {frames} frame(s)"
             out = p.attempt(label, lambda b=block, i=instance: i.process(b))
             if out is _FAILED:
@@ -835,16 +1221,81 @@ def _check_shapes(ctx: _Context) -> tuple[bool, str]:
                 p.add(f"{label}: process returned " + "; ".join(wrong))
             elif kept is None and frames > 0:
                 kept = (out, out.copy())
-            note = f"note ({layout}): process modifies its input block in place"
-            if not np.array_equal(block, given, equal_nan=True) and note not in p.notes:
-                p.notes.append(note)
         if kept is not None and not np.array_equal(kept[0], kept[1], equal_nan=True):
             p.notes.append(
                 f"note ({layout}): an array returned by process changed during a later call "
                 "(process reuses its output buffer); a caller that keeps blocks must copy them"
             )
+    if ctx.stream_problem:
+        # One cause, said once, with its fix: the streaming checks are skipped because of it.
+        n = ctx.stream_frames
+        p.items[:0] = [
+            f"stereo: {ctx.stream_problem}.",
+            "process must return exactly as many frames as it was given, every call, shaped "
+            "(channels, frames). An effect that needs more input before it can output (a look-ahead, "
+            "an FFT frame) must pad: return zeros until it has output, and declare that delay as "
+            "its latency (the `latency` property, in frames), so that hosts line its output up. "
+            "The checks that stream are skipped until this is fixed.",
+        ]
+        p.items.append(
+            ctx.repro(
+                2,
+                f"fx = {ctx.ctor(2)}",
+                f"out = fx.process(x[:, :{n}].copy())",
+                f"print(getattr(out, 'shape', type(out)))  # must be (2, {n})",
+            )
+        )
     sizes = ", ".join(map(str, SHAPE_BLOCK_SIZES))
     return p.result(f"mono and stereo blocks of {sizes} frames: float32, C-contiguous, (channels, frames)")
+
+
+def _check_input(ctx: _Context) -> tuple[bool, str]:
+    p = _Problems()
+    name = "process_offline" if ctx.offline else "process"
+    for layout, channels in _LAYOUTS:
+        x = ctx.signal(channels)
+        instance = p.attempt(f"{layout}: {ctx.cls.__name__}(...)", lambda c=channels: ctx.new(c))
+        if instance is _FAILED:
+            continue
+        if ctx.offline:
+            blocks = [np.array(x, dtype=np.float32, order="C", copy=True)]
+            call = instance.process_offline
+        else:
+            blocks = [
+                np.array(x[:, a:b], dtype=np.float32, order="C") for a, b in _spans(_STREAM_BLOCK, x.shape[1])
+            ]
+            call = instance.process
+        for index, block in enumerate(blocks):
+            kept = block.copy()
+            out = p.attempt(f"{layout}: {name}", lambda b=block, call=call: call(b))
+            if out is _FAILED:
+                break
+            if not np.array_equal(block, kept, equal_nan=True):
+                frame = int(np.flatnonzero((block != kept).any(axis=0))[0])
+                where = "its input" if ctx.offline else f"block #{index} ({block.shape[1]} frames)"
+                given = "x.copy()" if ctx.offline else f"x[:, :{block.shape[1]}].copy()"
+                p.add(
+                    f"{layout}: {name} modified {where} in place (first change at its frame {frame}). "
+                    + INPUT_RULE
+                    + "\n"
+                    + ctx.repro(
+                        channels,
+                        f"fx = {ctx.ctor(channels)}",
+                        f"block = {given}",
+                        "kept = block.copy()",
+                        f"fx.{name}(block)",
+                        "print(np.array_equal(block, kept))  # must be True",
+                    )
+                )
+                break
+            if isinstance(out, np.ndarray) and np.shares_memory(out, block):
+                note = (
+                    f"note ({layout}): {name} returned its input (or a view of it): a caller that "
+                    "modifies the output changes its input too; returning a new array is safer"
+                )
+                if note not in p.notes:
+                    p.notes.append(note)
+    return p.result(f"{name} leaves the array it is given as it was (mono and stereo). Rule: {INPUT_RULE}")
 
 
 def _check_invariance(ctx: _Context) -> tuple[bool, str]:
@@ -953,9 +1404,20 @@ def _check_finite(ctx: _Context) -> tuple[bool, str]:
                     f"{_peak(outs[0]):.3g} ({_dbfs(_peak(outs[0]))})"
                 )
     if unstable:
+        silence_alone = re.compile(r"(stereo|mono), [0-9.e+-]+ s of silence:")
+        if ctx.tail is not None and ctx.tail.unstable and not any(silence_alone.match(i) for i in p.items):
+            ctx.require_stable()  # the same cause: said once, by tail_decays
         p.add(
             "Guard divisions and logs (e.g. divide by max(level, 1e-12)), and make sure "
             "feedback paths stay stable."
+        )
+        p.add(
+            ctx.repro(
+                2,
+                f"fx = {ctx.ctor(2)}",
+                "out = process_blocks(fx, x, 4096)",
+                "print(np.isfinite(out).all())  # must be True",
+            )
         )
     return p.result("no NaN or Inf on silence, after the signal stops, or on full-scale noise")
 
@@ -968,6 +1430,9 @@ def _check_reset(ctx: _Context) -> tuple[bool, str]:
         def run(c: int = channels, x: np.ndarray = x, layout: str = layout) -> None:
             instance = ctx.new(c)
             first = process_blocks(instance, x, _STREAM_BLOCK)
+            # A little more, of an odd length, so that periodic state (an LFO) is never back
+            # at its start when reset() comes, whatever the signal's length.
+            process_blocks(instance, x[:, :_ODD_FRAMES], _STREAM_BLOCK)
             instance.reset()
             again = process_blocks(instance, x, _STREAM_BLOCK)
             fresh = process_blocks(ctx.new(c), x, _STREAM_BLOCK)
@@ -981,6 +1446,7 @@ def _check_reset(ctx: _Context) -> tuple[bool, str]:
                         c,
                         f"fx = {ctx.ctor(c)}",
                         f"first = process_blocks(fx, x, {_STREAM_BLOCK})",
+                        f"process_blocks(fx, x[:, :{_ODD_FRAMES}], {_STREAM_BLOCK})",
                         "fx.reset()",
                         f"again = process_blocks(fx, x, {_STREAM_BLOCK})",
                         "print(np.abs(first - again).max())",
@@ -1054,54 +1520,382 @@ def _check_latency_tail(ctx: _Context) -> tuple[bool, str]:
     return p.result("; ".join(seen))
 
 
+#: The envelope of the output after the input stops is read in windows of this length (s).
+_ENVELOPE_SECONDS = 0.01
+#: The output after the input stops is measured for at least this long (seconds) ...
+MIN_TAIL_WINDOW_SECONDS = 1.0
+#: ... and for an effect that declares an endless tail, this long (to see it is stable).
+ENDLESS_TAIL_WINDOW_SECONDS = 2.0
+
+
+@dataclass
+class _Tail:
+    """What the output does after the input stops (stereo, the test signal, then silence)."""
+
+    latency: int
+    declared: float  # tail_seconds
+    window: float  # seconds of silence processed after the input
+    input_peak: float  # the output's peak while the input played
+    envelope: np.ndarray  # peak per _ENVELOPE_SECONDS after the input stops
+    nonfinite_at: float | None  # seconds after the input stops where NaN/Inf first appear
+    ends: float | None  # seconds after the input stops when it falls below -60 dBFS for good
+    unstable: bool
+
+    @property
+    def last_peak(self) -> float:
+        quarter = max(1, len(self.envelope) // 4)
+        return float(self.envelope[-quarter:].max()) if len(self.envelope) else 0.0
+
+    @property
+    def first_peak(self) -> float:
+        quarter = max(1, len(self.envelope) // 4)
+        return float(self.envelope[:quarter].max()) if len(self.envelope) else 0.0
+
+
+def _measure_tail(ctx: _Context) -> _Tail | None:
+    """The test signal, then silence, through a stereo instance: how the output ends.
+
+    The window is long enough to see the declared tail end with room to spare: twice
+    latency + tail_seconds, and at least :data:`MIN_TAIL_WINDOW_SECONDS`; capped at
+    :data:`MAX_MEASURED_TAIL_SECONDS`. An output whose last quarter is louder than its
+    first (and than the input) by more than 6 dB, or that becomes NaN/Inf, is unstable.
+    """
+    instance = ctx.new(2)
+    latency, tail = instance.latency, instance.tail_seconds
+    if not (isinstance(latency, int) and latency >= 0 and isinstance(tail, int | float) and tail >= 0):
+        return None
+    rate = ctx.sample_rate
+    if tail == math.inf:
+        window = ENDLESS_TAIL_WINDOW_SECONDS
+    else:
+        window = min(
+            MAX_MEASURED_TAIL_SECONDS, max(MIN_TAIL_WINDOW_SECONDS, 2 * (latency / rate + tail) + 0.25)
+        )
+    played = process_blocks(instance, ctx.signal(2), 4096)
+    with np.errstate(all="ignore"):
+        input_peak = float(np.nanmax(np.abs(played))) if played.size else 0.0
+    step = max(1, round(_ENVELOPE_SECONDS * rate))
+    total = round(window * rate)
+    total -= total % step
+    peaks: list[np.ndarray] = []
+    nonfinite_at = None
+    done = 0
+    while done < total:
+        n = min(step * 400, total - done)
+        out = process_blocks(instance, np.zeros((2, n), np.float32), 4096)
+        bad = ~np.isfinite(out)
+        if bad.any():
+            nonfinite_at = (done + int(np.flatnonzero(bad.any(axis=0))[0])) / rate
+            out = np.where(bad, np.float32(np.finfo(np.float32).max), out)
+        peaks.append(np.abs(out).max(axis=0).reshape(-1, step).max(axis=1) if n else np.zeros(0))
+        done += n
+        if nonfinite_at is not None:
+            break
+    envelope = np.concatenate(peaks) if peaks else np.zeros(0)
+    loud = np.flatnonzero(envelope > TAIL_THRESHOLD)
+    ends = 0.0 if loud.size == 0 else (int(loud[-1]) + 1) * step / rate
+    measured = _Tail(latency, float(tail), done / rate, input_peak, envelope, nonfinite_at, None, False)
+    growing = (
+        measured.last_peak > 2.0 * max(measured.first_peak, input_peak)
+        and measured.last_peak > TAIL_THRESHOLD
+    )
+    measured.unstable = nonfinite_at is not None or growing
+    if loud.size == 0 or int(loud[-1]) < len(envelope) - 1:
+        measured.ends = ends
+    return measured
+
+
 def _check_tail(ctx: _Context) -> tuple[bool, str]:
     p = _Problems()
     instance = ctx.new(2)
     latency, tail = instance.latency, instance.tail_seconds
-    if not (type(latency) is int and latency >= 0 and isinstance(tail, int | float) and tail >= 0):
-        return False, "latency or tail_seconds is invalid (see latency_and_tail); not measured"
-    if tail == math.inf:
-        return True, "tail_seconds is math.inf: the tail is not measured"
-    if tail > MAX_MEASURED_TAIL_SECONDS:
-        return True, (
-            f"tail_seconds is {tail:g} s, longer than {MAX_MEASURED_TAIL_SECONDS:g} s: not measured"
+    if not (isinstance(latency, int) and latency >= 0 and isinstance(tail, int | float) and tail >= 0):
+        raise _Skipped(
+            "skipped: latency or tail_seconds is invalid (latency_and_tail says why); not measured"
         )
+    measured = ctx.tail if ctx.tail is not None else _measure_tail(ctx)
+    assert measured is not None
     rate = ctx.sample_rate
-    margin = 0.1 + 0.1 * tail
-    window = max(1, round(0.1 * rate))
-    ends = latency + round((tail + margin) * rate)
-    x = ctx.signal(2)
-    process_blocks(instance, x, 4096)
-    after = process_blocks(instance, np.zeros((2, ends + window), np.float32), 4096)
-    if not np.isfinite(after).all():
-        return False, "the output after the input stops is not finite (see finite_output)"
-    late = after[:, ends:]
-    level = _peak(late)
-    if level > TAIL_THRESHOLD:
-        loud = np.flatnonzero(np.abs(after).max(axis=0) > TAIL_THRESHOLD)
+    if measured.ends is not None:
+        ctx.measure("tail_seconds", round(measured.ends, 3))
+    repro = ctx.repro(
+        2,
+        f"fx = {ctx.ctor(2)}",
+        "process_blocks(fx, x, 4096)",
+        f"after = process_blocks(fx, np.zeros((2, {round(measured.window * rate)}), np.float32), 4096)",
+        f"peaks = np.abs(after).max(axis=0).reshape(-1, {max(1, round(_ENVELOPE_SECONDS * rate))})"
+        ".max(axis=1)",
+        f"print(fx.latency, fx.tail_seconds, peaks[::{max(1, round(0.1 / _ENVELOPE_SECONDS))}])"
+        "  # the peak every 0.1 s after the input stops",
+    )
+    if measured.unstable:
+        if measured.nonfinite_at is not None:
+            how = f"becomes NaN/Inf {measured.nonfinite_at:.3f} s after the input stops"
+        else:
+            how = (
+                f"grows after the input stops: from {_dbfs(measured.first_peak)} in its first "
+                f"{measured.window / 4:.2g} s to {_dbfs(measured.last_peak)} in the last, "
+                f"over {measured.window:.3g} s "
+                f"(while the input played it peaked at {_dbfs(measured.input_peak)})"
+            )
         p.add(
-            f"the output is still at {_dbfs(level)} (peak {level:.3g}) between "
-            f"{ends / rate:.3f} s and {(ends + window) / rate:.3f} s after the input stops, "
-            f"beyond latency ({latency} frames) + tail_seconds ({tail:g} s) + {margin:.2g} s "
-            f"of margin; it is above -60 dBFS until at least {(loud[-1] + 1) / rate:.3f} s. "
-            "tail_seconds is too short, so renders will cut the tail off"
+            f"UNSTABLE: the output {how}. A feedback path has a gain of 1 or more. A longer "
+            "tail_seconds will not fix it: keep every feedback gain below 1 (clamp it, and "
+            "mind filters or saturation inside the loop that add gain)."
+        )
+        p.add(repro)
+        return p.result("")
+    margin = 0.1 + 0.1 * (tail if tail != math.inf else 0.0)
+    if tail == math.inf:
+        held = (
+            f"falls below -60 dBFS {measured.ends:.3f} s after the input stops"
+            if measured.ends is not None
+            else f"holds at {_dbfs(measured.last_peak)} at the end"
+        )
+        return True, (
+            "tail_seconds is math.inf (the output never stops; hosts cap it); "
+            f"over {measured.window:.3g} s the "
+            f"output {held} and does not grow"
+        )
+    declared = latency / rate + tail
+    if measured.ends is None:
+        decays = measured.last_peak < 0.5 * measured.first_peak
+        p.add(
+            f"the output is still above -60 dBFS ({_dbfs(measured.last_peak)}) at the end of the "
+            f"{measured.window:.3g} s measured after the input stops, but latency ({latency} frames) + "
+            f"tail_seconds ({tail:g} s) = {declared:.3f} s: "
+            + (
+                f"it rings at least {measured.window:.3g} s; declare a tail_seconds that long or longer"
+                if decays
+                else "it does not decay; if it never stops (a frozen reverb, a drone), declare "
+                "tail_seconds = math.inf"
+            )
+            + ", or renders cut it off"
+        )
+        p.add(repro)
+        return p.result("")
+    if measured.ends > declared + margin:
+        p.add(
+            f"tail_seconds is too short: the output rings above -60 dBFS for {measured.ends:.3f} s after "
+            f"the input stops (measured over {measured.window:.3g} s), but latency ({latency} frames) + "
+            f"tail_seconds ({tail:g} s) = {declared:.3f} s (+ {margin:.2g} s of margin); declare about "
+            f"{max(0.0, measured.ends - latency / rate):.2f} s, or renders cut the tail off"
+        )
+        p.add(repro)
+    elif tail > 2.0 * measured.ends + 1.0:
+        p.notes.append(
+            f"note: tail_seconds ({tail:g} s) is much longer than the measured decay "
+            f"({measured.ends:.3f} s): renders end with the difference as near-silence"
+        )
+    return p.result(
+        f"after the input stops the output falls below -60 dBFS in {measured.ends:.3f} s (measured over "
+        f"{measured.window:.3g} s); latency ({latency} frames) + tail_seconds ({tail:g} s) = {declared:.3f} s"
+    )
+
+
+def _check_latency_measured(ctx: _Context) -> tuple[bool, str]:
+    """Measure when the output responds to the input: by an impulse, and by correlation."""
+    ctx.require_stable()
+    p = _Problems()
+    declared = ctx.new(2).latency
+    if not (isinstance(declared, int) and declared >= 0):
+        raise _Skipped("skipped: latency is invalid (latency_and_tail says why)")
+    rate = ctx.sample_rate
+    pre = round(0.0137 * rate) + 1
+    look = declared + round(0.25 * rate)
+
+    def response(x: np.ndarray) -> np.ndarray:
+        out = process_blocks(ctx.new(2), x, _STREAM_BLOCK)
+        idle = process_blocks(ctx.new(2), np.zeros_like(x), _STREAM_BLOCK)
+        return (out.astype(np.float64) - idle)[:, pre:]  # what the input caused
+
+    impulse = np.zeros((2, pre + look), np.float32)
+    impulse[:, pre] = 0.5
+    h = np.abs(response(impulse)).max(axis=0)
+    peak = float(h.max()) if h.size else 0.0
+    found: list[str] = []
+    lags: list[int] = []
+    onset: int | None = None
+    if peak > 1e-5:
+        peak_at = int(np.argmax(h))
+        onset = int(np.flatnonzero(h >= peak * 0.01)[0])
+        lags.append(peak_at)
+        ctx.measure("latency_impulse", peak_at)
+        found.append(
+            f"an impulse's response starts at frame {onset} (-40 dB of its peak) and peaks at frame {peak_at}"
+        )
+    else:
+        found.append("an impulse gets no response (under -100 dBFS)")
+    burst = max(16, round(0.0731 * rate))
+    noise = np.zeros((2, pre + burst + look), np.float32)
+    noise[:, pre : pre + burst] = np.random.default_rng(ctx.seed + 5).uniform(-0.5, 0.5, size=(2, burst))
+    y = response(noise)
+    src = noise[:, pre:].astype(np.float64)
+    size = 1 << math.ceil(math.log2(2 * src.shape[1]))
+    corr = np.fft.irfft(np.conj(np.fft.rfft(src, size)) * np.fft.rfft(y, size), size).sum(axis=0)[: look + 1]
+    energy = math.sqrt(float((src**2).sum()) * float((y**2).sum()))
+    strength = float(np.abs(corr).max()) / energy if energy > 0 else 0.0
+    if strength >= 0.1:
+        lag = int(np.argmax(np.abs(corr)))
+        lags.append(lag)
+        ctx.measure("latency_correlation", lag)
+        found.append(f"a noise burst correlates best with the output at lag {lag} (strength {strength:.2f})")
+    else:
+        found.append(f"a noise burst hardly correlates with the output (strength {strength:.2f}): not used")
+    measured = f"declared latency {declared} frames; " + "; ".join(found)
+    # A strong correlation pins the delay to the frame; an impulse alone is smeared by some
+    # effects (a phase vocoder spreads it over its window), so it is given 10 % of room.
+    tolerance = max(2, round((0.01 if len(lags) == 2 else 0.1) * declared))
+    if len(lags) == 2:
+        lags = lags[1:]  # the correlation's lag: the impulse's peak is only reported
+    if lags and declared > 0 and all(lag < declared - tolerance for lag in lags):
+        p.add(
+            f"the declared latency is too high: {measured}. "
+            f"The output responds {declared - max(lags)} frames "
+            "or more before the latency it declares, so a host that shifts it back by the declared latency "
+            "cuts off its start and puts it early. Declare the delay the effect really adds "
+            f"(here about {max(lags)} frames)."
         )
         p.add(
             ctx.repro(
                 2,
                 f"fx = {ctx.ctor(2)}",
-                "process_blocks(fx, x, 4096)",
-                f"after = process_blocks(fx, np.zeros((2, {ends + window}), np.float32), 4096)",
-                f"print(fx.latency, fx.tail_seconds, np.abs(after[:, {ends}:]).max())",
+                f"impulse = np.zeros((2, {pre + look}), np.float32); impulse[:, {pre}] = 0.5",
+                f"h = np.abs(process_blocks(fx, impulse, {_STREAM_BLOCK})).max(axis=0)[{pre}:]",
+                "print(fx.latency, int(np.argmax(h)))  # declared, and where the response peaks",
             )
         )
-    return p.result(
-        f"after the input stops the output falls below -60 dBFS within latency ({latency} "
-        f"frames) + tail_seconds ({tail:g} s) + {margin:.2g} s"
+        return p.result("")
+    # A response that starts on time and peaks later is the effect's own phase (a resonant
+    # filter's group delay), not a delay: only a late start is worth a note.
+    starts_late = onset is None or onset > declared + tolerance
+    if lags and starts_late and all(lag > declared + tolerance for lag in lags):
+        p.notes.append(
+            "note: the output responds later than the declared latency "
+            f"({min(lags)} frames or more after the "
+            f"input, {declared} declared). If that delay is the effect's sound "
+            "(a pre-delay, an echo, a fully "
+            "wet delay) this is right; if it is processing delay (a look-ahead, an FFT frame), declare it as "
+            "latency so hosts line the output up"
+        )
+    return p.result(measured)
+
+
+def _check_realtime(ctx: _Context) -> tuple[bool, str]:
+    """The real-time factor (seconds of audio per second of processing) at common block sizes."""
+    rate = ctx.sample_rate
+    x = ctx.signal(2)
+    factors: dict[str, float] = {}
+    if ctx.offline:
+        instance = ctx.new(2)
+        _offline_output(instance, x[:, : max(1, round(0.1 * rate))])  # one-off costs (imports) first
+        start = time.perf_counter()
+        _offline_output(instance, x)
+        elapsed = time.perf_counter() - start
+        factors["whole signal"] = x.shape[1] / rate / max(elapsed, 1e-9)
+    else:
+        for size in REALTIME_BLOCK_SIZES:
+            instance = ctx.new(2)
+            spent, frames = 0.0, 0
+            for a, b in _spans(size, x.shape[1]):
+                block = np.array(x[:, a:b], dtype=np.float32, order="C")
+                start = time.perf_counter()
+                instance.process(block)
+                spent += time.perf_counter() - start
+                frames += b - a
+                if spent > REALTIME_BUDGET_SECONDS:
+                    break
+            factors[f"{size} frames"] = frames / rate / max(spent, 1e-9)
+    ctx.measure("realtime", {k: round(v, 1) for k, v in factors.items()})
+    shown = ", ".join(f"{k} {v:,.1f}x" for k, v in factors.items())
+    summary = (
+        f"real-time factor (seconds of stereo audio at {rate:g} Hz processed per second), by block: {shown}"
+    )
+    slowest_at, slowest = min(factors.items(), key=lambda item: item[1])
+    notes = []
+    if slowest < 1.0:
+        notes.append(
+            f"note: slower than real time at {slowest_at} ({slowest:.2f}x): a live stream would drop out "
+            "(renders only take longer)"
+        )
+    if ctx.min_realtime is not None and slowest < ctx.min_realtime:
+        size = slowest_at.split()[0]
+        return False, "\n".join(
+            [
+                f"{summary}; min_realtime={ctx.min_realtime:g} asks for at least "
+                f"{ctx.min_realtime:g}x at every "
+                f"block size, and {slowest_at} gives {slowest:.2f}x. "
+                "Vectorise the per-frame work (numpy over "
+                "the whole block), or move it to compiled code",
+                *notes,
+                ctx.repro(
+                    2,
+                    "import time",
+                    f"fx = {ctx.ctor(2)}",
+                    "start = time.perf_counter()",
+                    f"process_blocks(fx, x, {size})" if size.isdigit() else "fx.process_offline(x.copy())",
+                    f"print(x.shape[1] / {rate!r} / (time.perf_counter() - start))  # the real-time factor",
+                ),
+            ]
+        )
+    return True, "\n".join([summary, *notes])
+
+
+def _zipper(ctx: _Context, f: _Field) -> str | None:
+    """A note if changing ``f`` between two blocks makes the output jump (zipper noise)."""
+    if f.lower is None or f.upper is None:
+        return None
+    (_, lo), (_, hi) = f.lower, f.upper
+    values = []
+    for share in (0.25, 0.75):
+        value: Any = float(lo) + share * (float(hi) - float(lo))
+        if f.multiple_of:
+            value = round(value / f.multiple_of) * f.multiple_of
+        values.append(round(value) if f.kind == "int" else float(value))
+    if values[0] == values[1]:
+        return None
+    try:
+        before = ctx.cls.check_params(msgspec.structs.replace(ctx.params, **{f.name: values[0]}))
+        after = ctx.cls.check_params(msgspec.structs.replace(ctx.params, **{f.name: values[1]}))
+    except (FieldError, TypeError, ValueError):
+        return None
+    rate = ctx.sample_rate
+    # A low sine moves little from one frame to the next, so a step shows; the change comes
+    # near one of its peaks, where a change of gain moves the output most.
+    period = rate / 113.7
+    at = round((math.ceil(0.05 * rate / period) + 0.25) * period)
+    instance = ctx.new(2, before)
+    latency = instance.latency if isinstance(instance.latency, int) else 0
+    frames = at + latency + round(0.03 * rate)  # the change, then 15 ms settled after it
+    t = np.arange(frames) / rate
+    x = np.ascontiguousarray(
+        np.stack([np.sin(2 * np.pi * 113.7 * t), np.sin(2 * np.pi * 113.7 * t + 0.3)]) * 0.5, dtype=np.float32
+    )
+    head = process_blocks(instance, x[:, :at], 256)
+    instance.set_params(after)
+    switched = np.concatenate([head, process_blocks(instance, x[:, at:], 256)], axis=1).astype(np.float64)
+    # The output's own largest step from frame to frame, just before the change and once
+    # it has settled after it; the change itself may add to that only what a ramp would.
+    steps = np.abs(np.diff(switched, axis=1)).max(axis=0)
+    settled = at + latency + round(0.015 * rate)
+    natural = max(float(steps[at - round(0.005 * rate) : at - 1].max()), float(steps[settled:].max()))
+    jump = float(steps[at - 1 : settled].max())
+    if not (math.isfinite(jump) and math.isfinite(natural)):
+        return None
+    excess = jump - natural
+    if excess <= ZIPPER_THRESHOLD:
+        return None
+    return (
+        f"note: changing {f.key} from {values[0]!r} to {values[1]!r} between two blocks "
+        "makes the output jump "
+        f"by {excess:.3g} ({_dbfs(excess)}) from one frame to the next, beyond the signal's own steps "
+        f"(at most {natural:.3g} there): zipper noise, clicks, when it is automated. Ramp the "
+        "change over 10-20 ms (fxhost_sdk.LinearSmoother gives one value per frame)"
     )
 
 
 def _check_param_changes(ctx: _Context) -> tuple[bool, str]:
+    ctx.require_stable()
     p = _Problems()
     cls = ctx.cls
     base = ctx.params
@@ -1159,8 +1953,25 @@ def _check_param_changes(ctx: _Context) -> tuple[bool, str]:
                 return p.result("")
         if not pending:
             break
+    if not p.items:
+        for f in _param_fields(cls.Params):
+            if f.numeric and (
+                note := p.attempt(f"zipper measurement of {f.key}", lambda f=f: _zipper(ctx, f))
+            ):
+                p.notes.append(note)
+    if p.items and "Reproduce:" not in "\n".join(p.items):
+        p.add(
+            ctx.repro(
+                2,
+                f"fx = {ctx.ctor(2)}",
+                "process_blocks(fx, x[:, :256], 256)",
+                "fx.set_params({...})  # the change named above",
+                "print(np.isfinite(process_blocks(fx, x[:, 256:512], 256)).all())",
+            )
+        )
     return p.result(
-        f"{len(changes)} parameter change(s) between blocks of 256 frames: output finite and shaped right"
+        f"{len(changes)} parameter change(s) between blocks of 256 frames: output finite and shaped right; "
+        "each numeric parameter changed from a quarter to three quarters of its range, to hear for jumps"
     )
 
 
@@ -1169,13 +1980,16 @@ _CHECKS: list[tuple[str, Callable[[_Context], tuple[bool, str]]]] = [
     ("params_described", _check_described),
     ("bad_params_refused", _check_refused),
     ("shapes_and_dtypes", _check_shapes),
+    ("input_untouched", _check_input),
     ("block_size_invariance", _check_invariance),
     ("finite_output", _check_finite),
     ("reset_determinism", _check_reset),
     ("instances_independent", _check_independent),
     ("latency_and_tail", _check_latency_tail),
+    ("latency_measured", _check_latency_measured),
     ("tail_decays", _check_tail),
     ("param_changes", _check_param_changes),
+    ("realtime", _check_realtime),
 ]
 
 
@@ -1208,6 +2022,10 @@ _NOT_APPLICABLE_OFFLINE: dict[str, str] = {
     "tail_decays": (
         "it needs the whole signal and returns all of its output from one call, so there is "
         "no 'after the input stops' for a tail to ring in"
+    ),
+    "latency_measured": (
+        "it returns all of its output from one call on the whole signal, so there is no delay "
+        "for a host to line up"
     ),
     "param_changes": (
         "it needs the whole signal and processes it in one call, so parameters cannot change "
@@ -1381,42 +2199,11 @@ def _check_offline_deterministic(ctx: _Context) -> tuple[bool, str]:
     )
 
 
-def _check_offline_input(ctx: _Context) -> tuple[bool, str]:
-    p = _Problems()
-    for layout, channels in _LAYOUTS:
-        x = np.array(ctx.signal(channels), dtype=np.float32, order="C", copy=True)
-        kept = x.copy()
-        out = p.attempt(f"{layout}: process_offline", lambda c=channels, x=x: ctx.new(c).process_offline(x))
-        if out is _FAILED:
-            continue
-        if not np.array_equal(x, kept, equal_nan=True):
-            frame = int(np.flatnonzero((x != kept).any(axis=0))[0])
-            p.add(
-                f"{layout}: process_offline modified its input array in place (first change at frame "
-                f"{frame}): the caller still owns it (the dry signal, a retry, the next step's "
-                "comparison); compute into a new array (audio * gain, not audio *= gain)\n"
-                + ctx.repro(
-                    channels,
-                    f"fx = {ctx.ctor(channels)}",
-                    "kept = x.copy()",
-                    "fx.process_offline(x)",
-                    "print(np.array_equal(x, kept))",
-                )
-            )
-        elif isinstance(out, np.ndarray) and np.shares_memory(out, x):
-            p.notes.append(
-                f"note ({layout}): process_offline returned its input (or a view of it): a caller that "
-                "modifies the output changes its input too; returning a copy is safer"
-            )
-    return p.result("process_offline leaves its input array as it was (mono and stereo)")
-
-
 _OFFLINE_CHECKS: list[tuple[str, Callable[[_Context], tuple[bool, str]]]] = [
     ("offline_refuses_process", _check_offline_refuses),
     ("offline_shapes_and_dtypes", _check_offline_shapes),
     ("offline_finite_output", _check_offline_finite),
     ("offline_deterministic", _check_offline_deterministic),
-    ("offline_input_untouched", _check_offline_input),
 ]
 
 
@@ -1430,7 +2217,7 @@ def _check_presets(ctx: _Context) -> tuple[bool, str]:
     x = ctx.signal(2)
     for name in names:
         params = p.attempt(f"preset {name!r}: {cls.__name__}.preset({name!r})", lambda n=name: cls.preset(n))
-        if params is _FAILED:
+        if params is _FAILED or ctx.stream_problem:
             continue
         out = p.attempt(
             f"preset {name!r}: an instance built from it processing the test signal",
@@ -1520,6 +2307,8 @@ def _check_bad_asset(ctx: _Context) -> tuple[bool, str]:
                     f"a refused set_params({{..., {key!r}: {MISSING_ASSET!r}}}) changed instance.params "
                     f"from {before!r} to {instance.params!r}; it must leave the effect unchanged"
                 )
+            if ctx.stream_problem:
+                return  # said once, by shapes_and_dtypes
             after = ctx.run(instance, x)
             fresh = ctx.run(new(ctx.params, refusing), x)
             if problem := _compare(fresh, after, RESET_TOLERANCE):

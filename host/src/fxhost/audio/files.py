@@ -42,14 +42,16 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import av
 import numpy as np
 import soundfile as sf
 from fxhost_sdk import LoadedAudio
 
 from fxhost.audio.formats import FLOAT_SUBTYPES, AudioFormatError, check_output, file_label
+
+if TYPE_CHECKING:
+    import av
 
 DEFAULT_BLOCK_FRAMES = 4096
 
@@ -273,6 +275,10 @@ _PYAV_FORMATS = {"mov": "M4A", "matroska": "MATROSKA", "asf": "WMA", "aac": "AAC
 
 class _PyAVReader(AudioReader):
     def __init__(self, fileobj: BinaryIO, owned: bool, name: str, sndfile_reason: str | None = None):
+        # Imported here: PyAV takes 40-120 ms to import, and most files (WAV, FLAC, MP3...)
+        # never need it (bench/render_cli.py counts start-up in a render's time).
+        import av
+
         self._file, self._owned, self.name = fileobj, owned, name
         # libsndfile's reason, when it knew the format, says more than FFmpeg's
         not_audio = AudioFormatError(f"{name}: not audio fxhost can read ({sndfile_reason})")
@@ -322,6 +328,8 @@ class _PyAVReader(AudioReader):
         self.info = AudioInfo(rate, channels, frames, fmt, codec, "pyav")
 
     def _chunks(self) -> Iterator[np.ndarray]:
+        import av
+
         done = 0
         try:
             self._file.seek(0)
@@ -451,9 +459,11 @@ def _writes_pcm(fmt: str, subtype: str) -> type | None:
     dtype = _PCM_DTYPES.get(subtype)
     if dtype is None:
         return None
-    rng = np.random.default_rng(0)
     edges = np.array([0, 1, -1, 2**-15, -(2**-15), 2**-16, 2**-31, 1 - 2**-24, -1 + 2**-24], np.float32)
-    probe = np.concatenate([edges, (1.5 * rng.standard_normal(4096)).astype(np.float32)]).reshape(1, -1)
+    # Values spread evenly over -1.5..1.5 (a golden-ratio sequence), beyond full scale
+    # too; not numpy.random, whose import (~12 ms) every render would pay.
+    spread = 3.0 * ((np.arange(4096) * 0.6180339887498949) % 1.0) - 1.5
+    probe = np.concatenate([edges, spread.astype(np.float32)]).reshape(1, -1)
     written = []
     for frames in (np.clip(probe.T, -1.0, 1.0), _pcm(probe, dtype)):
         buffer = io.BytesIO()

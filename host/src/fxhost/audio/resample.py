@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import numpy as np
-import soxr
 
 from fxhost.audio.files import as_audio
 from fxhost.audio.formats import MAX_CHANNELS, AudioFormatError, check_sample_rate
@@ -32,6 +31,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int, quality: str = "HQ
     q = _soxr_quality(quality)
     if from_rate == to_rate:
         return np.array(audio, dtype=np.float32, order="C")
+    import soxr  # here: most renders never resample, and every render pays its import
+
     # soxr takes (frames, channels); the transposed view of our layout is its
     # "split channels" layout, read without a copy.
     out = soxr.resample(audio.astype(np.float32, copy=False).T, from_rate, to_rate, q)
@@ -50,11 +51,11 @@ class Resampler:
             raise AudioFormatError(f"channels: expected 1 to {MAX_CHANNELS}, not {channels}", "channels")
         self.from_rate, self.to_rate, self.channels = from_rate, to_rate, channels
         self.quality = _soxr_quality(quality)
-        self._stream = (
-            None
-            if from_rate == to_rate
-            else soxr.ResampleStream(from_rate, to_rate, channels, "float32", self.quality)
-        )
+        self._stream = None
+        if from_rate != to_rate:
+            import soxr  # here: most renders never resample, and every render pays its import
+
+            self._stream = soxr.ResampleStream(from_rate, to_rate, channels, "float32", self.quality)
 
     def process(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """Resample the next ``(channels, frames)`` block; ``last=True`` flushes."""

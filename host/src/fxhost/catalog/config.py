@@ -42,7 +42,6 @@ from typing import Any
 import msgspec
 from fxhost_sdk import FieldError
 from fxhost_sdk.host import convert
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from fxhost.catalog.chains import ChainStep, MaxLatency, validate_chain_name
 
@@ -214,6 +213,9 @@ def from_data(data: Any, source: str = "<data>", base_dir: str | os.PathLike[str
             raise ConfigError(
                 source, f'expected a version specifier string, e.g. ">=1.2", got {specifier!r}', path=path
             )
+        # Imported here, only when versions are required: every command reads the config.
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
         try:
             SpecifierSet(specifier)
         except InvalidSpecifier:

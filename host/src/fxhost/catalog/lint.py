@@ -26,9 +26,6 @@ from typing import Any, Literal
 import msgspec
 import numpy as np
 from fxhost_sdk import FieldError
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from fxhost.catalog.chains import (
     MAX_STEPS,
@@ -101,6 +98,8 @@ def _plugin_for(name: str, registry: Registry) -> PluginInfo | None:
     """The plugin a ``[plugins.require]`` key names: its entry-point or module name, or
     its distribution's (as PEP 503 normalises names: ``fxhost_Pedalboard`` is
     ``fxhost-pedalboard``)."""
+    from packaging.utils import canonicalize_name  # see check_requirements
+
     wanted = canonicalize_name(name)
     for info in registry.plugins:
         names = {info.name, info.module, *([info.distribution] if info.distribution else [])}
@@ -142,6 +141,11 @@ def check_requirements(config: Config, registry: Registry) -> list[FieldError]:
                 )
             )
             continue
+        # Imported here: packaging costs every command ~15 ms (50 on a busy machine) and is
+        # needed only when plugins.toml requires versions (bench/render_cli.py).
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import InvalidVersion, Version
+
         try:
             met = SpecifierSet(specifier).contains(Version(info.version), prereleases=True)
         except InvalidVersion:

@@ -19,6 +19,14 @@ a later effect with the same name is rejected, and the reason names both plugins
 Likewise the first plugin of a given name wins (two distributions declaring the same
 entry-point name): the later one fails. To choose the other one, disable the winner in
 ``plugins.toml`` (``[plugins] disable``).
+
+**Load time.** Every fxhost command loads every plugin, so a plugin's import is paid by
+each ``fxhost render`` and each worker start. The time from importing a plugin to
+registering its effects is kept (``PluginInfo.load_seconds``); a plugin slower than
+:data:`SLOW_PLUGIN_SECONDS` gets ``advice`` that says to import heavy libraries lazily, shown
+by ``fxhost plugins`` and ``/api/audio/health`` (logged at INFO only: a busy machine can
+slow any plugin, and every command would warn). A library two plugins import is counted
+in the first one's time.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from typing import Any, Literal
 import msgspec
 import pluggy
 from fxhost_sdk import Effect
-from fxhost_sdk.host import PROJECT, effect_class_problems, hookspecs
+from fxhost_sdk.host import PROJECT, effect_class_problems, error_reason, hook_effect_classes, hookspecs
 
 from fxhost.catalog.chains import unknown_effect
 from fxhost.catalog.config import Config
@@ -45,6 +53,8 @@ from fxhost.catalog.config import Config
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fxhost"
+#: A plugin whose import and registration take longer than this (seconds) is flagged.
+SLOW_PLUGIN_SECONDS = 0.1
 
 PluginSource = Literal["entry-point", "module"]
 PluginStatus = Literal["loaded", "failed", "disabled"]
@@ -78,6 +88,22 @@ class PluginInfo(msgspec.Struct, kw_only=True):
     #: Seconds from the start of its import to its effects checked and registered (or to
     #: its failure); null when it was not tried (disabled, or its name already taken).
     load_seconds: float | None = None
+    #: For a plugin slower to load than SLOW_PLUGIN_SECONDS: what to do about it.
+    advice: str | None = None
+
+    @property
+    def slow(self) -> bool:
+        """Slower to load than :data:`SLOW_PLUGIN_SECONDS`."""
+        return self.load_seconds is not None and self.load_seconds > SLOW_PLUGIN_SECONDS
+
+
+def slow_plugin_advice(info: PluginInfo) -> str:
+    """The advice for a plugin slower to load than :data:`SLOW_PLUGIN_SECONDS`."""
+    return (
+        f"plugin {info.name!r} took {1000 * (info.load_seconds or 0.0):.0f} ms to import and register "
+        f"(over {1000 * SLOW_PLUGIN_SECONDS:.0f} ms), and every fxhost command pays it: import heavy "
+        "libraries lazily, inside the effect that needs them (in prepare(), not at module level)"
+    )
 
 
 class EffectView(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,11 +245,6 @@ class _Candidate:
         return f"module {self.module!r}"
 
 
-def _reason(stage: str, error: BaseException) -> str:
-    message = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    return f"{stage}: {type(error).__name__}: {message}" if message else f"{stage}: {type(error).__name__}"
-
-
 def _entry_point_candidates() -> list[_Candidate]:
     candidates = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -321,14 +342,14 @@ def _check_effect(cls: type) -> tuple[list[str], dict[str, Any] | None]:
     try:
         problems = effect_class_problems(cls)
     except Exception as error:  # e.g. a Params annotation that cannot be evaluated
-        return [_reason(f"{getattr(cls, '__qualname__', cls)!r} could not be inspected", error)], None
+        return [error_reason(f"{getattr(cls, '__qualname__', cls)!r} could not be inspected", error)], None
     if problems:
         return problems, None
     qualname = cls.__qualname__
     try:
         schema = params_schema(cls.Params)
     except Exception as error:
-        return [_reason(f"{qualname}.Params has no JSON Schema", error)], None
+        return [error_reason(f"{qualname}.Params has no JSON Schema", error)], None
     return [], schema
 
 
@@ -389,7 +410,7 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             try:
                 plugin = candidate.load()
             except (Exception, SystemExit) as error:
-                fail(_reason("import failed", error))
+                fail(error_reason("import failed", error))
                 continue
             owner = pm.get_name(plugin)
             if owner is not None:
@@ -398,10 +419,10 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
             try:
                 pm.register(plugin, name=candidate.name)
             except Exception as error:
-                fail(_reason("invalid plugin", error))
+                fail(error_reason("invalid plugin", error))
                 continue
 
-            classes, reason = _call_hooks(pm, plugin, candidate.name)
+            classes, reason = hook_effect_classes(pm, plugin, candidate.name)
             if reason is not None:
                 pm.unregister(plugin, name=candidate.name)
                 fail(reason)
@@ -411,6 +432,9 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
                 warnings.append(f"plugin {candidate.name!r} provides no effects")
         finally:
             info.load_seconds = round(time.perf_counter() - started, 4)
+            if info.slow:
+                info.advice = slow_plugin_advice(info)
+                log.info("%s", info.advice)
 
     for folder in config.plugins.paths:
         if not os.path.isdir(folder):
@@ -420,39 +444,6 @@ def load_registry(config: Config | None = None, *, entry_points: bool = True) ->
     for warning in warnings:
         log.warning("%s", warning)
     return Registry(effects, plugins, warnings, pm)
-
-
-def _call_hooks(pm: pluggy.PluginManager, plugin: object, name: str) -> tuple[list[type], str | None]:
-    """Call this plugin's own ``fxhost_effects``: (classes, None) or ([], reason)."""
-    unknown = sorted(
-        caller.name
-        for caller in pm.get_hookcallers(plugin) or []
-        if not caller.has_spec()
-        and any(impl.plugin_name == name and not impl.optionalhook for impl in caller.get_hookimpls())
-    )
-    if unknown:
-        return [], (
-            f"invalid plugin: unknown hook {', '.join(map(repr, unknown))} (fxhost hooks: 'fxhost_effects')"
-        )
-    impls = [impl for impl in pm.hook.fxhost_effects.get_hookimpls() if impl.plugin_name == name]
-    if not impls:
-        return [], ("invalid plugin: no fxhost_effects hook (is it decorated with fxhost_sdk.hookimpl?)")
-    classes: list[type] = []
-    for impl in impls:
-        try:
-            result = impl.function()
-        except (Exception, SystemExit) as error:
-            return [], _reason("fxhost_effects raised", error)
-        if not isinstance(result, list | tuple):
-            return [], (f"fxhost_effects returned {type(result).__name__}, expected a list of effect classes")
-        for item in result:
-            if not isinstance(item, type):
-                return [], (
-                    f"fxhost_effects returned a list containing {item!r} "
-                    f"({type(item).__name__}), expected effect classes"
-                )
-            classes.append(item)
-    return classes, None
 
 
 def _add_effects(

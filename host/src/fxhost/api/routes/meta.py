@@ -32,10 +32,20 @@ class PluginProblem(msgspec.Struct, kw_only=True):
     error: str | None
 
 
+class SlowPlugin(msgspec.Struct, kw_only=True):
+    name: str
+    load_seconds: float
+    advice: str
+
+
 class PluginsHealth(msgspec.Struct, kw_only=True):
     loaded: list[str]
     failed: list[PluginProblem]
     effects: int
+    #: Seconds each plugin tried took to import and register.
+    load_seconds: dict[str, float] = {}
+    #: Plugins slower to load than the registry's SLOW_PLUGIN_SECONDS, with what to do.
+    slow: list[SlowPlugin] = []
 
 
 class CheckResult(msgspec.Struct, kw_only=True):
@@ -85,6 +95,12 @@ async def audio_health(request: Request) -> Response:
         loaded=[p.name for p in registry.plugins if p.status == "loaded"],
         failed=[PluginProblem(name=p.name, error=p.error) for p in registry.failed],
         effects=len(registry),
+        load_seconds={p.name: p.load_seconds for p in registry.plugins if p.load_seconds is not None},
+        slow=[
+            SlowPlugin(name=p.name, load_seconds=p.load_seconds, advice=p.advice)
+            for p in registry.plugins
+            if p.advice is not None and p.load_seconds is not None
+        ],
     )
     try:
         await connections.get("default").execute_query("SELECT 1")
