@@ -218,10 +218,15 @@ async def _run_part(
     return Part(rows, target, sent, received, cpu)
 
 
-def _worker(conn) -> None:
+def _worker(conn, idle: bool) -> None:
     """A generator process: runs the parts it is sent until it is sent None."""
     import uvloop
 
+    if idle:
+        # Clients stand for remote machines: here they run only when the servers leave a
+        # core idle, instead of being scheduled in turn with them (up to milliseconds of
+        # wake-up delay for a server on a busy core).
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     while True:
         job = conn.recv()
         if job is None:
@@ -235,14 +240,15 @@ def _worker(conn) -> None:
 
 
 class Generators:
-    """``count`` generator processes, kept for the whole benchmark."""
+    """``count`` generator processes, kept for the whole benchmark; with ``idle``, under
+    the SCHED_IDLE policy (Linux)."""
 
-    def __init__(self, count: int):
+    def __init__(self, count: int, idle: bool = False):
         ctx = multiprocessing.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(count):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child,), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, idle), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
