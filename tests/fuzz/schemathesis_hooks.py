@@ -51,3 +51,16 @@ def pcm_blocks(draw: st.DrawFn) -> bytes:
 
 schemathesis.openapi.media_type("audio/wav", wav_files())
 schemathesis.openapi.media_type("application/octet-stream", pcm_blocks())
+
+
+@schemathesis.hook
+def map_query(ctx, query):
+    """A signed link's ``sig`` and ``exp`` are for clients that cannot send a key: a client
+    with one sends neither. Drawn at random they are (nearly) always present and wrong, so
+    a keyed run answered every request for a link-following operation 403 and never
+    reached it (the render's events, once the document grew). Half of the drawn queries
+    that carry a ``sig`` lose both, by the parity of its length; the other half still fuzz
+    the signature's checks."""
+    if query and "sig" in query and len(str(query["sig"])) % 2:
+        query = {name: value for name, value in query.items() if name not in ("sig", "exp")}
+    return query

@@ -45,7 +45,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 SEED = 20240611
 #: Runs per server: the phases, then stateful ones with the next seeds.
-STATEFUL_RUNS = 16
+STATEFUL_RUNS = 24
 API_KEY = "fuzz-test-key-0123456789"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
