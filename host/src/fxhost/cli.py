@@ -119,30 +119,14 @@ def serve(context: Context, host: str | None, port: int | None, workers: int | N
     )
     try:
         if options["workers"] > 1:
-            _serve_workers(uvicorn.Config("fxhost.api.app:create_app", **options))
+            from fxhost.supervisor import serve_workers
+
+            serve_workers(uvicorn.Config("fxhost.api.app:create_app", **options))
         else:  # one process: the app itself reloads plugins.toml on SIGHUP
             uvicorn.run("fxhost.api.app:create_app", **options)
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
-
-
-def _serve_workers(config: Any) -> None:
-    """uvicorn's supervisor of worker processes, but SIGHUP is handed on to each worker,
-    which reads plugins.toml again (uvicorn's own answer to SIGHUP replaces every worker,
-    cutting their live streams)."""
-    import signal
-
-    from uvicorn.supervisors import Multiprocess
-
-    class Supervisor(Multiprocess):
-        def handle_hup(self) -> None:
-            logging.getLogger(__name__).info("SIGHUP: each worker reads the plugins file again")
-            for process in self.processes:
-                if process.pid is not None and process.exitcode is None:
-                    os.kill(process.pid, signal.SIGHUP)
-
-    Supervisor(config, sockets=[config.bind_socket()]).run()
 
 
 def _check_storage(settings: Settings) -> None:
