@@ -290,6 +290,8 @@ class Meter:
         self.server_cpu = self.server.cpu_seconds()
         self.worker_pids = self.server.workers()
         self.worker_cpu = [cpu_of(pid) for pid in self.worker_pids]
+        # Called once every client is connected: which worker took which connection.
+        self.peer_worker = peer_ports(self.worker_pids, self.server.port)
         self.machine = _machine_busy()
         self.stolen = _machine_stolen()
         return self
@@ -304,6 +306,32 @@ class Meter:
         busy = (_machine_busy() - self.machine) / wall
         self.other_load = max(0.0, busy - self.gen_load - self.server_load)
         self.steal_load = (_machine_stolen() - self.stolen) / wall
+
+
+def peer_ports(pids: list[int], port: int) -> dict[int, int]:
+    """Peer port -> index in ``pids`` of the process holding each established connection
+    to ``port`` (from /proc: the processes' socket inodes, /proc/net/tcp's rows)."""
+    inode_owner = {}
+    for i, pid in enumerate(pids):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inode_owner[int(target[8:-1])] = i
+        except OSError:
+            continue
+    owner = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for row in f:
+            cols = row.split()
+            local, remote, state, inode = cols[1], cols[2], cols[3], int(cols[9])
+            if state == "01" and int(local.split(":")[1], 16) == port and inode in inode_owner:
+                owner[int(remote.split(":")[1], 16)] = inode_owner[inode]
+    return owner
 
 
 def _self_cpu() -> float:
@@ -338,6 +366,8 @@ class RealtimeResult:
     other_load: float
     worker_loads: list[float]
     steal_load: float = 0.0
+    #: Each client's worker (index into worker_loads; -1: not found).
+    client_worker: np.ndarray | None = None
 
     @property
     def disturbed(self) -> bool:
@@ -370,6 +400,16 @@ class RealtimeResult:
             on_time = self.received <= self.sent + PERIOD + jitter
         return int((~on_time).sum())
 
+    @property
+    def clients_per_worker(self) -> list[int]:
+        return [int((self.client_worker == w).sum()) for w in range(len(self.worker_loads))]
+
+    def late_by_worker(self, jitter: float) -> list[int]:
+        """Late blocks of the clients of each worker."""
+        with np.errstate(invalid="ignore"):
+            late = (~(self.received <= self.sent + PERIOD + jitter)).sum(axis=1)
+        return [int(late[self.client_worker == w].sum()) for w in range(len(self.worker_loads))]
+
     def late_clients(self, jitter: float) -> int:
         with np.errstate(invalid="ignore"):
             on_time = self.received <= self.sent + PERIOD + jitter
@@ -383,7 +423,7 @@ async def realtime(server: Server, n: int, seconds: float) -> RealtimeResult:
     by the lean generator processes (bench/wsload.py)."""
     blocks = round(seconds / PERIOD)
     meter = Meter(server)
-    target, sent, received, gen_cpu = await asyncio.to_thread(
+    target, sent, received, gen_cpu, ports = await asyncio.to_thread(
         GENERATORS.run, server.port, "/ws/process", START, PAYLOADS, PERIOD, n, blocks, meter.__enter__
     )
     meter.__exit__(None, None, None)
@@ -401,6 +441,7 @@ async def realtime(server: Server, n: int, seconds: float) -> RealtimeResult:
         other,
         meter.worker_loads,
         meter.steal_load,
+        np.array([meter.peer_worker.get(int(p), -1) for p in ports]),
     )
 
 
@@ -504,6 +545,10 @@ def limit(r: RealtimeResult) -> str:
 
 
 def rt_row(r: RealtimeResult, jitter: float, note: str = "") -> str:
+    if len(r.worker_loads) > 1:  # which worker took which clients, and whose blocks were late
+        clients = "/".join(str(c) for c in r.clients_per_worker)
+        late = "/".join(str(c) for c in r.late_by_worker(jitter))
+        note = f"workers: clients {clients}, late {late}  {note}"
     return (
         f"{r.server:<8}{r.n:>5}{r.sent.size:>8}{pct_cols(r)}{r.late_blocks(jitter):>9}"
         f"{r.send_late_p99_ms:>7.2f}{cpu_cols(r.gen_load, r.server_load, r.other_load)}"
@@ -697,10 +742,11 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
     )
     print(
         f"Load generator, real-time runs: {args.generators} processes of the lean client of "
-        "bench/wsload.py (asyncio on uvloop, one pacing"
+        "bench/wsload.py (one pacing loop per"
     )
     print(
-        f"task per process, scheduling policy {args.generator_policy}); closed loop: this process, "
+        f"process, replies stamped by the kernel on arrival, scheduling policy {args.generator_policy}); "
+        "closed loop: this process, "
         f"websockets {_ws_version()} asyncio client "
         "(no permessage-deflate). On the SAME"
     )
@@ -800,15 +846,16 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
             print(
                 f"  {multi} at N={shown.n}: CPU per worker process "
                 + ", ".join(f"{100 * x:.0f}%" for x in shown.worker_loads)
-                + f" of a core (uvicorn's workers share the listening socket; the kernel spreads "
-                "connections), generator "
-                f"{100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
+                + " of a core, clients per worker "
+                + ", ".join(str(c) for c in shown.clients_per_worker)
+                + " (each worker has its own SO_REUSEPORT socket: the kernel spreads connections "
+                f"by a hash), generator {100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
             )
     all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3])]
     busiest = max(all_rt, key=lambda x: x.gen_load)
     print(
         f"  load generator: at most {100 * busiest.gen_load:.0f}% of one core in any run (N={busiest.n}, "
-        f"{busiest.server}); its timers are 1 ms grained (uvloop)."
+        f"{busiest.server}); it sends blocks due within 1 ms together."
     )
     for name, (_, _, bad, runs) in ramps.items():
         fails = [x for x in runs if x.n == bad]

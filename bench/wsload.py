@@ -3,9 +3,11 @@
 
 The ``websockets`` client costs the generator about as much CPU per block as the server
 spends on it, which on a 2-core machine leaves too little for a server with 2 workers.
-This client is an asyncio Protocol speaking just enough RFC 6455: the handshake, unmasked
+This client speaks just enough RFC 6455 on a non-blocking socket: the handshake, unmasked
 server frames, and client frames masked with an all-zero key (a legal key, which makes
-masking a copy: frames are built once, up front). Pings are answered. One process runs
+masking a copy: frames are built once, up front). Pings are answered. A reply's time is
+the kernel's (SO_TIMESTAMPNS: when it reached the client's socket), so a generator
+waiting for a core does not make the server look late. One process runs
 every client it is given from one task that sends each block when it is due (client i
 of n is due at ``start + (k + i / n) * PERIOD``: phases spread over one period), stamping
 sends and receipts with the monotonic clock, which all processes share.
@@ -15,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing
 import os
+import select
+import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -25,11 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 _ZERO_MASK = b"\x00\x00\x00\x00"
-#: Seconds a block may be sent before it is due (the event loop's timer grain).
+#: Seconds a block may be sent before it is due: blocks due within it go together.
 SLACK = 0.001
-#: The shortest sleep: uvloop (libuv) rounds a timer to whole milliseconds, and a
-#: sleep under half of one rounds to zero, so sleeping any less spins the loop (a
-#: whole core, taken from the servers measured on the same machine).
+#: The shortest sleep between sends: the process wakes at most a thousand times a
+#: second (an earlier version slept less than the event loop's 1 ms timer grain, which
+#: rounded to no sleep at all and spun a whole core taken from the servers).
 MIN_SLEEP = 0.001
 
 
@@ -45,32 +50,85 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return head + _ZERO_MASK + payload
 
 
-class LeanClient(asyncio.Protocol):
-    """One WebSocket connection; binary replies are stamped into ``received[k]`` in order."""
+#: SO_TIMESTAMPNS (and its control message type) on Linux; Python names it from 3.x on some
+#: builds only.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("=qq")
+#: CLOCK_REALTIME - CLOCK_MONOTONIC, in ns: kernel stamps are real time, the bench's clock is
+#: monotonic (the same in every process; it moves only if the clock is stepped mid-run).
+_REAL_MINUS_MONO_NS = time.time_ns() - time.monotonic_ns()
 
-    def __init__(self, path: str, host: str):
-        self.path, self.host = path, host
+
+class LeanClient:
+    """One WebSocket connection on a non-blocking socket read from the event loop's
+    reader callback. Binary replies are stamped into ``received[k]`` in order, with the
+    time the kernel queued them on the socket (SO_TIMESTAMPNS), not the time this process
+    got round to reading them: these processes stand for clients on other machines and
+    run on what the servers leave idle, so their reads can wait for a core while the
+    reply is already there. Reads take one frame at a time, so each reply gets its own
+    stamp."""
+
+    def __init__(self, path: str, host: str, sock: socket.socket):
+        self.path, self.host, self.sock = path, host, sock
         self.buf = bytearray()
         self.upgraded = False
-        self.handshake: asyncio.Future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.handshake: asyncio.Future = loop.create_future()
         self.text: asyncio.Queue[str] = asyncio.Queue()
         self.binary_waiter: asyncio.Future | None = None
         self.received: np.ndarray | None = None
         self.count = 0
         self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        #: Bytes of the next binary reply (learnt from the first): the size of each read.
+        self.reply_size = 0
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        loop.add_reader(sock.fileno(), self._readable)
         key = base64.b64encode(os.urandom(16)).decode()
-        transport.write(
-            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+        self.send(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
         )
 
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def _readable(self) -> None:
+        while not self.closed and self.read_once():
+            pass
+
+    def read_once(self) -> bool:
+        """One read from the socket, and the frames it completes; False if there was
+        nothing to read (or the connection ended)."""
+        # Up to the end of one reply: the stamp is the last segment's read, so a read
+        # that took two replies would give the first the second's time.
         buf = self.buf
+        want = self.reply_size - len(buf) if self.upgraded and len(buf) < self.reply_size else 65536
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(want, _CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as error:
+            self._lost(error)
+            return False
+        if not data:
+            self._lost(None)
+            return False
+        stamp = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = _TIMESPEC.unpack_from(value)
+                stamp = (sec * 1_000_000_000 + nsec - _REAL_MINUS_MONO_NS) / 1e9
         buf += data
+        self._frames(time.monotonic() if stamp is None else stamp)
+        return True
+
+    def detach(self) -> None:
+        """Stop reading from the event loop (the paced part polls the sockets itself)."""
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+
+    def _frames(self, now: float) -> None:
+        buf = self.buf
         if not self.upgraded:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -98,28 +156,39 @@ class LeanClient(asyncio.Protocol):
                 start = pos + 10
             if size - start < n:
                 break
-            pos = start + n
             if opcode == 2:
+                self.reply_size = start + n - pos
                 if self.received is not None and self.count < self.received.size:
                     self.received[self.count] = now
                 self.count += 1
                 if self.binary_waiter is not None and not self.binary_waiter.done():
                     self.binary_waiter.set_result(n)
             elif opcode == 1:
-                self.text.put_nowait(bytes(buf[start:pos]).decode())
+                self.text.put_nowait(bytes(buf[start : start + n]).decode())
             elif opcode == 9:  # ping -> pong
-                self.transport.write(client_frame(10, bytes(buf[start:pos])))
+                self.send(client_frame(10, bytes(buf[start : start + n])))
             elif opcode == 8:
                 self.closed = True
+            pos = start + n
         del buf[:pos]
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _lost(self, error: Exception | None) -> None:
         self.closed = True
+        with contextlib.suppress(RuntimeError):  # no running loop: in the paced part
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
         if not self.handshake.done():
-            self.handshake.set_exception(exc or ConnectionError("closed during the handshake"))
+            self.handshake.set_exception(error or ConnectionError("closed during the handshake"))
 
-    def send(self, frame: bytes) -> None:
-        self.transport.write(frame)
+    def send(self, frame: bytes) -> bool:
+        """Send a whole frame now; False if the socket's buffer is full (the server has
+        stopped reading: the block counts as never sent)."""
+        try:
+            sent = self.sock.send(frame)
+        except (BlockingIOError, InterruptedError):
+            return False
+        if sent < len(frame):
+            raise RuntimeError("a partial frame was sent: the socket buffer is full")
+        return True
 
     def expect_binary(self) -> asyncio.Future:
         """A future for the next binary frame: made before sending what it answers, so a
@@ -128,15 +197,27 @@ class LeanClient(asyncio.Protocol):
         return self.binary_waiter
 
     def close(self) -> None:
-        if not self.transport.is_closing():
-            self.transport.write(client_frame(8, struct.pack("!H", 1000)))
-            self.transport.close()
+        if self.sock.fileno() < 0:
+            return
+        if not self.closed:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            with contextlib.suppress(OSError):
+                self.sock.send(client_frame(8, struct.pack("!H", 1000)))
+        self.closed = True
+        self.sock.close()
+
+
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 async def connect(port: int, path: str, start: dict, warmup: bytes) -> LeanClient:
     """Connect, start the session, wait for ready, and process one untimed warm-up block."""
     loop = asyncio.get_running_loop()
-    _, client = await loop.create_connection(lambda: LeanClient(path, f"127.0.0.1:{port}"), "127.0.0.1", port)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    client = LeanClient(path, f"127.0.0.1:{port}", sock)
     await asyncio.wait_for(client.handshake, 60)
     client.send(client_frame(1, json.dumps(start).encode()))
     ready = json.loads(await asyncio.wait_for(client.text.get(), 60))
@@ -158,6 +239,8 @@ class Part:
     sent: np.ndarray
     received: np.ndarray
     cpu_seconds: float
+    #: Each client's local TCP port (to match it with the server process that took it).
+    ports: list[int]
 
 
 async def _run_part(
@@ -190,32 +273,59 @@ async def _run_part(
     # in ascending phase).
     due = target.T.ravel().tolist()
     cpu0 = time.process_time()
-    total = m * blocks
-    e = 0
-    nframes = len(frames)
-    sleep = asyncio.sleep
-    monotonic = time.monotonic
-    while e < total:
-        # Timers are 1 ms grained: blocks due within the next millisecond go now (early
-        # by less than the timer's grain), else waking for each would spin the loop.
-        now = monotonic()
-        horizon = now + SLACK
-        while e < total and due[e] <= horizon:
-            k, j = divmod(e, m)
-            clients[j].transport.write(frames[k % nframes])
-            sent[j, k] = now
-            e += 1
-        if e < total:
-            await sleep(max(MIN_SLEEP, due[e] - SLACK - monotonic()))
-    # Replies still missing 2 s after the last send count as never received.
-    end = monotonic() + 2.0
-    while monotonic() < end and any(c.count < blocks for c in clients):
-        await sleep(0.005)
+    _paced(clients, frames, due, blocks, sent)
     cpu = time.process_time() - cpu0
+    ports = [c.port for c in clients]
     for client in clients:
         client.close()
-    await sleep(0.05)
-    return Part(rows, target, sent, received, cpu)
+    await asyncio.sleep(0.05)
+    return Part(rows, target, sent, received, cpu, ports)
+
+
+def _paced(clients: list[LeanClient], frames: list[bytes], due: list[float], blocks: int, sent) -> None:
+    """Send every block when it is due, and read the replies, then wait up to 2 s for the
+    last ones. No event loop: the process sleeps until the next blocks are due and then
+    reads whatever replies came meanwhile, since the kernel stamped each on arrival. It
+    wakes about once a millisecond rather than for every reply (five times as often at
+    48 clients), which leaves that much more of the shared cores to the servers."""
+    for client in clients:
+        client.detach()
+    poller = select.epoll()
+    by_fd = {}
+    for client in clients:
+        poller.register(client.sock.fileno(), select.EPOLLIN)
+        by_fd[client.sock.fileno()] = client
+    m, total, nframes = len(clients), len(due), len(frames)
+    monotonic, poll, sleep = time.monotonic, poller.poll, time.sleep
+
+    def read_all() -> None:
+        while events := poll(0):
+            for fd, _ in events:
+                by_fd[fd].read_once()
+
+    e = 0
+    try:
+        while e < total:
+            # Blocks due within the next SLACK go now: waking for each would cost more.
+            horizon = monotonic() + SLACK
+            while e < total and due[e] <= horizon:
+                k, j = divmod(e, m)
+                # Each send stamped on its own: a send wakes a server, which may take this
+                # process's core before the next send (it runs on what servers leave).
+                at = monotonic()
+                if clients[j].send(frames[k % nframes]):
+                    sent[j, k] = at
+                e += 1
+            read_all()
+            if e < total:
+                sleep(max(MIN_SLEEP, due[e] - SLACK - monotonic()))
+        # Replies still missing 2 s after the last send count as never received.
+        end = monotonic() + 2.0
+        while monotonic() < end and not all(c.count >= blocks or c.closed for c in clients):
+            sleep(0.005)
+            read_all()
+    finally:
+        poller.close()
 
 
 def _worker(conn, idle: bool) -> None:
@@ -263,11 +373,11 @@ class Generators:
         n: int,
         blocks: int,
         on_start=None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray]:
         """``n`` real-time clients for ``blocks`` blocks each, client i on process
-        ``i % count``. Returns target, sent and received times, shaped (n, blocks), and
-        the generator processes' CPU seconds over the paced part. ``on_start`` is called
-        just before the clock starts (to start the meters)."""
+        ``i % count``. Returns target, sent and received times, shaped (n, blocks), the
+        generator processes' CPU seconds over the paced part, and each client's local
+        port. ``on_start`` is called just before the clock starts (to start the meters)."""
         count = len(self.conns)
         jobs = [[i for i in range(n) if i % count == g] for g in range(count)]
         used = [g for g in range(count) if jobs[g]]
@@ -285,13 +395,15 @@ class Generators:
         target = np.full((n, blocks), np.nan)
         sent, received = target.copy(), target.copy()
         cpu = 0.0
+        ports = np.zeros(n, dtype=int)
         for g in used:
             kind, part = self.conns[g].recv()
             if kind != "part":
                 raise RuntimeError(f"generator {g} failed: {part}")
             target[part.rows], sent[part.rows], received[part.rows] = part.target, part.sent, part.received
+            ports[part.rows] = part.ports
             cpu += part.cpu_seconds
-        return target, sent, received, cpu
+        return target, sent, received, cpu, ports
 
     def close(self) -> None:
         for conn in self.conns:
