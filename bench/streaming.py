@@ -3,7 +3,7 @@
 run side by side in the same run.
 
     uv run python bench/streaming.py [--quick] [--workers 2] [--generators 2]
-        [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5]
+        [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5] [--paired 5]
 
 1. Round-trip latency (send of a block -> receipt of its processed block), p50 and p99,
    for 1 and 16 concurrent real-time clients (one block every 5.333 ms each, paced
@@ -11,8 +11,9 @@ run side by side in the same run.
 2. The largest number of concurrent real-time clients with no late block (or at most
    ``--late-per-mille``; a ramp, then a bisection), and the p99 there: fxhost with 1
    worker, the bare handler, and fxhost with ``--workers`` uvicorn workers (started for
-   its ramp only), with the CPU of each worker process (how the kernel spread the
-   connections).
+   its ramp only), with the CPU of each worker process, its clients and its late blocks;
+   then one worker at its ramp's N and the workers at 1.5 N, in turn ``--paired`` times
+   (the same moments of the machine for both).
 3. Throughput with closed-loop clients (next block as soon as the reply is in), fxhost
    against the bare handler, runs interleaved (ABBA), and server CPU per block.
 
@@ -25,7 +26,8 @@ they run on what the servers leave idle rather than taking turns with them;
 the closed loop runs in this process on uvloop with the ``websockets`` client. All on the
 same machine as the servers: the generator's own CPU use, how late it sends against the
 audio clock, and the CPU used by everything else on the machine are reported next to
-every figure. About three minutes on a 2-core machine (``--quick``: about two).
+every figure; replies are stamped by the kernel as they reach the client's socket. About
+four minutes on a 2-core machine (``--quick``: about two).
 """
 
 from __future__ import annotations
@@ -689,6 +691,7 @@ async def run(args: argparse.Namespace) -> None:
                     latency[server.name, n] = min(tries, key=lambda x: x.other_load)
                     check_alive(fx, bare)
             ramps = {}
+            paired: list[tuple[RealtimeResult, RealtimeResult]] = []
             late_allowed = args.late_per_mille / 1e3
             for server in (fx, bare) if not args.no_bare_ramp else (fx,):
                 ramps[server.name] = await ramp(
@@ -704,6 +707,10 @@ async def run(args: argparse.Namespace) -> None:
                         multi, args.ramp_seconds, jitter, args.max_clients, budget, emit, late_allowed
                     )
                     check_alive(multi)
+                    if args.paired and ramps["fxhost"][0]:
+                        paired = await paired_runs(
+                            fx, multi, ramps["fxhost"][0], args.paired, args.ramp_seconds, jitter, emit
+                        )
                 finally:
                     multi.stop()
             tp: list[ClosedLoopResult] = []
@@ -728,10 +735,38 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             fx.stop()
             bare.stop()
-    report(args, latency, ramps, tp, jitter)
+    report(args, latency, ramps, tp, jitter, paired)
 
 
-def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> None:
+#: The paired runs' multiple of one worker's clients for ``--workers`` workers.
+PAIRED_SCALE = 1.5
+
+
+async def paired_runs(
+    one: Server,
+    multi: Server,
+    n: int,
+    rounds: int,
+    seconds: float,
+    jitter: float,
+    emit: Callable[[str], None],
+) -> list[tuple[RealtimeResult, RealtimeResult]]:
+    """One worker at ``n`` clients (its ramp's result) and the workers at 1.5 n, run in
+    turn ``rounds`` times: the same moments of a shared machine for both (a ramp run
+    after another meets other moments: this machine's hypervisor takes from 0 to 30% of a
+    core within minutes)."""
+    pairs = []
+    m = math.ceil(PAIRED_SCALE * n)
+    for _ in range(rounds):
+        a = await realtime(one, n, seconds)
+        emit(rt_row(a, jitter, "paired"))
+        b = await realtime(multi, m, seconds)
+        emit(rt_row(b, jitter, "paired"))
+        pairs.append((a, b))
+    return pairs
+
+
+def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, paired=()) -> None:
     period_ms = 1e3 * PERIOD
     rule = "=" * 104
     print()
@@ -851,7 +886,20 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float) -> N
                 + " (each worker has its own SO_REUSEPORT socket: the kernel spreads connections "
                 f"by a hash), generator {100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
             )
-    all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3])]
+    if paired:
+        a0, b0 = paired[0]
+        one_ok = sum(a.late_blocks(jitter) == 0 for a, _ in paired)
+        multi_ok = sum(b.late_blocks(jitter) == 0 for _, b in paired)
+        print(
+            f"  paired, in turn {len(paired)} times: fxhost at N={a0.n} with no late block in {one_ok} of "
+            f"{len(paired)} runs (late: {', '.join(str(a.late_blocks(jitter)) for a, _ in paired)}); "
+            f"{b0.server} at N={b0.n} ({PAIRED_SCALE:g}x) in {multi_ok} of {len(paired)} "
+            f"(late: {', '.join(str(b.late_blocks(jitter)) for _, b in paired)}; clients per worker "
+            + "; ".join("/".join(map(str, b.clients_per_worker)) for _, b in paired)
+            + f"): {'met' if multi_ok >= one_ok else 'NOT met'} (the workers at {PAIRED_SCALE:g}x as often "
+            "on time as one worker at its own limit)"
+        )
+    all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3]), *(x for p in paired for x in p)]
     busiest = max(all_rt, key=lambda x: x.gen_load)
     print(
         f"  load generator: at most {100 * busiest.gen_load:.0f}% of one core in any run (N={busiest.n}, "
@@ -953,6 +1001,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--generators", type=int, default=2, help="load generator processes of the real-time runs"
+    )
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=5,
+        help="rounds of one worker at its ramp's N and the workers at 1.5x N, in turn (0: none)",
     )
     parser.add_argument(
         "--generator-policy",
