@@ -412,3 +412,66 @@ class Generators:
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
+
+
+def _probe(conn, cpu: int, interval: float, threshold: float) -> None:
+    """Sleep ``interval`` again and again on one CPU at real-time priority, and record
+    every wake that came more than ``threshold`` late: the CPU was not to be had, by a
+    process of any priority (the hypervisor ran another guest, or a kernel thread held
+    it: this kernel preempts none). Sends the gaps ``(start, end)`` on request."""
+    os.sched_setaffinity(0, {cpu})
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except PermissionError:
+        conn.send("no real-time priority")
+        return
+    conn.send("ready")
+    gaps: list[tuple[float, float]] = []
+    monotonic, sleep = time.monotonic, time.sleep
+    last = monotonic()
+    while True:
+        sleep(interval)
+        now = monotonic()
+        if now - last > interval + threshold:
+            gaps.append((last + interval, now))
+        last = now
+        if conn.poll():
+            if conn.recv() is None:
+                return
+            conn.send(gaps)
+            gaps = []
+
+
+class StallProbes:
+    """One probe per CPU (``_probe``): when the machine itself stalled, as opposed to a
+    server being slow. Needs real-time priority (root, or CAP_SYS_NICE); ``available``
+    says whether it got it. Each wakes every ``interval`` (about 1% of a core each)."""
+
+    def __init__(self, interval: float = 0.002, threshold: float = 0.001):
+        ctx = multiprocessing.get_context("spawn")
+        self.conns, self.procs = [], []
+        for cpu in sorted(os.sched_getaffinity(0)):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_probe, args=(child, cpu, interval, threshold), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.available = all(conn.recv() == "ready" for conn in self.conns)
+
+    def collect(self) -> list[tuple[float, float]]:
+        """The gaps seen since the last call, on any CPU."""
+        if not self.available:
+            return []
+        gaps = []
+        for conn in self.conns:
+            conn.send("gaps")
+            gaps += conn.recv()
+        return sorted(gaps)
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            if proc.is_alive():
+                conn.send(None)
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
