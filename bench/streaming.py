@@ -45,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import benchkit
@@ -370,8 +370,6 @@ class RealtimeResult:
     steal_load: float = 0.0
     #: Each client's worker (index into worker_loads; -1: not found).
     client_worker: np.ndarray | None = None
-    #: When the machine itself stalled during the run (wsload.StallProbes): (start, end).
-    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def disturbed(self) -> bool:
@@ -408,31 +406,6 @@ class RealtimeResult:
     def clients_per_worker(self) -> list[int]:
         return [int((self.client_worker == w).sum()) for w in range(len(self.worker_loads))]
 
-    def _late(self, jitter: float) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            return ~(self.received <= self.sent + PERIOD + jitter)
-
-    def late_in_stalls(self, jitter: float) -> int:
-        """Late blocks that were in the server (sent, not yet answered) while the machine
-        stalled, or just after, while a server worked off what had waited: the stall's
-        length again (a backlog drains at least that fast at under half a core busy)."""
-        if not self.stalls:
-            return 0
-        late = self._late(jitter)
-        start = self.sent[late]
-        end = np.where(np.isfinite(self.received[late]), self.received[late], start + PERIOD + jitter)
-        hit = np.zeros(start.shape, dtype=bool)
-        for a, b in self.stalls:
-            hit |= (start < b + (b - a)) & (end > a)
-        return int(hit.sum())
-
-    def late_outside_stalls(self, jitter: float) -> int:
-        return self.late_blocks(jitter) - self.late_in_stalls(jitter)
-
-    @property
-    def longest_stall_ms(self) -> float:
-        return max((1e3 * (b - a) for a, b in self.stalls), default=0.0)
-
     def late_by_worker(self, jitter: float) -> list[int]:
         """Late blocks of the clients of each worker."""
         with np.errstate(invalid="ignore"):
@@ -452,7 +425,6 @@ async def realtime(server: Server, n: int, seconds: float) -> RealtimeResult:
     by the lean generator processes (bench/wsload.py)."""
     blocks = round(seconds / PERIOD)
     meter = Meter(server)
-    PROBES.collect()  # only this run's stalls
     target, sent, received, gen_cpu, ports = await asyncio.to_thread(
         GENERATORS.run, server.port, "/ws/process", START, PAYLOADS, PERIOD, n, blocks, meter.__enter__
     )
@@ -472,14 +444,11 @@ async def realtime(server: Server, n: int, seconds: float) -> RealtimeResult:
         meter.worker_loads,
         meter.steal_load,
         np.array([meter.peer_worker.get(int(p), -1) for p in ports]),
-        PROBES.collect(),
     )
 
 
 #: The load generator's processes (bench/wsload.py), made in main().
 GENERATORS: wsload.Generators
-#: The machine's stall probes (bench/wsload.py), made in main().
-PROBES: wsload.StallProbes
 
 
 @dataclass
@@ -578,11 +547,6 @@ def limit(r: RealtimeResult) -> str:
 
 
 def rt_row(r: RealtimeResult, jitter: float, note: str = "") -> str:
-    if r.stalls:
-        note = (
-            f"machine stalled {len(r.stalls)}x (longest {r.longest_stall_ms:.1f} ms), "
-            f"late then {r.late_in_stalls(jitter)}  {note}"
-        )
     if len(r.worker_loads) > 1:  # which worker took which clients, and whose blocks were late
         clients = "/".join(str(c) for c in r.clients_per_worker)
         late = "/".join(str(c) for c in r.late_by_worker(jitter))
@@ -599,8 +563,6 @@ BUSY = 0.25
 #: ... or the hypervisor took more than this share of a core from the machine (it comes
 #: in bursts of milliseconds: 1% over a 3 s run is 30 ms of stalls).
 STOLEN = 0.01
-#: Count late blocks that the machine's stalls explain too (--strict).
-STRICT = False
 
 
 class Budget:
@@ -652,7 +614,7 @@ async def ramp(
             attempt += 1
             r = await realtime(server, n, seconds)
             runs.append(r)
-            ok = counted_late(r, jitter) <= late_allowed * r.sent.size
+            ok = r.late_blocks(jitter) <= late_allowed * r.sent.size
             emit(rt_row(r, jitter, ("" if ok else "LATE") + (" (rerun)" if attempt > 1 else "")))
             if ok:
                 passed[n] = r
@@ -681,15 +643,9 @@ async def ramp(
 
 def allowed(args: argparse.Namespace) -> str:
     """The ramp's pass criterion, in words."""
-    where = "" if STRICT else " outside the machine's stalls"
     if not args.late_per_mille:
-        return f"no late block{where}"
-    return f"at most {args.late_per_mille:g} late blocks per 1000{where}"
-
-
-def counted_late(r: RealtimeResult, jitter: float) -> int:
-    """The late blocks the pass criterion counts."""
-    return r.late_blocks(jitter) if STRICT else r.late_outside_stalls(jitter)
+        return "no late block"
+    return f"at most {args.late_per_mille:g} late blocks per 1000"
 
 
 def check_alive(*servers: Server) -> None:
@@ -893,14 +849,6 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, pair
         "generator actually sent it; its lag behind the audio"
     )
     print("   clock is the 'send p99' column.")
-    if not STRICT:
-        for line in (
-            "   The machine's stalls: a probe on each CPU at real-time priority wakes every 2 ms and notes",
-            "   any wake over 1 ms late (the CPU was not to be had: the hypervisor, or a kernel thread this",
-            "   kernel does not preempt); a late block in the server during one, or within its length after,",
-            "   is not counted against the server (--strict counts it).",
-        ):
-            print(line)
     print(
         f"{'server':<8}{'max N':>7}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'send p99':>9}{'gen':>7}"
         f"{'srv':>7}{'other':>7}{'steal':>7}   first N that failed (late blocks, p99 ms)"
@@ -940,21 +888,16 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, pair
             )
     if paired:
         a0, b0 = paired[0]
-        allowed_late = args.late_per_mille / 1e3
-        one_ok = sum(counted_late(a, jitter) <= allowed_late * a.sent.size for a, _ in paired)
-        multi_ok = sum(counted_late(b, jitter) <= allowed_late * b.sent.size for _, b in paired)
-
-        def lates(rs) -> str:
-            return ", ".join(f"{x.late_blocks(jitter)} ({x.late_in_stalls(jitter)} in stalls)" for x in rs)
-
+        one_ok = sum(a.late_blocks(jitter) == 0 for a, _ in paired)
+        multi_ok = sum(b.late_blocks(jitter) == 0 for _, b in paired)
         print(
-            f"  paired, in turn {len(paired)} times, passing with {allowed(args)}: fxhost at N={a0.n} "
-            f"passed {one_ok} of {len(paired)} runs (late: {lates(a for a, _ in paired)}); "
-            f"{b0.server} at N={b0.n} ({PAIRED_SCALE:g}x) passed {multi_ok} of {len(paired)} "
-            f"(late: {lates(b for _, b in paired)}; clients per worker "
+            f"  paired, in turn {len(paired)} times: fxhost at N={a0.n} with no late block in {one_ok} of "
+            f"{len(paired)} runs (late: {', '.join(str(a.late_blocks(jitter)) for a, _ in paired)}); "
+            f"{b0.server} at N={b0.n} ({PAIRED_SCALE:g}x) in {multi_ok} of {len(paired)} "
+            f"(late: {', '.join(str(b.late_blocks(jitter)) for _, b in paired)}; clients per worker "
             + "; ".join("/".join(map(str, b.clients_per_worker)) for _, b in paired)
-            + f"): {'met' if multi_ok >= one_ok else 'NOT met'} (the workers at {PAIRED_SCALE:g}x pass as "
-            "often as one worker at its own limit)"
+            + f"): {'met' if multi_ok >= one_ok else 'NOT met'} (the workers at {PAIRED_SCALE:g}x as often "
+            "on time as one worker at its own limit)"
         )
     all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3]), *(x for p in paired for x in p)]
     busiest = max(all_rt, key=lambda x: x.gen_load)
@@ -1060,11 +1003,6 @@ def main() -> None:
         "--generators", type=int, default=2, help="load generator processes of the real-time runs"
     )
     parser.add_argument(
-        "--strict",
-        action="store_true",
-        help="a ramp step fails on any late block, even one sent while the machine itself stalled",
-    )
-    parser.add_argument(
         "--paired",
         type=int,
         default=5,
@@ -1090,15 +1028,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global GENERATORS
     GENERATORS = wsload.Generators(args.generators, idle=args.generator_policy == "idle")
-    global PROBES, STRICT
-    PROBES = wsload.StallProbes()
-    STRICT = args.strict or not PROBES.available
     started = time.monotonic()
     try:
         uvloop.run(run(args))
     finally:
         GENERATORS.close()
-        PROBES.close()
     print(f"(whole run: {time.monotonic() - started:.0f} s)")
 
 
