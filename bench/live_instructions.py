@@ -177,15 +177,21 @@ def summary(out: str) -> int:
 
 
 def functions(out: str) -> dict[str, int]:
-    """Self instructions by function (file:function) in a callgrind output file."""
+    """Self instructions by function (file:function) in a callgrind output file. The
+    functions on the call stack when the dump was made (``main``, the event loop, the
+    eval loop's outermost frame...) are listed by callgrind_annotate with the whole
+    dump's count, not their own: they are left out."""
     command = ["callgrind_annotate", "--threshold=100", "--auto=no", out]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    total = summary(out)
     counts: dict[str, int] = {}
     for line in text.splitlines():
         found = re.match(r"\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$", line)
         if found and ":" in found.group(2):
             name = found.group(2).split(" [")[0]
-            counts[name] = counts.get(name, 0) + int(found.group(1).replace(",", ""))
+            count = int(found.group(1).replace(",", ""))
+            if count < 0.99 * total:
+                counts[name] = counts.get(name, 0) + count
     return counts
 
 

@@ -17,7 +17,7 @@ import termios
 from collections.abc import Awaitable, Callable
 
 import numpy as np
-from starlette.types import Receive
+from starlette.types import Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from fxhost.api import protocol as p
@@ -170,22 +170,21 @@ def audio_of(data: bytes | memoryview, pcm: Pcm, max_bytes: int) -> np.ndarray:
         raise ProtocolError("invalid_audio", str(error), p.CLOSE_INVALID_DATA) from None
 
 
-def block_io(ws: WebSocket) -> tuple[Receive, Callable[[bytes], Awaitable[None]]]:
-    """The ASGI ``receive`` and a send of one binary message, for a per-block loop: those
-    of Starlette's WebSocket check its state machine on every message (1.5 µs a block,
-    a tenth of what /ws/process adds to a bare handler: bench/live_instructions.py). The
-    caller raises WebSocketDisconnect on a disconnect message; a send to a connection that
-    is gone raises it (1006), as Starlette's does."""
-    send = ws._send
+def block_io(ws: WebSocket) -> tuple[Receive, Send]:
+    """The ASGI ``receive`` and ``send``, for a per-block loop: those of Starlette's
+    WebSocket check its state machine on every message (1.5 µs a block, a tenth of what
+    /ws/process adds to a bare handler: bench/live_instructions.py), and a coroutine of
+    our own around them would cost one more per block. The caller raises
+    WebSocketDisconnect on a disconnect message, and :func:`connection_lost` when a send
+    raises OSError, as Starlette's would."""
+    return ws._receive, ws._send
 
-    async def send_bytes(data: bytes) -> None:
-        try:
-            await send({"type": "websocket.send", "bytes": data})
-        except OSError:
-            ws.application_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(1006) from None
 
-    return ws._receive, send_bytes
+def connection_lost(ws: WebSocket) -> WebSocketDisconnect:
+    """A send to a connection that is gone (OSError): the WebSocket is marked disconnected,
+    and the caller raises the WebSocketDisconnect(1006) returned, as Starlette's send does."""
+    ws.application_state = WebSocketState.DISCONNECTED
+    return WebSocketDisconnect(1006)
 
 
 def unread_bytes(ws: WebSocket) -> int | None:

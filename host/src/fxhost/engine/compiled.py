@@ -155,6 +155,7 @@ class CompiledChain:
         # cost of its own. ``index`` and ``self`` stay locals: running_step() reads them.
         timings = self.timings
         start = perf_counter() if timings is not None else 0.0
+        shape = block.shape  # every step's output has it: checked
         for index, effect in enumerate(self.effects):
             try:
                 out = effect.process(block)
@@ -165,17 +166,18 @@ class CompiledChain:
             if not (
                 type(out) is np.ndarray
                 and out.dtype == _FLOAT32
-                and out.shape == block.shape
+                and out.shape == shape
                 and (math.isfinite(np.vdot(out, out)) or np.isfinite(out).all())
             ):
-                problem = _bad_output(out, self.channels, block.shape[1]) or "returned bad audio"
+                problem = _bad_output(out, self.channels, shape[1]) or "returned bad audio"
                 raise self.fault(index, problem, "bad_output")
             block = out
             if timings is not None:
                 end = perf_counter()
+                elapsed = end - start
                 times = timings[index]
-                times.sum += end - start
-                times.counts[bisect_left(times.bounds, end - start)] += 1
+                times.sum += elapsed
+                times.counts[bisect_left(times.bounds, elapsed)] += 1
                 start = end
         return block
 

@@ -89,7 +89,8 @@ class LiveChain:
                     return self._process_now(block)
                 start = time.perf_counter()
                 out = await self.runner.process_in_thread(self.chain, block)
-                return self._count(block, out, time.perf_counter() - start)
+                self._count(block.shape[1], time.perf_counter() - start)
+                return out
         except EffectFault as fault:
             self._fault(fault)
             raise
@@ -98,27 +99,35 @@ class LiveChain:
         """``block`` processed here, on the event loop, if it may be: it is no larger than
         ``inline_frames`` and no parameter change holds the chain. Else None, and the
         caller awaits :meth:`process`. The live per-block path calls this, not
-        :meth:`process`: a coroutine per block is a cost of its own (bench/live_instructions.py)."""
-        if block.shape[1] > self.inline_frames or self._lock.locked():
+        :meth:`process`: a coroutine per block is a cost of its own (bench/live_instructions.py),
+        and so is a call, which is why :meth:`_process_now` is written out here."""
+        frames = block.shape[1]
+        if frames > self.inline_frames or self._lock.locked():
             return None
+        runner = self.runner
         try:
             # Runs to completion without awaiting: nothing can interleave, no lock needed.
-            return self._process_now(block)
+            out = runner.process_inline(self.chain, block)
         except EffectFault as fault:
             self._fault(fault)
             raise
+        # The deadline's clock readings time the block: no clock pair of our own.
+        self._count(frames, runner.last_seconds)
+        return out
 
     def _process_now(self, block: np.ndarray) -> np.ndarray:
+        """:meth:`process_now`'s work, for :meth:`process` under the lock (and bench/metrics.py)."""
         runner = self.runner
         out = runner.process_inline(self.chain, block)
-        # The deadline's clock readings time the block: no clock pair of our own.
-        return self._count(block, out, runner.last_seconds)
+        self._count(block.shape[1], runner.last_seconds)
+        return out
 
-    def _count(self, block: np.ndarray, out: np.ndarray, elapsed: float) -> np.ndarray:
-        frames = block.shape[1]
+    def _count(self, frames: int, elapsed: float) -> None:
+        """A block of ``frames`` frames processed in ``elapsed`` seconds. The output has as
+        many frames: the chain checks that every step's output has its input's shape."""
         self.process_seconds += elapsed
         self.frames_in += frames
-        self.frames_out += out.shape[1]
+        self.frames_out += frames
         self.blocks += 1
         if (counts := self._counts) is not None:
             counts.blocks += 1
@@ -126,7 +135,6 @@ class LiveChain:
             counts.process_seconds += elapsed
             if elapsed * counts.sample_rate > frames:  # slower than real time
                 counts.deadline_misses += 1
-        return out
 
     def _fault(self, fault: EffectFault) -> None:
         if self.totals is not None:

@@ -17,6 +17,7 @@ from fxhost.api.sessions import (
     ProtocolError,
     audio_of,
     block_io,
+    connection_lost,
     effect_failed,
     receive,
     send,
@@ -55,9 +56,9 @@ async def ws_process(ws: WebSocket) -> None:
     max_bytes = svc.settings.max_frame_bytes
     clock, pcm, indexed = AudioClock(rate), Pcm(start.channels, start.format), start.indexed
     await send(ws, _ready(live, start, rate, svc.settings.block_size))
-    receive, send_bytes = block_io(ws)
+    receive, send_asgi = block_io(ws)
     # The per-block loop, with the layers a block would pass written out (receive(),
-    # _process(), LiveChain.process()): each call is a cost of its own here.
+    # _process(), LiveChain.process(), a send_bytes()): each call is a cost of its own here.
     while True:
         message = await receive()
         data = message.get("bytes")
@@ -75,7 +76,11 @@ async def ws_process(ws: WebSocket) -> None:
             except EffectFault as fault:
                 log.warning("/ws/process: %s", fault)
                 raise effect_failed(fault) from None
-            await send_bytes(tag + pcm.encode(out) if tag else pcm.encode(out))
+            reply = tag + pcm.encode(out) if tag else pcm.encode(out)
+            try:
+                await send_asgi({"type": "websocket.send", "bytes": reply})
+            except OSError:
+                raise connection_lost(ws) from None
             clock.done(perf_counter())
         elif message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))
