@@ -53,37 +53,38 @@ def served_by(port: int, count: int, paused: set[int] = frozenset()) -> Counter:
             sock.close()
 
 
-def test_connections_made_while_a_worker_is_busy_are_still_shared(tmp_path):
+@pytest.fixture
+def workers(tmp_path):
+    """``fxhost serve --workers 2``: its port and its two workers' pids, once both serve."""
     server = start_server(tmp_path, {"FXHOST_WORKERS": "2"})
     try:
         port = int(server.base.rpartition(":")[2])
-        # Both workers serving: a few single connections until both have answered.
+        # A few single connections until both workers have answered.
         seen: set[int] = set()
         wait_until(lambda: seen.update(served_by(port, 1)) or len(seen) == 2, what="both workers serving")
-        # With one socket shared, the worker that is awake takes every connection; these
-        # are long-lived (a live session), so a moment's business would decide for good.
-        counts = served_by(port, BURST, paused={min(seen)})
-        assert set(counts) == seen, counts
-        # A fair coin per connection: one worker with fewer than 8 of 40 is a 1-in-40,000 event.
-        assert min(counts.values()) >= 8, counts
+        assert seen <= set(descendants(server.proc.pid))
+        yield port, seen
     finally:
         server.stop()
 
 
-def test_a_worker_killed_is_replaced_on_its_socket_and_no_connection_is_refused(tmp_path):
-    server = start_server(tmp_path, {"FXHOST_WORKERS": "2"})
-    try:
-        port = int(server.base.rpartition(":")[2])
-        seen: set[int] = set()
-        wait_until(lambda: seen.update(served_by(port, 1)) or len(seen) == 2, what="both workers serving")
-        victim = min(seen)
-        assert victim in descendants(server.proc.pid)
-        os.kill(victim, signal.SIGKILL)
-        # While it is replaced, connections hashed to its socket wait there: every one of a
-        # burst is served, none refused, half of them by the replacement.
-        counts = served_by(port, BURST, paused=seen - {victim})
-        assert sum(counts.values()) == BURST, counts
-        assert victim not in counts and len(counts) == 2, counts
-        assert min(counts.values()) >= 8, counts
-    finally:
-        server.stop()
+def test_connections_made_while_a_worker_is_busy_are_still_shared(workers):
+    port, pids = workers
+    # With one socket shared, the worker that is awake takes every connection; these are
+    # long-lived (a live session), so a moment's business would decide for good.
+    counts = served_by(port, BURST, paused={min(pids)})
+    assert set(counts) == pids, counts
+    # A fair coin per connection: one worker with fewer than 8 of 40 is a 1-in-40,000 event.
+    assert min(counts.values()) >= 8, counts
+
+
+def test_a_worker_killed_is_replaced_on_its_socket_and_no_connection_is_refused(workers):
+    port, pids = workers
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    # While it is replaced, connections hashed to its socket wait there: every one of a
+    # burst is served, none refused, half of them by the replacement.
+    counts = served_by(port, BURST, paused=pids - {victim})
+    assert sum(counts.values()) == BURST, counts
+    assert victim not in counts and len(counts) == 2, counts
+    assert min(counts.values()) >= 8, counts
