@@ -8,7 +8,7 @@ server frames, and client frames masked with an all-zero key (a legal key, which
 masking a copy: frames are built once, up front). Pings are answered. A reply's time is
 the kernel's (SO_TIMESTAMPNS: when it reached the client's socket), so a generator
 waiting for a core does not make the server look late. One process runs
-every client it is given from one task that sends each block when it is due (client i
+every client it is given from one loop that sends each block when it is due (client i
 of n is due at ``start + (k + i / n) * PERIOD``: phases spread over one period), stamping
 sends and receipts with the monotonic clock, which all processes share.
 """
@@ -50,26 +50,27 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return head + _ZERO_MASK + payload
 
 
-#: SO_TIMESTAMPNS (and its control message type) on Linux; Python names it from 3.x on some
-#: builds only.
+#: SO_TIMESTAMPNS, also the type of its control message (Linux's value where the socket
+#: module does not name it).
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("=qq")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 #: CLOCK_REALTIME - CLOCK_MONOTONIC, in ns: kernel stamps are real time, the bench's clock is
 #: monotonic (the same in every process; it moves only if the clock is stepped mid-run).
 _REAL_MINUS_MONO_NS = time.time_ns() - time.monotonic_ns()
 
 
 class LeanClient:
-    """One WebSocket connection on a non-blocking socket read from the event loop's
-    reader callback. Binary replies are stamped into ``received[k]`` in order, with the
-    time the kernel queued them on the socket (SO_TIMESTAMPNS), not the time this process
-    got round to reading them: these processes stand for clients on other machines and
-    run on what the servers leave idle, so their reads can wait for a core while the
-    reply is already there. Reads take one frame at a time, so each reply gets its own
-    stamp."""
+    """One WebSocket connection on a non-blocking socket, read from the event loop's
+    reader callback while it is set up and then by the paced part's own poll. Binary
+    replies are stamped into ``received[k]`` in order, with the time the kernel queued
+    them on the socket (SO_TIMESTAMPNS), not the time this process got round to reading
+    them: these processes stand for clients on other machines and run on what the
+    servers leave idle, so their reads can wait for a core while the reply is already
+    there. Reads take one frame at a time, so each reply gets its own stamp."""
 
     def __init__(self, path: str, host: str, sock: socket.socket):
-        self.path, self.host, self.sock = path, host, sock
+        self.sock = sock
         self.buf = bytearray()
         self.upgraded = False
         loop = asyncio.get_running_loop()
@@ -174,8 +175,7 @@ class LeanClient:
 
     def _lost(self, error: Exception | None) -> None:
         self.closed = True
-        with contextlib.suppress(RuntimeError):  # no running loop: in the paced part
-            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
         if not self.handshake.done():
             self.handshake.set_exception(error or ConnectionError("closed during the handshake"))
 
@@ -205,9 +205,6 @@ class LeanClient:
                 self.sock.send(client_frame(8, struct.pack("!H", 1000)))
         self.closed = True
         self.sock.close()
-
-
-_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 async def connect(port: int, path: str, start: dict, warmup: bytes) -> LeanClient:
