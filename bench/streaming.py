@@ -10,10 +10,12 @@ run side by side in the same run.
    against the monotonic clock).
 2. The largest number of concurrent real-time clients with no late block (or at most
    ``--late-per-mille``; a ramp, then a bisection), and the p99 there: fxhost with 1
-   worker, the bare handler, and fxhost with ``--workers`` uvicorn workers (started for
-   its ramp only), with the CPU of each worker process, its clients and its late blocks;
-   then one worker at its ramp's N and the workers at 1.5 N, in turn ``--paired`` times
-   (the same moments of the machine for both).
+   worker, the bare handler, fxhost with ``--workers`` uvicorn workers and the bare app in
+   as many processes (each started for its ramp only), with the CPU of each worker
+   process, its clients and its late blocks; then one process at its ramp's N and the
+   workers at 1.5 N, in turn ``--paired`` times (the same moments of the machine for
+   both), fxhost and bare alike: the bare pair shows how far two event loops scale on
+   this machine with none of fxhost's code.
 3. Throughput with closed-loop clients (next block as soon as the reply is in), fxhost
    against the bare handler, runs interleaved (ABBA), and server CPU per block.
 
@@ -113,10 +115,41 @@ def bare_app():
     return Starlette(routes=[WebSocketRoute("/ws/process", process), Route("/health", health)])
 
 
-def serve_bare(port: int) -> None:
+def serve_bare(port: int, processes: int = 1) -> None:
+    """The bare app under uvicorn; with ``processes`` > 1, in that many processes, each
+    with its own SO_REUSEPORT listening socket on ``port``, as ``fxhost serve --workers``
+    runs (host/src/fxhost/supervisor.py): the baseline of how far two event loops scale
+    on this machine with nothing of fxhost's in them."""
     import uvicorn
 
-    uvicorn.run(bare_app(), host="127.0.0.1", port=port, **UVICORN_OPTIONS)
+    if processes == 1:
+        uvicorn.run(bare_app(), host="127.0.0.1", port=port, **UVICORN_OPTIONS)
+        return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # "spawn_main" in their command lines: Server.workers()
+    procs = [ctx.Process(target=_serve_bare_reuseport, args=(port,)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+
+    def stop(*_) -> None:
+        for proc in procs:
+            proc.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    for proc in procs:
+        proc.join()
+
+
+def _serve_bare_reuseport(port: int) -> None:
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(bare_app(), **UVICORN_OPTIONS))
+    server.run(sockets=[sock])
 
 
 # -- servers --------------------------------------------------------------------------
@@ -223,18 +256,26 @@ def wait_healthy(name: str, proc: subprocess.Popen, port: int, log: Path) -> Non
         time.sleep(0.1)
 
 
-def start_bare(root: Path) -> Server:
+def start_bare(root: Path, processes: int = 1) -> Server:
     port = benchkit.free_port()
-    log = root / "bare.log"
+    name = "bare" if processes == 1 else f"bare-{processes}p"
+    log = root / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve-bare", str(port)],
+            [sys.executable, __file__, "--serve-bare", str(port), "--bare-processes", str(processes)],
             cwd=root,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    wait_healthy("bare server", proc, port, log)
-    return Server("bare", proc, port, log)
+    server = Server(name, proc, port, log)
+    wait_healthy(f"{name} server", proc, port, log)
+    if processes > 1:  # healthy is one process listening: wait for all of them
+        deadline = time.monotonic() + 60
+        while len(listening(server.workers(), port)) < processes:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+    return server
 
 
 # -- the load generator ---------------------------------------------------------------
@@ -312,9 +353,8 @@ class Meter:
         self.steal_load = (_machine_stolen() - self.stolen) / wall
 
 
-def peer_ports(pids: list[int], port: int) -> dict[int, int]:
-    """Peer port -> index in ``pids`` of the process holding each established connection
-    to ``port`` (from /proc: the processes' socket inodes, /proc/net/tcp's rows)."""
+def _socket_inodes(pids: list[int]) -> dict[int, int]:
+    """Socket inode -> index in ``pids`` of the process holding it (from /proc/PID/fd)."""
     inode_owner = {}
     for i, pid in enumerate(pids):
         try:
@@ -327,6 +367,13 @@ def peer_ports(pids: list[int], port: int) -> dict[int, int]:
                     inode_owner[int(target[8:-1])] = i
         except OSError:
             continue
+    return inode_owner
+
+
+def peer_ports(pids: list[int], port: int) -> dict[int, int]:
+    """Peer port -> index in ``pids`` of the process holding each established connection
+    to ``port`` (from /proc: the processes' socket inodes, /proc/net/tcp's rows)."""
+    inode_owner = _socket_inodes(pids)
     owner = {}
     with open("/proc/net/tcp") as f:
         next(f)
@@ -336,6 +383,19 @@ def peer_ports(pids: list[int], port: int) -> dict[int, int]:
             if state == "01" and int(local.split(":")[1], 16) == port and inode in inode_owner:
                 owner[int(remote.split(":")[1], 16)] = inode_owner[inode]
     return owner
+
+
+def listening(pids: list[int], port: int) -> set[int]:
+    """Indices in ``pids`` of the processes with a socket listening on ``port``."""
+    inodes = _socket_inodes(pids)
+    found = set()
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for row in f:
+            cols = row.split()
+            if cols[3] == "0A" and int(cols[1].split(":")[1], 16) == port and int(cols[9]) in inodes:
+                found.add(inodes[int(cols[9])])
+    return found
 
 
 def _self_cpu() -> float:
@@ -694,7 +754,8 @@ async def run(args: argparse.Namespace) -> None:
                     latency[server.name, n] = min(tries, key=lambda x: x.other_load)
                     check_alive(fx, bare)
             ramps = {}
-            paired: list[tuple[RealtimeResult, RealtimeResult]] = []
+            #: Per single-process server: its paired runs against its multi-process form.
+            paired: dict[str, list[tuple[RealtimeResult, RealtimeResult]]] = {}
             late_allowed = args.late_per_mille / 1e3
             for server in (fx, bare) if not args.no_bare_ramp else (fx,):
                 ramps[server.name] = await ramp(
@@ -702,20 +763,26 @@ async def run(args: argparse.Namespace) -> None:
                 )
                 check_alive(fx, bare)
             if args.workers > 1:
-                # Started only now, so that its processes are not there during the other runs.
-                multi = start_fxhost(Path(tmp) / "fxhost-multi", args.workers)
-                try:
-                    await close_clients(await open_clients(multi.url, 8 * args.workers))
-                    ramps[multi.name] = await ramp(
-                        multi, args.ramp_seconds, jitter, args.max_clients, budget, emit, late_allowed
-                    )
-                    check_alive(multi)
-                    if args.paired and ramps["fxhost"][0]:
-                        paired = await paired_runs(
-                            fx, multi, ramps["fxhost"][0], args.paired, args.ramp_seconds, jitter, emit
+                # Each started only now, so that its processes are not there during the other
+                # runs. The bare app in as many processes shows how far two event loops scale
+                # on this machine with none of fxhost's code.
+                for one in (fx, bare) if not args.no_bare_ramp else (fx,):
+                    if one is fx:
+                        multi = start_fxhost(Path(tmp) / "fxhost-multi", args.workers)
+                    else:
+                        multi = start_bare(Path(tmp), args.workers)
+                    try:
+                        await close_clients(await open_clients(multi.url, 8 * args.workers))
+                        ramps[multi.name] = await ramp(
+                            multi, args.ramp_seconds, jitter, args.max_clients, budget, emit, late_allowed
                         )
-                finally:
-                    multi.stop()
+                        check_alive(multi)
+                        if args.paired and ramps[one.name][0]:
+                            paired[one.name] = await paired_runs(
+                                one, multi, ramps[one.name][0], args.paired, args.ramp_seconds, jitter, emit
+                            )
+                    finally:
+                        multi.stop()
             tp: list[ClosedLoopResult] = []
             for server in (fx, bare, bare, fx):
                 tries: list[ClosedLoopResult] = []
@@ -769,7 +836,8 @@ async def paired_runs(
     return pairs
 
 
-def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, paired=()) -> None:
+def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, paired=None) -> None:
+    paired = paired or {}
     period_ms = 1e3 * PERIOD
     rule = "=" * 104
     print()
@@ -783,14 +851,15 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, pair
         "bench/wsload.py (one pacing loop per"
     )
     print(
-        f"process, replies stamped by the kernel on arrival, scheduling policy {args.generator_policy}); "
+        f"process: {GENERATORS.loop}; replies stamped by the kernel on arrival, scheduling policy "
+        f"{args.generator_policy}); "
         "closed loop: this process, "
         f"websockets {_ws_version()} asyncio client "
         "(no permessage-deflate). On the SAME"
     )
     print(
         f"{os.cpu_count()}-core machine as the servers (loopback). Servers: `fxhost serve` (1 worker; "
-        f"and {args.workers} workers for one more ramp), a bare Starlette app"
+        f"and {args.workers} workers), a bare Starlette app (1 process, and {args.workers})"
     )
     print(
         "(this file: deinterleave, one pedalboard.Reverb per connection, .process(block, 48000, 8192, "
@@ -874,38 +943,17 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, pair
         )
     if best.get("bare"):
         print(f"  fxhost/bare max N: {best['fxhost'] / best['bare']:.2f}")
-    multi = next((name for name in ramps if name.startswith("fxhost-")), None)
-    if multi and best.get("fxhost"):
-        scale = best[multi] / best["fxhost"]
-        print(f"  {multi}/fxhost max N: {scale:.2f} (target >= 1.5: {'met' if scale >= 1.5 else 'NOT met'})")
-        _, r, bad, runs = ramps[multi]
-        shown = r or (runs[-1] if runs else None)
-        if shown is not None:
-            print(
-                f"  {multi} at N={shown.n}: CPU per worker process "
-                + ", ".join(f"{100 * x:.0f}%" for x in shown.worker_loads)
-                + " of a core, clients per worker "
-                + ", ".join(str(c) for c in shown.clients_per_worker)
-                + " (each worker has its own SO_REUSEPORT socket: the kernel spreads connections "
-                f"by a hash), generator {100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
-            )
-    if paired:
-        a0, b0 = paired[0]
-        late_allowed = args.late_per_mille / 1e3
-        one_ok = sum(a.passes(jitter, late_allowed) for a, _ in paired)
-        multi_ok = sum(b.passes(jitter, late_allowed) for _, b in paired)
-        # One worker failing every paired run at its own limit leaves nothing to compare.
-        verdict = "INCONCLUSIVE" if one_ok == 0 else "met" if multi_ok >= one_ok else "NOT met"
-        print(
-            f"  paired, in turn {len(paired)} times: fxhost at N={a0.n} with {allowed(args)} in {one_ok} of "
-            f"{len(paired)} runs (late: {', '.join(str(a.late_blocks(jitter)) for a, _ in paired)}); "
-            f"{b0.server} at N={b0.n} ({PAIRED_SCALE:g}x) in {multi_ok} of {len(paired)} "
-            f"(late: {', '.join(str(b.late_blocks(jitter)) for _, b in paired)}; clients per worker "
-            + "; ".join("/".join(map(str, b.clients_per_worker)) for _, b in paired)
-            + f"): {verdict} (the workers at {PAIRED_SCALE:g}x as often on time as one worker at its own "
-            "limit)"
-        )
-    all_rt = [*latency.values(), *(x for v in ramps.values() for x in v[3]), *(x for p in paired for x in p)]
+    for one in ("fxhost", "bare"):
+        multi = next((name for name in ramps if name.startswith(one + "-")), None)
+        if multi and best.get(one):
+            report_scaling(one, multi, ramps[multi], best[multi] / best[one])
+        if paired.get(one):
+            report_paired(args, paired[one], jitter)
+    all_rt = [
+        *latency.values(),
+        *(x for v in ramps.values() for x in v[3]),
+        *(x for pairs in paired.values() for p in pairs for x in p),
+    ]
     busiest = max(all_rt, key=lambda x: x.gen_load)
     print(
         f"  load generator: at most {100 * busiest.gen_load:.0f}% of one core in any run (N={busiest.n}, "
@@ -977,6 +1025,41 @@ def report(args, latency, ramps, tp: list[ClosedLoopResult], jitter: float, pair
     print("(bench/ring.py measures the ring buffers and wire conversions on their own.)")
 
 
+def report_scaling(one: str, multi: str, multi_ramp, scale: float) -> None:
+    """The multi-process server's ramp against its single process's."""
+    target = f" (target >= 1.5: {'met' if scale >= 1.5 else 'NOT met'})" if one == "fxhost" else ""
+    print(f"  {multi}/{one} max N: {scale:.2f}{target}")
+    _, r, _, runs = multi_ramp
+    shown = r or (runs[-1] if runs else None)
+    if shown is not None:
+        print(
+            f"  {multi} at N={shown.n}: CPU per process "
+            + ", ".join(f"{100 * x:.0f}%" for x in shown.worker_loads)
+            + " of a core, clients per process "
+            + ", ".join(str(c) for c in shown.clients_per_worker)
+            + " (each has its own SO_REUSEPORT socket: the kernel spreads connections "
+            f"by a hash), generator {100 * shown.gen_load:.0f}%, other {100 * shown.other_load:.0f}%"
+        )
+
+
+def report_paired(args, pairs: list[tuple[RealtimeResult, RealtimeResult]], jitter: float) -> None:
+    a0, b0 = pairs[0]
+    late_allowed = args.late_per_mille / 1e3
+    one_ok = sum(a.passes(jitter, late_allowed) for a, _ in pairs)
+    multi_ok = sum(b.passes(jitter, late_allowed) for _, b in pairs)
+    # One process failing every paired run at its own limit leaves nothing to compare.
+    verdict = "INCONCLUSIVE" if one_ok == 0 else "met" if multi_ok >= one_ok else "NOT met"
+    print(
+        f"  paired, in turn {len(pairs)} times: {a0.server} at N={a0.n} with {allowed(args)} in {one_ok} of "
+        f"{len(pairs)} runs (late: {', '.join(str(a.late_blocks(jitter)) for a, _ in pairs)}); "
+        f"{b0.server} at N={b0.n} ({PAIRED_SCALE:g}x) in {multi_ok} of {len(pairs)} "
+        f"(late: {', '.join(str(b.late_blocks(jitter)) for _, b in pairs)}; clients per process "
+        + "; ".join("/".join(map(str, b.clients_per_worker)) for _, b in pairs)
+        + f"): {verdict} (the processes at {PAIRED_SCALE:g}x as often on time as one at its own "
+        "limit)"
+    )
+
+
 def _ws_version() -> str:
     import websockets
 
@@ -986,6 +1069,7 @@ def _ws_version() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-processes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--rt-seconds", type=float, default=5.0, help="seconds per latency run")
     parser.add_argument("--ramp-seconds", type=float, default=3.0, help="seconds per ramp step")
     parser.add_argument("--jitter-ms", type=float, default=2.0, help="jitter allowance of the deadline")
@@ -1022,18 +1106,27 @@ def main() -> None:
         "core the servers leave idle, as remote clients would)",
     )
     parser.add_argument(
+        "--generator-loop",
+        choices=("c", "python"),
+        default="c",
+        help="the real-time generator's paced loop: c (bench/wsload_paced.c, compiled with the machine's "
+        "C compiler; the Python loop where none is found) or python",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="shorter runs (2 s latency and ramp steps, 3 s closed loop)"
     )
     args = parser.parse_args()
     if args.serve_bare:
-        serve_bare(args.serve_bare)
+        serve_bare(args.serve_bare, args.bare_processes)
         return
     if args.quick:
         args.rt_seconds, args.ramp_seconds, args.tp_seconds = 2.0, 2.0, 3.0
     # Stopped with SIGTERM: still stop the servers and generators (the finally clauses).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     global GENERATORS
-    GENERATORS = wsload.Generators(args.generators, idle=args.generator_policy == "idle")
+    GENERATORS = wsload.Generators(
+        args.generators, idle=args.generator_policy == "idle", c_loop=args.generator_loop == "c"
+    )
     started = time.monotonic()
     try:
         uvloop.run(run(args))

@@ -10,7 +10,10 @@ the kernel's (SO_TIMESTAMPNS: when it reached the client's socket), so a generat
 waiting for a core does not make the server look late. One process runs
 every client it is given from one loop that sends each block when it is due (client i
 of n is due at ``start + (k + i / n) * PERIOD``: phases spread over one period), stamping
-sends and receipts with the monotonic clock, which all processes share.
+sends and receipts with the monotonic clock, which all processes share. That loop runs
+in C (bench/wsload_paced.c, compiled on first use with the machine's compiler) where a
+compiler is found, for a fraction of the Python loop's CPU; the Python loop (``_paced``)
+is the fallback and the reference for what it does.
 """
 
 from __future__ import annotations
@@ -18,14 +21,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
+import hashlib
 import json
 import multiprocessing
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -249,6 +258,7 @@ async def _run_part(
     rows: list[int],
     n: int,
     blocks: int,
+    library: str | None,
     conn,
 ) -> Part:
     frames = [client_frame(2, p) for p in payloads]
@@ -268,9 +278,12 @@ async def _run_part(
     target = t0 + period * (np.arange(blocks)[None, :] + phase[:, None])
     # Every client's sends in time order: client j's block k is event k * m + j (rows are
     # in ascending phase).
-    due = target.T.ravel().tolist()
+    due = target.T.ravel()
     cpu0 = time.process_time()
-    _paced(clients, frames, due, blocks, sent)
+    if library:
+        _paced_c(ctypes.CDLL(library, use_errno=True), clients, frames, due, blocks, sent, received)
+    else:
+        _paced(clients, frames, due.tolist(), blocks, sent)
     cpu = time.process_time() - cpu0
     ports = [c.port for c in clients]
     for client in clients:
@@ -307,10 +320,18 @@ def _paced(clients: list[LeanClient], frames: list[bytes], due: list[float], blo
             horizon = monotonic() + SLACK
             while e < total and due[e] <= horizon:
                 k, j = divmod(e, m)
+                client = clients[j]
+                # The replies before this block are read first, while their stamps are
+                # their own: the kernel merges a reply into an unread one before it on the
+                # socket, and the merged data keeps the later arrival time
+                # (tcp_try_coalesce), so reply k - 1 read after reply k came would look a
+                # whole period late.
+                while client.count < k and not client.closed and client.read_once():
+                    pass
                 # Each send stamped on its own: a send wakes a server, which may take this
                 # process's core before the next send (it runs on what servers leave).
                 at = monotonic()
-                if clients[j].send(frames[k % nframes]):
+                if client.send(frames[k % nframes]):
                     sent[j, k] = at
                 e += 1
             read_all()
@@ -323,6 +344,77 @@ def _paced(clients: list[LeanClient], frames: list[bytes], due: list[float], blo
             read_all()
     finally:
         poller.close()
+
+
+#: The C version of _paced (bench/wsload_paced.c), compiled by Generators.
+PACED_SOURCE = Path(__file__).with_name("wsload_paced.c")
+
+
+def build_paced() -> tuple[str | None, str]:
+    """Compile bench/wsload_paced.c with the machine's C compiler into a temporary folder;
+    returns the shared library's path (None where that failed) and what was used (or why
+    not), for the report."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        return None, "Python loop (no C compiler found)"
+    source = PACED_SOURCE.read_bytes()
+    out = Path(tempfile.gettempdir()) / f"fxhost-wsload-{hashlib.sha256(source).hexdigest()[:16]}.so"
+    if not out.exists():
+        partial = out.with_suffix(f".{os.getpid()}.tmp")
+        done = subprocess.run(
+            [compiler, "-O2", "-shared", "-fPIC", "-o", str(partial), str(PACED_SOURCE)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            return None, f"Python loop (the C loop did not compile: {done.stderr.strip()[:200]})"
+        partial.replace(out)
+    return str(out), "C loop (bench/wsload_paced.c)"
+
+
+def _paced_c(
+    lib, clients: list[LeanClient], frames: list[bytes], due: np.ndarray, blocks: int, sent, received
+):
+    """_paced, run by the C library: the same loop, sends and stamps."""
+    for client in clients:
+        client.detach()
+        if client.buf:  # the warm-up block's reply was read whole: nothing may be left
+            raise RuntimeError("unread bytes before the paced part")
+    m = len(clients)
+    frame_len = len(frames[0])
+    if any(len(f) != frame_len for f in frames):
+        raise ValueError("the C loop sends frames of one size")
+    fds = (ctypes.c_int * m)(*(c.sock.fileno() for c in clients))
+    buf = b"".join(frames)
+    counts = (ctypes.c_long * m)()
+    closed = (ctypes.c_int * m)()
+    due = np.ascontiguousarray(due, dtype=np.float64)
+    for a in (sent, received):  # written in place by the C loop, row by row
+        if not (a.flags.c_contiguous and a.dtype == np.float64 and a.shape == (m, blocks)):
+            raise ValueError("sent and received must be C-ordered float64 arrays of (clients, blocks)")
+    ptr = ctypes.POINTER(ctypes.c_double)
+    rc = lib.paced(
+        ctypes.c_int(m),
+        fds,
+        ctypes.c_int(len(frames)),
+        ctypes.c_char_p(buf),
+        ctypes.c_long(frame_len),
+        due.ctypes.data_as(ptr),
+        ctypes.c_long(blocks),
+        sent.ctypes.data_as(ptr),
+        received.ctypes.data_as(ptr),
+        counts,
+        closed,
+        ctypes.c_double(SLACK),
+        ctypes.c_double(MIN_SLEEP),
+        ctypes.c_double(2.0),
+    )
+    if rc == -2:
+        raise RuntimeError("a partial frame was sent: the socket buffer is full")
+    if rc:
+        raise OSError(ctypes.get_errno(), "the C paced loop failed")
+    for j, client in enumerate(clients):
+        client.count, client.closed = counts[j], bool(closed[j])
 
 
 def _worker(conn, idle: bool) -> None:
@@ -350,7 +442,9 @@ class Generators:
     """``count`` generator processes, kept for the whole benchmark; with ``idle``, under
     the SCHED_IDLE policy (Linux)."""
 
-    def __init__(self, count: int, idle: bool = False):
+    def __init__(self, count: int, idle: bool = False, c_loop: bool = True):
+        #: The compiled C loop (None: the Python one), and which ran, for the report.
+        self.library, self.loop = build_paced() if c_loop else (None, "Python loop")
         ctx = multiprocessing.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(count):
@@ -379,7 +473,7 @@ class Generators:
         jobs = [[i for i in range(n) if i % count == g] for g in range(count)]
         used = [g for g in range(count) if jobs[g]]
         for g in used:
-            self.conns[g].send((port, path, start_msg, payloads, period, jobs[g], n, blocks))
+            self.conns[g].send((port, path, start_msg, payloads, period, jobs[g], n, blocks, self.library))
         for g in used:
             reply = self.conns[g].recv()
             if reply != "connected":
