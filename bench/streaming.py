@@ -3,7 +3,7 @@
 run side by side in the same run.
 
     uv run python bench/streaming.py [--quick] [--workers 2] [--generators 2]
-        [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5] [--paired 5]
+        [--rt-seconds 5] [--ramp-seconds 3] [--tp-seconds 5] [--paired 5] [--generator-loop c]
 
 1. Round-trip latency (send of a block -> receipt of its processed block), p50 and p99,
    for 1 and 16 concurrent real-time clients (one block every 5.333 ms each, paced
