@@ -18,6 +18,7 @@ and the server's answer is checked the same way.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import schemathesis
@@ -64,3 +65,21 @@ def map_query(ctx, query):
     if query and "sig" in query and len(str(query["sig"])) % 2:
         query = {name: value for name, value in query.items() if name not in ("sig", "exp")}
     return query
+
+
+#: A chain of the repository's plugins.toml, which the fuzzed servers load.
+CONFIGURED_CHAIN = "hall"
+
+
+@schemathesis.hook.apply_to(method="POST", path="/api/renders")
+def map_body(ctx, body):
+    """A render names a chain of the server's file, its steps, or a recorded chain. Drawn at
+    random, a name is almost never one the server has and steps rarely pass the effects'
+    rules, so in one keyed set-up five renders of some seven hundred were accepted (202),
+    and the links out of an accepted render (its status, events and cancel) were followed
+    only if those few happened to choose them: the cancel link was missed once in CI. Half
+    of the drawn bodies, by the parity of the drawn chain's length as JSON, name a chain
+    of plugins.toml, as most clients' renders do; the other half still fuzz the chain."""
+    if isinstance(body, dict) and "chain" in body and len(json.dumps(body["chain"])) % 2:
+        body = {**body, "chain": CONFIGURED_CHAIN}
+    return body
